@@ -1,0 +1,72 @@
+"""`python -m engine ...`: the engine's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from engine.download import VARIANT_REPOS, DownloadError, download_acestep, download_gguf
+from engine.logs import setup_logging
+from engine.settings import SettingsError, load_settings
+from engine.tier_report import format_policy, format_table
+from engine.tiers import DeviceError, detect_device, resolve
+
+
+def _tiers(args: argparse.Namespace) -> int:
+    if args.all:
+        print(format_table())
+        return 0
+    settings = load_settings()
+    policy = resolve(settings, detect_device(settings, apply_cap=False))
+    if args.json:
+        print(json.dumps(policy.as_dict(), indent=2, default=str))
+    else:
+        print(format_policy(policy))
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    try:
+        path = download_acestep(settings.checkpoint_dir, args.variant)
+        print(f"ACE-Step 1.5 ({args.variant}) is in {path}")
+        if args.gguf:
+            print(f"Songwriter model is in {download_gguf(args.gguf, settings.models_dir)}")
+    except DownloadError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tiers = commands.add_parser(
+        "tiers", help="show the detected device, its GPU tier and the settings in force"
+    )
+    tiers.add_argument("--all", action="store_true", help="print the whole tier table")
+    tiers.add_argument("--json", action="store_true", help="print the policy as JSON")
+    tiers.set_defaults(handler=_tiers)
+
+    download = commands.add_parser(
+        "download", help="download ACE-Step 1.5 weights (and optionally a GGUF) from the Hub"
+    )
+    download.add_argument("--variant", choices=sorted(VARIANT_REPOS), default="turbo")
+    download.add_argument(
+        "--gguf", metavar="OWNER/REPO/FILE.gguf", help="also fetch this songwriter GGUF"
+    )
+    download.set_defaults(handler=_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_level, settings.secrets)
+        return args.handler(args)
+    except (SettingsError, DeviceError) as exc:
+        print(exc, file=sys.stderr)
+        return 2

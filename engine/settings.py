@@ -1,0 +1,230 @@
+"""One typed settings object, read from `.env` and the environment.
+
+Every key keeps the name a user of the 8 GB guide expects (`CPU_OFFLOAD`,
+`BUFFER_SIZE`, ...). A wrong value stops start-up with one line per key that
+names the key, the value and what is allowed (`SettingsError`), and the
+Discord token is a `SecretStr` so it never shows in `repr`, logs or errors.
+
+Keys whose default depends on the GPU (`CPU_OFFLOAD`, `DIT_OFFLOAD`,
+`QUANTIZATION`, `TORCH_COMPILE`, `LLM_GPU_LAYERS`) accept `auto`, which
+`engine.tiers.resolve` turns into the tier's policy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE_VARIABLE = "RADIO_ENV_FILE"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_AUTO = {"", "auto"}
+
+
+def _tri_state(value: Any) -> Any:
+    """`auto`/empty -> None (the tier decides); true/false words -> bool."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _AUTO:
+        return None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("not a switch")
+
+
+def _strict_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("not a switch")
+
+
+def _auto_or_int(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and value.strip().lower() in _AUTO):
+        return None
+    return value
+
+
+def _empty_is_none(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+AutoSwitch = Annotated[bool | None, BeforeValidator(_tri_state)]
+Switch = Annotated[bool, BeforeValidator(_strict_bool)]
+
+_SWITCH = "true or false (also yes/no, on/off, 1/0)"
+_AUTO_SWITCH = "auto, true or false (also yes/no, on/off, 1/0)"
+
+
+def _field(default: Any, allowed: str, **constraints: Any) -> Any:
+    """A settings field that carries the human description of its allowed values."""
+    return Field(default, json_schema_extra={"allowed": allowed}, **constraints)
+
+
+class SettingsError(ValueError):
+    """Start-up configuration is wrong. `lines` holds one message per bad key."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+        super().__init__("\n".join(lines))
+
+
+class Settings(BaseSettings):
+    """Everything tunable from `.env`. See docs/configuration.md for each key."""
+
+    model_config = SettingsConfigDict(
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # Discord
+    discord_token: Annotated[SecretStr | None, BeforeValidator(_empty_is_none)] = _field(
+        None, "the bot token from the Discord developer portal"
+    )
+
+    # Device and memory policy (engine/tiers.py)
+    device: str = _field("auto", "auto, cpu, cuda or cuda:N")
+    max_cuda_vram: Annotated[float | None, BeforeValidator(_empty_is_none)] = _field(
+        None, "empty, or a number of GB from 1 to 1024", ge=1, le=1024
+    )
+    cpu_offload: AutoSwitch = _field(None, _AUTO_SWITCH)
+    dit_offload: AutoSwitch = _field(None, _AUTO_SWITCH)
+    quantization: Literal["auto", "none", "int8"] = _field("auto", "auto, none or int8")
+    torch_compile: AutoSwitch = _field(None, _AUTO_SWITCH)
+    overlapped_decode: Switch = _field(True, _SWITCH)
+    attention_backend: Literal["auto", "sdpa", "flash_attention_2"] = _field(
+        "auto", "auto, sdpa or flash_attention_2"
+    )
+
+    # Songwriter LLM
+    llm_model_name: str = _field(
+        "gemma-3-270m-q4_k_m.gguf",
+        "a GGUF file name in MODELS_DIR, or a path to a .gguf file",
+        min_length=1,
+    )
+    llm_gpu_layers: Annotated[int | None, BeforeValidator(_auto_or_int)] = _field(
+        None, "auto, -1 (all layers on the GPU), 0 (CPU only) or a number of layers", ge=-1
+    )
+    llm_context_size: int = _field(2048, "an integer from 512 to 131072", ge=512, le=131072)
+
+    # Songs
+    default_duration: int = _field(
+        60, "an integer number of seconds from 10 to 600, not above MAX_LENGTH_MAX", ge=10, le=600
+    )
+    max_length_max: int = _field(300, "an integer number of seconds from 30 to 600", ge=30, le=600)
+    batch_size: int = _field(1, "an integer from 1 to 8", ge=1, le=8)
+    buffer_size: int = _field(2, "an integer from 1 to 20", ge=1, le=20)
+
+    # Paths (relative paths are taken from the project folder)
+    checkpoint_dir: Path = _field(
+        Path("checkpoints"), "a folder: an ACE-Step 1.5 checkpoints/ folder or a diffusers pipeline"
+    )
+    models_dir: Path = _field(Path("models"), "a folder for GGUF songwriter models")
+    data_dir: Path = _field(Path("data"), "a folder for the database, caches and adapters")
+    tracks_dir: Path = _field(Path("data/tracks"), "a folder for finished tracks")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _field(
+        "INFO", "DEBUG, INFO, WARNING or ERROR"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        text = value.strip().lower()
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+            raise ValueError("unknown device")
+        return text
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("quantization", "attention_backend", mode="before")
+    @classmethod
+    def _lower_choice(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("checkpoint_dir", "models_dir", "data_dir", "tracks_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        value = value.expanduser()
+        return value if value.is_absolute() else PROJECT_ROOT / value
+
+    @model_validator(mode="after")
+    def _duration_within_max(self) -> Settings:
+        if self.default_duration > self.max_length_max:
+            raise ValueError(
+                f"DEFAULT_DURATION={self.default_duration} is above "
+                f"MAX_LENGTH_MAX={self.max_length_max}: allowed is at most MAX_LENGTH_MAX"
+            )
+        return self
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "radio.sqlite3"
+
+    @property
+    def secrets(self) -> list[str]:
+        """Secret values to scrub from any log line (see engine.logs)."""
+        if self.discord_token is None:
+            return []
+        return [self.discord_token.get_secret_value()]
+
+
+def _env_key(field_name: str) -> str:
+    return field_name.upper()
+
+
+def _format_error(error: dict[str, Any]) -> str:
+    if not error["loc"]:
+        # A model validator: its message already names the keys.
+        return "Invalid setting: " + str(error["msg"]).removeprefix("Value error, ")
+    name = str(error["loc"][0])
+    field = Settings.model_fields.get(name)
+    allowed = (field.json_schema_extra or {}).get("allowed") if field else None
+    shown = "<hidden>" if name == "discord_token" else repr(error.get("input"))
+    return f"Invalid setting {_env_key(name)}={shown}: allowed is {allowed or error['msg']}."
+
+
+def default_env_file() -> Path:
+    """The `.env` to read: `$RADIO_ENV_FILE` if set, else the project's `.env`."""
+    return Path(os.environ.get(ENV_FILE_VARIABLE) or PROJECT_ROOT / ".env")
+
+
+def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from `env_file` (default: `default_env_file()`) and the environment.
+
+    The environment wins over the file. Raises `SettingsError` with one line per
+    bad key.
+    """
+    path = env_file if env_file is not None else default_env_file()
+    try:
+        return Settings(_env_file=path if path.is_file() else None, **overrides)
+    except ValidationError as exc:
+        raise SettingsError([_format_error(e) for e in exc.errors()]) from None
