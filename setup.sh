@@ -9,7 +9,8 @@
 #   ./setup.sh --no-system do not try to install ffmpeg/libopus with apt
 #
 # Environment: PYTHON (interpreter for the venv, default python3),
-# TORCH_CUDA (CUDA builds to try in order, default "cu124 cu121 cu118").
+# TORCH_CUDA (CUDA builds to try in order, default "cu124 cu121 cu118"),
+# LLAMA_CUDA (1: build llama-cpp-python with CUDA even without a GPU; 0: never).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -92,7 +93,12 @@ trap 'rm -f "$CONSTRAINTS"' EXIT
 echo "torch==$TORCH_VERSION" >"$CONSTRAINTS"
 
 # --- 4. llama-cpp-python (compiles from source: about 7 minutes the first time, cached after).
-if command -v nvcc >/dev/null 2>&1; then
+# The CUDA build needs the toolkit (nvcc) and is only worth it with a GPU to run on;
+# LLAMA_CUDA=1 forces it (e.g. building on a GPU-less machine for later), LLAMA_CUDA=0 skips it.
+want_cuda_llama=0
+if command -v nvcc >/dev/null 2>&1 && { has_nvidia_gpu || [ "${LLAMA_CUDA:-}" = 1 ]; }; then want_cuda_llama=1; fi
+[ "${LLAMA_CUDA:-}" = 0 ] && want_cuda_llama=0
+if ((want_cuda_llama)); then
   if ! "$PY" -c 'import llama_cpp, sys; sys.exit(not llama_cpp.llama_supports_gpu_offload())' >/dev/null 2>&1; then
     say "building $LLAMA_SPEC with CUDA (nvcc found); this takes several minutes"
     CMAKE_ARGS="-DGGML_CUDA=on" FORCE_CMAKE=1 "${PIP[@]}" install -q --no-cache-dir --force-reinstall --no-deps "$LLAMA_SPEC" \
@@ -108,7 +114,7 @@ fi
 say "installing requirements (torch stays at $TORCH_VERSION)"
 "${PIP[@]}" install -q -c "$CONSTRAINTS" -r requirements.txt -r requirements-dev.txt
 
-if command -v nvcc >/dev/null 2>&1 && "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+if has_nvidia_gpu && command -v nvcc >/dev/null 2>&1 && "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
   if ! "$PY" -c 'import flash_attn' >/dev/null 2>&1; then
     say "installing optional GPU extras (flash-attn)"
     "${PIP[@]}" install -q -c "$CONSTRAINTS" --no-build-isolation -r requirements-gpu.txt \
