@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     max_length_max: int = _field(300, "an integer number of seconds from 30 to 600", ge=30, le=600)
     batch_size: int = _field(1, "an integer from 1 to 8", ge=1, le=8)
     buffer_size: int = _field(2, "an integer from 1 to 20", ge=1, le=20)
+    loudness_target: float = _field(
+        -14.0, "a loudness in LUFS from -40 to -5 (EBU R128)", ge=-40, le=-5
+    )
 
     # Paths (relative paths are taken from the project folder)
     checkpoint_dir: Path = _field(
