@@ -1,0 +1,379 @@
+"""MusicEngine: a SongSpec in, a finished 48 kHz stereo track out.
+
+The engine loads ACE-Step 1.5 once (through diffusers' `AceStepPipeline`),
+applies the memory policy of the GPU tier (quantization, compile, placement),
+and then makes song after song with the same models. Each song:
+
+1. clamp duration and batch to the tier, and let the VRAM guard lower the
+   batch or refuse before anything runs out of memory;
+2. run the text encoder, condition encoder and DiT through the pipeline with
+   `output_type="latent"` (progress reported per step);
+3. decode the latents with the adaptive VAE decoder (chunks sized from free
+   memory, with the three-step out-of-memory fallback);
+4. loudness-normalise and encode to a file (Ogg/Opus for the radio).
+
+`generate` blocks; the worker process calls it. One generation runs at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine import audio, placement, vram
+from engine.adapters import AdapterInfo, AdapterManager
+from engine.settings import Settings
+from engine.spec import SongSpec, Track
+from engine.tiers import EffectivePolicy, clamp_request, detect_device, resolve
+from engine.vae_decode import decode_adaptive, hop_length
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+#: Tiers whose DiT offload streams blocks instead of moving whole models (<= 6 GB).
+STREAMED_TIERS = ("tier1", "tier2")
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    steps: int
+    guidance: float
+    shift: float
+
+
+TURBO_DEFAULTS = SamplingDefaults(steps=8, guidance=1.0, shift=3.0)
+BASE_DEFAULTS = SamplingDefaults(steps=32, guidance=7.0, shift=3.0)
+
+
+class EngineError(RuntimeError):
+    """A song could not be made; the message says why."""
+
+
+def track_file_name(spec: SongSpec, seed: int, suffix: str) -> str:
+    """`20261121-093000-rainy-night-in-tokyo-1234.ogg`: sortable, safe on any filesystem."""
+    slug = re.sub(r"[^a-z0-9]+", "-", spec.title.lower()).strip("-")[:40] or "song"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{slug}-{seed}.{suffix}"
+
+
+class _StageClock:
+    """Times text encoding vs. DiT by noting when the DiT first runs."""
+
+    def __init__(self, transformer: torch.nn.Module, device: torch.device):
+        self.device = device
+        self.first_dit: float | None = None
+        self._handle = transformer.register_forward_pre_hook(self._mark)
+
+    def _mark(self, _module, _args) -> None:
+        if self.first_dit is None:
+            self.first_dit = self.now()
+
+    def now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+class MusicEngine:
+    """Loads the models once and sings `SongSpec`s. See the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        policy: EffectivePolicy | None = None,
+        checkpoint: Path | None = None,
+        variant: str | None = None,
+        pipeline=None,
+        is_turbo: bool | None = None,
+        is_xl: bool = False,
+    ):
+        self.settings = settings
+        self.policy = policy or resolve(settings, detect_device(settings))
+        self.device = torch.device(self.policy.device.torch_device)
+        self._lock = threading.Lock()
+        if pipeline is None:
+            pipeline, is_turbo, is_xl = self._load(checkpoint, variant)
+        self.pipe = pipeline
+        self.is_turbo = bool(pipeline.is_turbo if is_turbo is None else is_turbo)
+        self.is_xl = is_xl
+        self.defaults = TURBO_DEFAULTS if self.is_turbo else BASE_DEFAULTS
+        self.placement = placement.choose_placement(
+            on_accelerator=self.device.type != "cpu",
+            cpu_offload=self.policy.cpu_offload,
+            dit_offload=self.policy.dit_offload,
+            streamed=self.policy.tier.name in STREAMED_TIERS,
+        )
+        self._prepare()
+        self.adapters = AdapterManager(self.pipe)
+
+    def _load(self, checkpoint: Path | None, variant: str | None):
+        from engine.models import find_checkpoint, load_pipeline
+
+        source = find_checkpoint(self.settings, variant=variant, path=checkpoint)
+        pipe, info = load_pipeline(
+            source,
+            dtype=getattr(torch, self.policy.dtype),
+            attention=self.policy.attention,
+            cache_dir=self.settings.data_dir / "converted",
+        )
+        return pipe, info.is_turbo, info.is_xl
+
+    def _prepare(self) -> None:
+        """Quantize, compile and place the models, once."""
+        pipe = self.pipe
+        if self.policy.quantization == "int8":
+            placement.quantize_int8(pipe.transformer)
+        if self.policy.torch_compile:
+            placement.compile_modules([pipe.transformer])
+        self._offloader = placement.apply_placement(pipe, self.placement, self.device)
+        self._vae_home = self.device if self.placement == "resident" else torch.device("cpu")
+        pipe.vae.to(self._vae_home)
+        pipe.set_progress_bar_config(disable=True)
+        log.info(
+            "Engine ready: %s on %s (%s, %s), placement %s, quantization %s, compile %s",
+            "turbo" if self.is_turbo else "base/sft",
+            self.device,
+            self.policy.tier.name,
+            self.policy.dtype,
+            self.placement,
+            self.policy.quantization or "none",
+            "on" if self.policy.torch_compile else "off",
+        )
+
+    # --- adapters -----------------------------------------------------------
+    def load_adapter(self, path: Path, name: str | None = None, scale: float = 1.0) -> AdapterInfo:
+        with self._lock:
+            return self.adapters.load(path, name, scale)
+
+    def switch_adapter(self, name: str | None, scale: float | None = None) -> None:
+        with self._lock:
+            self.adapters.switch(name, scale)
+
+    def unload_adapter(self, name: str) -> None:
+        with self._lock:
+            self.adapters.unload(name)
+
+    # --- generation ---------------------------------------------------------
+    def _free_gb(self) -> float | None:
+        if self.device.type != "cuda":
+            return None
+        return vram.free_vram_gb(
+            self.device.index or 0,
+            self.policy.device.vram_gb if self.policy.device.simulated else None,
+        )
+
+    def _empty_cache(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def generate(
+        self,
+        spec: SongSpec,
+        *,
+        out_path: Path | None = None,
+        fmt: str = "ogg",
+        batch: int = 1,
+        steps: int | None = None,
+        guidance: float | None = None,
+        shift: float | None = None,
+        progress: Progress | None = None,
+    ) -> list[Track]:
+        """Sing `spec` `batch` times (seeds `seed`, `seed+1`, ...); returns one Track each.
+
+        `out_path` names the first file (the others get `-2`, `-3`, ... suffixes);
+        by default files go to `TRACKS_DIR`.
+        """
+        if fmt not in audio.CODECS:
+            raise EngineError(
+                f"unknown output format '{fmt}': allowed are {', '.join(audio.CODECS)}"
+            )
+        with self._lock:
+            return self._generate(spec, out_path, fmt, batch, steps, guidance, shift, progress)
+
+    def _generate(
+        self, spec, out_path, fmt, batch, steps, guidance, shift, progress
+    ) -> list[Track]:
+        clamped = clamp_request(spec.duration, batch, self.policy)
+        warnings = list(clamped.warnings)
+        cfg = not self.is_turbo and (guidance or self.defaults.guidance) > 1.0
+        free_gb = self._free_gb()
+        batch = clamped.batch
+        if free_gb is not None:
+            decision = vram.guard(clamped.duration, batch, free_gb, xl=self.is_xl, cfg=cfg)
+            batch = decision.batch
+            warnings += decision.warnings
+        duration = clamped.duration
+        seed = spec.seed if spec.seed is not None else random.randrange(2**31)
+        steps = steps or self.defaults.steps
+        guidance = guidance if guidance is not None else self.defaults.guidance
+        shift = shift or self.defaults.shift
+        if not 1 <= steps <= 200:
+            raise EngineError(f"steps={steps} is not allowed: use 1 to 200")
+
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)]
+
+        def on_step(_pipe, index: int, _t, kwargs: dict) -> dict:
+            if progress is not None:
+                progress(index + 1, steps)
+            return kwargs
+
+        clock = _StageClock(self.pipe.transformer, self.device)
+        started = clock.now()
+        try:
+            latents = self.pipe(
+                prompt=[spec.caption] * batch,
+                lyrics=[spec.lyrics] * batch,
+                vocal_language=[spec.language] * batch,
+                audio_duration=float(duration),
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                shift=shift,
+                generator=generators,
+                bpm=spec.bpm,
+                keyscale=spec.key,
+                timesignature=spec.beats_per_bar,
+                output_type="latent",
+                callback_on_step_end=on_step,
+            ).audios
+            dit_done = clock.now()
+        except torch.OutOfMemoryError as exc:
+            raise EngineError(
+                f"out of GPU memory while generating a {duration} s track (batch {batch}): "
+                "ask for a shorter track or turn on CPU_OFFLOAD/DIT_OFFLOAD"
+            ) from exc
+        finally:
+            clock.close()
+            self._after_stages()
+        text_done = clock.first_dit or dit_done
+
+        chunk = vram.vae_chunk_frames(free_gb)
+        try:
+            waveforms, report = decode_adaptive(
+                self.pipe.vae,
+                latents.transpose(1, 2),
+                self.device,
+                chunk=chunk,
+                overlap=vram.VAE_OVERLAP,
+                overlapped=self.policy.overlapped_decode,
+                free_memory=self._empty_cache,
+            )
+        finally:
+            self.pipe.vae.to(self._vae_home)
+        decoded = clock.now()
+        warnings += [f"VAE decode fell back from {name}" for name in report.fallbacks]
+
+        sample_rate = int(self.pipe.vae.config.sampling_rate)
+        samples = round(duration * sample_rate)
+        peak_mb = (
+            torch.cuda.max_memory_allocated(self.device) / 1024**2
+            if self.device.type == "cuda"
+            else None
+        )
+        used = {
+            "steps": steps,
+            "guidance": guidance if cfg else 1.0,
+            "shift": shift,
+            "batch": batch,
+            "device": str(self.device),
+            "tier": self.policy.tier.name,
+            "dtype": self.policy.dtype,
+            "attention": self.policy.attention,
+            "placement": self.placement,
+            "quantization": self.policy.quantization or "none",
+            "torch_compile": self.policy.torch_compile,
+            "vae_decode": report.strategy,
+            "vae_chunk_frames": report.chunk_frames,
+            "adapter": self.adapters.active,
+            "adapter_scale": self.adapters.loaded[self.adapters.active].scale
+            if self.adapters.active
+            else None,
+            "loudness_target": self.settings.loudness_target,
+        }
+        tracks = []
+        for index in range(batch):
+            wave = _anti_clip(waveforms[index, :, :samples].numpy())
+            path = self._output_path(spec, seed + index, fmt, out_path, index)
+            encode_start = time.perf_counter()
+            encoded = audio.encode(
+                wave,
+                path,
+                sample_rate=sample_rate,
+                title=spec.title,
+                artist="AI Radio",
+                target_lufs=self.settings.loudness_target,
+                fmt=fmt,
+            )
+            timings = {
+                "text": text_done - started,
+                "dit": dit_done - text_done,
+                "vae": decoded - dit_done,
+                "encode": time.perf_counter() - encode_start,
+            }
+            tracks.append(
+                Track(
+                    path=str(encoded.path),
+                    spec=spec.model_copy(update={"seed": seed + index, "duration": duration}),
+                    duration=encoded.duration,
+                    sample_rate=sample_rate,
+                    seed=seed + index,
+                    timings=timings,
+                    peak_memory_mb=peak_mb,
+                    settings=used,
+                    warnings=tuple(warnings),
+                )
+            )
+        log.info(
+            "Made '%s' (%d s, seed %d): text %.2fs, DiT %.2fs, VAE %.2fs",
+            spec.title,
+            duration,
+            seed,
+            text_done - started,
+            dit_done - text_done,
+            decoded - dit_done,
+        )
+        return tracks
+
+    def _after_stages(self) -> None:
+        """Send offloaded models back to the CPU between songs."""
+        if self._offloader is not None:
+            self._offloader.release()
+        if self.placement == "dit-offload":
+            self.pipe.maybe_free_model_hooks()
+
+    def _output_path(
+        self, spec: SongSpec, seed: int, fmt: str, out_path: Path | None, index: int
+    ) -> Path:
+        if out_path is None:
+            return self.settings.tracks_dir / track_file_name(spec, seed, fmt)
+        out_path = Path(out_path)
+        return (
+            out_path
+            if index == 0
+            else out_path.with_name(f"{out_path.stem}-{index + 1}{out_path.suffix}")
+        )
+
+    @property
+    def samples_per_frame(self) -> int:
+        return hop_length(self.pipe.vae)
+
+
+def _anti_clip(wave: np.ndarray) -> np.ndarray:
+    """Scale down a waveform whose peak exceeds full scale (the pipeline's own rule)."""
+    peak = float(np.abs(wave).max(initial=0.0))
+    return wave / peak if peak > 1.0 else wave

@@ -1,0 +1,90 @@
+"""GPU memory: how much is free, what a song needs, and the guard in between.
+
+The per-sample estimate is upstream ACE-Step's (activations only; the models
+are already resident): 0.5 GB for 60 s plus 0.15 GB per extra minute, x1.7
+for XL models and x2 with classifier-free guidance, plus a 1.5 GB margin.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+MARGIN_GB = 1.5
+#: (minimum free GB, VAE decode chunk in latent frames); 25 frames = 1 s of audio.
+VAE_CHUNKS = ((24.0, 512), (16.0, 384), (12.0, 256), (0.0, 128))
+CPU_VAE_CHUNK = 256
+VAE_OVERLAP = 64
+
+
+class VramError(RuntimeError):
+    """A request cannot fit in GPU memory, even at batch 1. The message says why."""
+
+
+def estimate_gb(duration: float, batch: int = 1, *, xl: bool = False, cfg: bool = False) -> float:
+    """GPU memory a generation needs beyond the resident models, in GB."""
+    per_sample = 0.5 + 0.15 * max(duration - 60.0, 0.0) / 60.0
+    if xl:
+        per_sample *= 1.7
+    if cfg:
+        per_sample *= 2.0
+    return per_sample * batch
+
+
+def free_vram_gb(device_index: int = 0, cap_gb: float | None = None) -> float:
+    """Free GPU memory in GB: what the driver reports plus what torch has cached but
+    not allocated. With `MAX_CUDA_VRAM` (`cap_gb`) the cap counts as the card's size."""
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(device_index)
+    reserved = torch.cuda.memory_reserved(device_index)
+    allocated = torch.cuda.memory_allocated(device_index)
+    if cap_gb is not None:
+        free = min(free, int(cap_gb * 1024**3) - reserved)
+    return max(free + reserved - allocated, 0) / 1024**3
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    batch: int
+    needed_gb: float
+    free_gb: float
+    warnings: tuple[str, ...]
+
+
+def guard(
+    duration: float, batch: int, free_gb: float, *, xl: bool = False, cfg: bool = False
+) -> GuardDecision:
+    """Lower `batch` until the song fits in `free_gb`, or refuse with `VramError`."""
+    warnings: list[str] = []
+    fitted = batch
+    while fitted > 1 and estimate_gb(duration, fitted, xl=xl, cfg=cfg) + MARGIN_GB > free_gb:
+        fitted -= 1
+    needed = estimate_gb(duration, fitted, xl=xl, cfg=cfg)
+    if needed + MARGIN_GB > free_gb:
+        raise VramError(
+            f"not enough GPU memory for a {duration:g} s track: it needs about "
+            f"{needed + MARGIN_GB:.1f} GB (with a {MARGIN_GB} GB margin) and {free_gb:.1f} GB "
+            "is free. Ask for a shorter track, set LLM_GPU_LAYERS=0 to move the songwriter "
+            "off the GPU, or turn on CPU_OFFLOAD."
+        )
+    if fitted < batch:
+        warnings.append(
+            f"batch lowered from {batch} to {fitted}: {free_gb:.1f} GB of GPU memory is free "
+            f"and {batch} songs of {duration:g} s need about "
+            f"{estimate_gb(duration, batch, xl=xl, cfg=cfg) + MARGIN_GB:.1f} GB"
+        )
+        log.warning("VRAM guard: %s", warnings[-1])
+    return GuardDecision(fitted, needed, free_gb, tuple(warnings))
+
+
+def vae_chunk_frames(free_gb: float | None) -> int:
+    """The VAE decode chunk for the free memory (`None`: decoding on the CPU)."""
+    if free_gb is None:
+        return CPU_VAE_CHUNK
+    for minimum, frames in VAE_CHUNKS:
+        if free_gb >= minimum:
+            return frames
+    return VAE_CHUNKS[-1][1]
