@@ -143,6 +143,13 @@ class Settings(BaseSettings):
         -14.0, "a loudness in LUFS from -40 to -5 (EBU R128)", ge=-40, le=-5
     )
 
+    # Station (bot/store.py)
+    tracks_disk_budget_mb: int = _field(
+        2048, "an integer number of MB from 100 to 1048576", ge=100, le=1_048_576
+    )
+    max_queue_per_user: int = _field(3, "an integer from 1 to 50", ge=1, le=50)
+    max_queue_per_guild: int = _field(20, "an integer from 1 to 500", ge=1, le=500)
+
     # Paths (relative paths are taken from the project folder)
     checkpoint_dir: Path = _field(
         Path("checkpoints"), "a folder: an ACE-Step 1.5 checkpoints/ folder or a diffusers pipeline"
