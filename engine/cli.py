@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from engine.download import VARIANT_REPOS, DownloadError, download_acestep, download_gguf
 from engine.logs import setup_logging
@@ -39,6 +40,36 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tiny_checkpoint(args: argparse.Namespace) -> int:
+    from engine.tiny import NOTICE, write_tiny_checkpoint
+
+    try:
+        path = write_tiny_checkpoint(args.dir, layout=args.layout, variant=args.variant)
+    except FileExistsError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"Tiny ACE-Step 1.5 ({args.variant}, {args.layout} layout) written to {path}")
+    print(NOTICE)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from engine.checkpoints import CheckpointError, inspect_checkpoint
+    from engine.convert import convert_original
+
+    try:
+        info = inspect_checkpoint(args.src, args.variant)
+        if info.layout == "diffusers":
+            print(f"{info.path} is already in the diffusers layout", file=sys.stderr)
+            return 1
+        convert_original(info.path, info.name, args.dst)
+    except CheckpointError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{info.describe()} converted to the diffusers layout in {args.dst}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -58,6 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--gguf", metavar="OWNER/REPO/FILE.gguf", help="also fetch this songwriter GGUF"
     )
     download.set_defaults(handler=_download)
+
+    tiny = commands.add_parser(
+        "tiny-checkpoint",
+        help="write a tiny random-weight model (noise, not music) to try every command",
+    )
+    tiny.add_argument("dir", type=Path, help="an empty or new folder")
+    tiny.add_argument("--layout", choices=["diffusers", "original"], default="diffusers")
+    tiny.add_argument("--variant", choices=["turbo", "base", "sft"], default="turbo")
+    tiny.set_defaults(handler=_tiny_checkpoint)
+
+    convert = commands.add_parser(
+        "convert", help="convert an original ACE-Step 1.5 checkpoints/ folder to diffusers"
+    )
+    convert.add_argument("src", type=Path, help="the original checkpoints/ folder")
+    convert.add_argument("dst", type=Path, help="a new folder for the diffusers pipeline")
+    convert.add_argument("--variant", help="turbo (default), base, sft, xl-turbo, ...")
+    convert.set_defaults(handler=_convert)
     return parser
 
 

@@ -20,3 +20,21 @@ def env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.write_text("")
     monkeypatch.setenv(ENV_FILE_VARIABLE, str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight ACE-Step 1.5 (engine.tiny) in the diffusers layout, built
+    once per session. Shared: copy it before changing anything in it."""
+    from engine.tiny import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "diffusers")
+
+
+@pytest.fixture(scope="session")
+def tiny_original_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny model as `tiny_checkpoint_dir` (same weights) in the original
+    ACE-Step layout: `acestep-v15-turbo/`, `vae/`, `Qwen3-Embedding-0.6B/`. Shared."""
+    from engine.tiny import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoints", layout="original")
