@@ -96,7 +96,7 @@ def compute_stats(conn: sqlite3.Connection, guild_id: int | None) -> StationStat
         guild_id=guild_id,
         songs_generated=len(rows),
         songs_played=played,
-        audio_seconds=sum(row["duration"] for row in rows),
+        audio_seconds=float(sum(row["duration"] for row in rows)),
         generation_p50=percentile(generation, 50),
         generation_p90=percentile(generation, 90),
         generation_p99=percentile(generation, 99),
