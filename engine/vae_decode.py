@@ -6,10 +6,11 @@ sides, and those edges are cut away afterwards ("overlap and discard"), so
 the seams fall where the decoder saw full context.
 
 On out-of-memory, three strategies are tried in order (each logged):
-1. `gpu-tiled`: windows decoded on the accelerator, audio kept there.
-2. `gpu-tiled-cpu-audio`: the same, but each window's audio moves to the CPU
+1. `tiled`: windows decoded on the accelerator, audio kept there.
+2. `tiled-audio-to-cpu`: the same, but each window's audio moves to the CPU
    at once, so only one window's audio is ever on the accelerator.
 3. `cpu`: the VAE moves to the CPU and decodes there (slow, but it finishes).
+On a CPU-only machine all three run on the CPU.
 With `OVERLAPPED_DECODE` off, step 1 decodes the whole song in one go.
 """
 
@@ -24,7 +25,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("gpu-tiled", "gpu-tiled-cpu-audio", "cpu")
+STRATEGIES = ("tiled", "tiled-audio-to-cpu", "cpu")
 
 
 @dataclass(frozen=True)
@@ -85,15 +86,10 @@ def decode_adaptive(
     cpu = torch.device("cpu")
     fallbacks: list[str] = []
     attempts: list[tuple[str, torch.device, int, torch.device]] = [
-        ("gpu-tiled", device, chunk if overlapped else 0, device),
-        ("gpu-tiled-cpu-audio", device, chunk, cpu),
-        ("cpu", cpu, max(chunk, 1), cpu),
+        ("tiled", device, chunk if overlapped else 0, device),
+        ("tiled-audio-to-cpu", device, chunk, cpu),
+        ("cpu", cpu, chunk, cpu),
     ]
-    if device.type == "cpu":
-        attempts = [
-            ("cpu", cpu, chunk if overlapped else 0, cpu),
-            ("cpu", cpu, max(chunk // 2, 1), cpu),
-        ]
     for index, (name, run_on, window, audio_on) in enumerate(attempts):
         try:
             vae.to(run_on)

@@ -1,0 +1,205 @@
+"""MusicEngine with tiny random-weight models of the real architectures (engine.tiny)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from engine import placement
+from engine.audio import probe
+from engine.pipeline import EngineError, MusicEngine
+from engine.settings import load_settings
+from engine.spec import SongSpec
+from engine.tiers import DeviceInfo, resolve
+from engine.tiny import build_tiny_pipeline
+
+SPEC = SongSpec(
+    title="Rainy Night",
+    caption="lo-fi piano, soft rain",
+    lyrics="[verse]\nrain on the window",
+    bpm=90,
+    key="A minor",
+    duration=10,
+    seed=1234,
+)
+CPU = DeviceInfo("cpu", None, "CPU", None, None, None, False)
+
+
+@pytest.fixture
+def settings(env_file: Path, tmp_path: Path):
+    return load_settings(tracks_dir=tmp_path / "tracks", data_dir=tmp_path / "data")
+
+
+def make_engine(settings, variant: str = "turbo", **policy_changes) -> MusicEngine:
+    policy = dataclasses.replace(resolve(settings, CPU), **policy_changes)
+    return MusicEngine(settings, policy=policy, pipeline=build_tiny_pipeline(variant, seed=0))
+
+
+def wave(track) -> np.ndarray:
+    data, _ = sf.read(track.path, dtype="float32")
+    return data
+
+
+@pytest.fixture
+def engine(settings) -> MusicEngine:
+    return make_engine(settings)
+
+
+def test_generates_a_real_opus_file_with_the_right_duration(engine: MusicEngine) -> None:
+    steps: list[tuple[int, int]] = []
+    track = engine.generate(SPEC, progress=lambda i, n: steps.append((i, n)))[0]
+    info = probe(Path(track.path))
+    assert info.codec == "opus" and info.sample_rate == 48_000 and info.channels == 2
+    assert info.duration == pytest.approx(10.0, abs=0.05)
+    assert info.tags["title"] == "Rainy Night"
+    assert steps == [(i, 8) for i in range(1, 9)]  # turbo: 8 steps, one callback each
+    assert track.seed == 1234 and track.duration == pytest.approx(10.0)
+    assert set(track.timings) == {"text", "dit", "vae", "encode"}
+    assert all(v >= 0 for v in track.timings.values())
+    assert track.settings["steps"] == 8 and track.settings["shift"] == 3.0
+    assert track.settings["guidance"] == 1.0 and track.peak_memory_mb is None
+    assert Path(track.path).parent == engine.settings.tracks_dir
+
+
+def test_same_seed_same_audio_other_seed_other_audio(engine: MusicEngine, tmp_path: Path) -> None:
+    a = engine.generate(SPEC, out_path=tmp_path / "a.wav", fmt="wav")[0]
+    b = engine.generate(SPEC, out_path=tmp_path / "b.wav", fmt="wav")[0]
+    c = engine.generate(
+        SPEC.model_copy(update={"seed": 99}), out_path=tmp_path / "c.wav", fmt="wav"
+    )[0]
+    assert np.array_equal(wave(a), wave(b))
+    assert not np.allclose(wave(a), wave(c))
+
+
+def test_batch_gives_one_track_per_seed(engine: MusicEngine, tmp_path: Path) -> None:
+    engine.policy = dataclasses.replace(engine.policy, max_batch=2)
+    tracks = engine.generate(SPEC, batch=2, out_path=tmp_path / "song.wav", fmt="wav")
+    assert [t.seed for t in tracks] == [1234, 1235]
+    assert [Path(t.path).name for t in tracks] == ["song.wav", "song-2.wav"]
+    single = engine.generate(
+        SPEC.model_copy(update={"seed": 1235}), out_path=tmp_path / "s.wav", fmt="wav"
+    )
+    # batched matmuls round differently, so equal up to float noise
+    assert np.allclose(wave(tracks[1]), wave(single[0]), atol=2e-3)
+
+
+def test_duration_and_batch_are_clamped_with_warnings(engine: MusicEngine, tmp_path: Path) -> None:
+    engine.policy = dataclasses.replace(engine.policy, max_duration=12, max_batch=1)
+    track = engine.generate(
+        SPEC.model_copy(update={"duration": 600}), batch=3, out_path=tmp_path / "x.ogg"
+    )[0]
+    assert track.duration == pytest.approx(12.0) and track.spec.duration == 12
+    assert len(track.warnings) == 2
+    assert "600 s" in track.warnings[0] and "batch of 3" in track.warnings[1]
+
+
+def test_models_are_loaded_once_and_reused(engine: MusicEngine, tmp_path: Path) -> None:
+    transformer = engine.pipe.transformer
+    for name in ("a", "b"):
+        engine.generate(SPEC, out_path=tmp_path / f"{name}.ogg")
+    assert engine.pipe.transformer is transformer
+
+
+def test_bad_requests_give_clear_errors(engine: MusicEngine, tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="unknown output format 'aac'"):
+        engine.generate(SPEC, fmt="aac")
+    with pytest.raises(EngineError, match="steps=500 is not allowed"):
+        engine.generate(SPEC, steps=500)
+
+
+def test_base_model_uses_cfg_with_the_learned_null_embedding(settings, tmp_path: Path) -> None:
+    engine = make_engine(settings, variant="base")
+    assert not engine.is_turbo
+    calls: list[int] = []
+    handle = engine.pipe.transformer.register_forward_pre_hook(
+        lambda _m, _a, kw: calls.append(kw["hidden_states"].shape[0]), with_kwargs=True
+    )
+    track = engine.generate(SPEC, steps=3, out_path=tmp_path / "base.ogg")[0]
+    handle.remove()
+    assert track.settings["guidance"] == 7.0 and track.settings["steps"] == 3
+    assert calls == [2, 2, 2]  # conditional and null condition in one batch per step
+
+
+def _outputs_match(
+    settings, tmp_path: Path, name: str, **policy_changes
+) -> tuple[MusicEngine, np.ndarray]:
+    engine = make_engine(settings, **policy_changes)
+    return engine, wave(engine.generate(SPEC, out_path=tmp_path / f"{name}.wav", fmt="wav")[0])
+
+
+@pytest.mark.parametrize("mode", ["cpu-offload", "dit-offload", "streamed"])
+def test_each_placement_gives_the_same_song(settings, tmp_path: Path, mode: str) -> None:
+    """The placements only move models; the CPU stands in for the accelerator here."""
+    _, reference = _outputs_match(settings, tmp_path, "ref")
+    pipe = build_tiny_pipeline("turbo", seed=0)
+    offloader = placement.apply_placement(pipe, mode, torch.device("cpu"))
+    engine = MusicEngine(settings, policy=resolve(settings, CPU), pipeline=pipe)
+    engine.placement, engine._offloader = mode, offloader
+    got = wave(engine.generate(SPEC, out_path=tmp_path / "p.wav", fmt="wav")[0])
+    assert np.array_equal(got, reference)
+    if mode == "cpu-offload":
+        assert offloader.on_device == set()  # released after the song
+    if mode == "dit-offload":
+        assert pipe._all_hooks  # accelerate's offload hooks are in place
+
+
+def test_stage_offloader_moves_one_module_at_a_time() -> None:
+    seen: list[set[str]] = []
+    a, b, resident = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    offloader = placement.StageOffloader(torch.device("cpu"), {"a": a, "b": b}, {"r": resident})
+    a(torch.ones(2))
+    seen.append(set(offloader.on_device))
+    b(torch.ones(2))
+    seen.append(set(offloader.on_device))
+    resident(torch.ones(2))
+    seen.append(set(offloader.on_device))
+    assert seen == [{"a"}, {"b"}, set()]
+
+
+def test_choose_placement_follows_the_policy() -> None:
+    choose = placement.choose_placement
+    assert (
+        choose(on_accelerator=False, cpu_offload=True, dit_offload=True, streamed=True)
+        == "resident"
+    )
+    assert (
+        choose(on_accelerator=True, cpu_offload=False, dit_offload=False, streamed=False)
+        == "resident"
+    )
+    assert (
+        choose(on_accelerator=True, cpu_offload=True, dit_offload=False, streamed=False)
+        == "cpu-offload"
+    )
+    assert (
+        choose(on_accelerator=True, cpu_offload=True, dit_offload=True, streamed=False)
+        == "dit-offload"
+    )
+    assert (
+        choose(on_accelerator=True, cpu_offload=True, dit_offload=True, streamed=True) == "streamed"
+    )
+    with pytest.raises(ValueError, match="unknown placement"):
+        placement.apply_placement(build_tiny_pipeline(), "everywhere", torch.device("cpu"))
+
+
+def test_int8_quantization_runs_and_stays_close(settings, tmp_path: Path) -> None:
+    _, reference = _outputs_match(settings, tmp_path, "ref")
+    engine, quantized = _outputs_match(settings, tmp_path, "q", quantization="int8")
+    weight = engine.pipe.transformer.layers[0].self_attn.to_q.weight
+    assert "Int8" in type(weight).__name__
+    assert engine.generate(SPEC, out_path=tmp_path / "q2.ogg")[0].settings["quantization"] == "int8"
+    assert quantized.shape == reference.shape
+    assert not np.array_equal(quantized, reference)
+
+
+def test_torch_compile_is_applied(settings, tmp_path: Path) -> None:
+    engine = make_engine(settings, torch_compile=True)
+    assert engine.pipe.transformer._compiled_call_impl is not None
+    track = engine.generate(
+        SPEC.model_copy(update={"duration": 10}), steps=2, out_path=tmp_path / "c.ogg"
+    )[0]
+    assert track.settings["torch_compile"] is True
