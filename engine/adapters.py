@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 ADAPTER_FILES = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_PEFT_RENAMES = {"q_proj": "to_q", "k_proj": "to_k", "v_proj": "to_v", "o_proj": "to_out.0"}
 
 
 class AdapterError(RuntimeError):
@@ -95,18 +94,15 @@ def _peft_metadata(weights: Path, state: dict[str, torch.Tensor]) -> dict | None
         rank, alpha = int(config["r"]), float(config.get("lora_alpha", config["r"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise AdapterError(f"'{config_file}' is not a valid PEFT adapter config: {exc}") from None
+    # The state dict is already in diffusers naming here; peft accepts full module paths.
     targets = sorted(
-        {
-            _PEFT_RENAMES.get(k.split(".lora_A.")[0].rsplit(".", 1)[-1], "")
-            for k in state
-            if ".lora_A." in k
-        }
-        - {""}
+        {k.split(".lora_A.")[0].removeprefix("transformer.") for k in state if ".lora_A." in k}
     )
+    # diffusers reads per-component metadata under the component's prefix.
     return {
-        "r": rank,
-        "lora_alpha": alpha,
-        "target_modules": targets or ["to_q", "to_k", "to_v", "to_out.0"],
+        "transformer.r": rank,
+        "transformer.lora_alpha": alpha,
+        "transformer.target_modules": targets,
     }
 
 
@@ -163,14 +159,11 @@ class AdapterManager:
         state, metadata = self.pipe.lora_state_dict(str(weights), return_lora_metadata=True)
         if not metadata:
             metadata = _peft_metadata(weights, state)
-        transformer_state = {k.removeprefix("transformer."): v for k, v in state.items()}
         before = {n for n, _ in self.transformer.named_modules()}
         self.transformer.load_lora_adapter(
-            transformer_state, adapter_name=name, metadata=metadata, _pipeline=self.pipe
+            state, prefix="transformer", adapter_name=name, metadata=metadata, _pipeline=self.pipe
         )
-        if {
-            n for n, _ in self.transformer.named_modules()
-        } == before and name not in self._peft_adapters():
+        if {n for n, _ in self.transformer.named_modules()} == before:
             raise AdapterError(f"adapter '{name}' matches no layer of this model")
 
     def _load_lokr(self, weights: Path, state: dict[str, torch.Tensor], name: str) -> None:
