@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 from engine.download import VARIANT_REPOS, DownloadError, download_acestep, download_gguf
+from engine.generate_command import add_generate_command
 from engine.logs import setup_logging
 from engine.settings import SettingsError, load_settings
 from engine.tier_report import format_policy, format_table
 from engine.tiers import DeviceError, detect_device, resolve
+from engine.write_command import add_write_command
 
 
 def _tiers(args: argparse.Namespace) -> int:
@@ -106,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("dst", type=Path, help="a new folder for the diffusers pipeline")
     convert.add_argument("--variant", help="turbo (default), base, sft, xl-turbo, ...")
     convert.set_defaults(handler=_convert)
+
+    add_write_command(commands)
+    add_generate_command(commands)
     return parser
 
 

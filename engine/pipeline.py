@@ -121,15 +121,16 @@ class MusicEngine:
         self.adapters = AdapterManager(self.pipe)
 
     def _load(self, checkpoint: Path | None, variant: str | None):
-        from engine.models import find_checkpoint, load_pipeline
+        from engine.models import converted_cache_dir, find_checkpoint, load_pipeline
 
         source = find_checkpoint(self.settings, variant=variant, path=checkpoint)
         pipe, info = load_pipeline(
             source,
-            dtype=getattr(torch, self.policy.dtype),
+            dtype=self.policy.dtype,
             attention=self.policy.attention,
-            cache_dir=self.settings.data_dir / "converted",
+            cache_dir=converted_cache_dir(self.settings),
         )
+        log.info("Loaded %s", info.describe())
         return pipe, info.is_turbo, info.is_xl
 
     def _prepare(self) -> None:

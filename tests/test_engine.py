@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,7 @@ import torch
 from engine import placement
 from engine.audio import probe
 from engine.pipeline import EngineError, MusicEngine
-from engine.settings import load_settings
+from engine.settings import PROJECT_ROOT, load_settings
 from engine.spec import SongSpec
 from engine.tiers import DeviceInfo, resolve
 from engine.tiny import build_tiny_pipeline
@@ -203,3 +206,78 @@ def test_torch_compile_is_applied(settings, tmp_path: Path) -> None:
         SPEC.model_copy(update={"duration": 10}), steps=2, out_path=tmp_path / "c.ogg"
     )[0]
     assert track.settings["torch_compile"] is True
+
+
+@pytest.mark.parametrize("layout", ["diffusers", "original"])
+def test_engine_loads_either_layout_through_the_real_loader(
+    settings, tmp_path: Path, layout: str, tiny_checkpoint_dir, tiny_original_checkpoint_dir
+) -> None:
+    folder = tiny_checkpoint_dir if layout == "diffusers" else tiny_original_checkpoint_dir
+    engine = MusicEngine(settings, policy=resolve(settings, CPU), checkpoint=folder)
+    assert engine.is_turbo
+    track = engine.generate(SPEC, out_path=tmp_path / "song.ogg")[0]
+    assert probe(Path(track.path)).duration == pytest.approx(10.0, abs=0.05)
+
+
+def _run_engine_cli(args: list[str], env_file: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RADIO_ENV_FILE": str(env_file)}
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_generate_command_writes_a_playable_file(
+    env_file: Path, tmp_path: Path, tiny_checkpoint_dir
+) -> None:
+    out = tmp_path / "song.flac"
+    args = [
+        "generate",
+        "--caption",
+        "lo-fi piano",
+        "--lyrics",
+        "[verse]\nhello",
+        "--duration",
+        "10",
+    ]
+    args += ["--out", str(out), "--checkpoint", str(tiny_checkpoint_dir), "--seed", "42"]
+    result = _run_engine_cli(args, env_file)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Wrote {out} (10.0 s, seed 42)" in result.stdout
+    assert "DiT" in result.stdout and "VAE" in result.stdout
+    info = probe(out)
+    assert (
+        info.codec == "flac"
+        and info.sample_rate == 48_000
+        and info.duration == pytest.approx(10.0, abs=0.01)
+    )
+
+
+def test_generate_command_explains_bad_input(env_file: Path, tmp_path: Path) -> None:
+    result = _run_engine_cli(
+        ["generate", "--caption", "x", "--out", str(tmp_path / "a.aac")], env_file
+    )
+    assert result.returncode == 2 and "allowed suffixes are" in result.stderr
+    result = _run_engine_cli(
+        ["generate", "--caption", "x", "--bpm", "999", "--out", str(tmp_path / "a.ogg")], env_file
+    )
+    assert result.returncode == 2 and "invalid song" in result.stderr and "bpm" in result.stderr
+    missing = tmp_path / "nothing-here"
+    missing.mkdir()
+    result = _run_engine_cli(
+        [
+            "generate",
+            "--caption",
+            "x",
+            "--out",
+            str(tmp_path / "a.ogg"),
+            "--checkpoint",
+            str(missing),
+        ],
+        env_file,
+    )
+    assert result.returncode == 1 and "setup.sh --models" in result.stderr
