@@ -232,6 +232,14 @@ def _candidates(folder: Path) -> dict[str, tuple[Layout, str]]:
     return found
 
 
+def _is_dit_folder(path: Path) -> bool:
+    """An original DiT folder (`checkpoints/acestep-v15-turbo`) given by itself."""
+    config = path / "config.json"
+    if not config.is_file() or not (path.parent / VAE_FOLDER).is_dir():
+        return False
+    return path.name.startswith(DIT_PREFIX) or _read_json(config).get("model_type") == "acestep"
+
+
 def inspect_checkpoint(path: Path, variant: str | None = None) -> CheckpointInfo:
     """Describe the checkpoint at `path`, checking that every needed file exists.
 
@@ -248,7 +256,7 @@ def inspect_checkpoint(path: Path, variant: str | None = None) -> CheckpointInfo
         info = _diffusers_info(path)
         _check_requested(info, variant)
         return info
-    if (path / "config.json").is_file() and (path.parent / VAE_FOLDER).is_dir():
+    if _is_dit_folder(path):
         info = _original_info(path.parent, path.name)
         _check_requested(info, variant)
         return info

@@ -82,12 +82,16 @@ TINY_DIT_CONFIG: dict[str, Any] = {
     "model_version": "turbo",
 }
 
-#: Real hop (2*4*4*6*10 = 1920), rate and channels; small widths.
+#: Real hop (2*4*4*6*10 = 1920), rate and channels; a narrow decoder. The encoder
+#: stays 128 wide as in the real VAE: its output holds the mean and scale of the
+#: latent, so `encoder_hidden_size` must be twice the 64 latent channels for
+#: `vae.encode` (cover, repaint, training) to give latents the DiT accepts. That
+#: makes encoding the slow part of this tiny model (seconds per second of audio).
 TINY_VAE_CONFIG: dict[str, Any] = {
-    "encoder_hidden_size": 8,
+    "encoder_hidden_size": 128,
     "downsampling_ratios": [2, 4, 4, 6, 10],
-    "channel_multiples": [1, 2, 2, 2, 2],
-    "decoder_channels": 8,
+    "channel_multiples": [1, 1, 1, 1, 1],
+    "decoder_channels": 4,
     "decoder_input_channels": 64,
     "audio_channels": 2,
     "sampling_rate": 48000,

@@ -4,6 +4,7 @@ tiny random-weight models of engine.tiny in both layouts."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -181,3 +182,14 @@ def test_damaged_weights_give_a_checkpoint_error(tiny_checkpoint_dir: Path, tmp_
     (copy / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="Could not load the pipeline"):
         load_pipeline(copy, dtype="float32", cache_dir=tmp_path / "cache")
+
+
+def test_tiny_vae_has_the_real_audio_format() -> None:
+    vae = build_tiny_pipeline().vae
+    assert vae.config.sampling_rate == 48000 and vae.config.audio_channels == 2
+    assert math.prod(vae.config.downsampling_ratios) == 1920
+    audio = torch.randn(1, 2, 19200)  # 0.4 s of stereo (encoding is the slow part)
+    with torch.no_grad():
+        latents = vae.encode(audio).latent_dist.mean
+        assert latents.shape == (1, 64, 10)  # what the DiT takes: 64 channels, 25 per second
+        assert vae.decode(latents).sample.shape == (1, 2, 19200)
