@@ -1,4 +1,4 @@
-"""Shared fixtures. Tiny-model fixtures live in tests/tiny_models.py."""
+"""Shared fixtures; the tiny-model ones (engine.tiny, built once per session) are at the end."""
 
 from __future__ import annotations
 
