@@ -131,6 +131,10 @@ class Settings(BaseSettings):
         None, "auto, -1 (all layers on the GPU), 0 (CPU only) or a number of layers", ge=-1
     )
     llm_context_size: int = _field(2048, "an integer from 512 to 131072", ge=512, le=131072)
+    llm_threads: Annotated[int | None, BeforeValidator(_auto_or_int)] = _field(
+        None, "auto or a number of CPU threads from 1 to 256", ge=1, le=256
+    )
+    llm_timeout: float = _field(60.0, "a number of seconds from 5 to 600", ge=5, le=600)
 
     # Songs
     default_duration: int = _field(

@@ -1,0 +1,111 @@
+"""The deterministic songwriter: a sensible `SongSpec` without any model.
+
+Used when the GGUF model is missing, fails, times out or writes junk twice.
+The same brief and seed always give the same spec; different seeds vary the
+title, tags, key, tempo and lyrics, and a title the station played recently
+is skipped. Tempo and metre follow the genre when it is a known one.
+"""
+
+from __future__ import annotations
+
+import random
+
+from engine.song_cleanup import DurationRange, clean_caption, clean_lyrics, clean_title
+from engine.song_prompt import SongBrief
+from engine.spec import KEYS, SongSpec
+
+#: Genre word -> (lowest bpm, highest bpm, time signature, instruments).
+_GENRES: dict[str, tuple[int, int, str, tuple[str, ...]]] = {
+    "lofi": (70, 90, "4/4", ("rhodes piano", "vinyl crackle", "soft drums")),
+    "hip hop": (80, 100, "4/4", ("boom bap drums", "sampled piano", "deep bass")),
+    "jazz": (90, 140, "4/4", ("upright bass", "brushed drums", "saxophone")),
+    "blues": (70, 100, "4/4", ("slide guitar", "harmonica", "shuffle drums")),
+    "rock": (110, 150, "4/4", ("electric guitars", "live drums", "bass guitar")),
+    "punk": (160, 200, "4/4", ("distorted guitars", "fast drums")),
+    "metal": (120, 180, "4/4", ("heavy guitars", "double kick drums")),
+    "folk": (80, 120, "4/4", ("acoustic guitar", "fiddle", "hand claps")),
+    "shanty": (96, 116, "6/8", ("accordion", "stomping feet", "group vocals")),
+    "waltz": (84, 100, "3/4", ("strings", "piano")),
+    "country": (90, 120, "4/4", ("pedal steel", "acoustic guitar", "fiddle")),
+    "synthwave": (100, 120, "4/4", ("analog synths", "gated drums", "synth bass")),
+    "house": (120, 128, "4/4", ("four on the floor kick", "synth chords")),
+    "techno": (125, 140, "4/4", ("driving kick", "acid synth")),
+    "drum and bass": (170, 176, "4/4", ("breakbeats", "reese bass")),
+    "ambient": (60, 80, "4/4", ("pads", "field recordings")),
+    "classical": (60, 120, "4/4", ("string quartet", "piano")),
+    "reggae": (70, 90, "4/4", ("offbeat guitar", "bass", "organ")),
+    "latin": (90, 110, "4/4", ("nylon guitar", "congas", "brass")),
+    "polka": (110, 130, "2/4", ("accordion", "tuba", "clarinet")),
+    "pop": (100, 124, "4/4", ("synths", "punchy drums", "bright piano")),
+}
+_DEFAULT_GENRE = (90, 120, "4/4", ("piano", "guitar", "drums"))
+_VOICES = ("female vocals", "male vocals", "duet vocals", "choir backing vocals")
+_TITLES = ("{t}", "{t} Tonight", "Ballad of {t}", "{t} Again", "Song for {t}", "{t} (Reprise)")
+_VERSES = (
+    ("I keep thinking of {t}", "Every street still knows my name", "The hours slip away so slow"),
+    ("Here we go, {t}", "Lights are low and hearts are loud", "Hold on to the moment now"),
+    ("Tell me about {t}", "Whisper it across the night", "Stay until the morning light"),
+)
+_CHORUSES = (
+    ("Oh, {t}", "Carry me home", "We're never alone"),
+    ("Sing it out, {t}", "Louder than the rain", "Nothing stays the same"),
+    ("{t}, {t}", "All that we know", "Don't let it go"),
+)
+
+
+def template_spec(
+    brief: SongBrief, durations: DurationRange, seed: int, recent_titles: tuple[str, ...] = ()
+) -> SongSpec:
+    """A valid spec for `brief`, chosen by `seed`, avoiding `recent_titles`."""
+    rng = random.Random(seed)
+    low, high, signature, instruments = _genre_profile(brief.genre)
+    short_theme = _short_theme(brief.theme)
+    recent = {title.casefold() for title in recent_titles}
+    offset = rng.randrange(len(_TITLES))
+    titles = [_TITLES[(offset + i) % len(_TITLES)].format(t=short_theme) for i in range(6)]
+    title = next(
+        (t for t in map(clean_title, titles) if t.casefold() not in recent), clean_title(titles[0])
+    )
+    picked = rng.sample(instruments, k=min(2, len(instruments)))
+    tags = ", ".join([*picked, "" if brief.instrumental else rng.choice(_VOICES), brief.theme])
+    duration = durations.high
+    return SongSpec(
+        title=title or "Untitled",
+        caption=clean_caption(tags, brief),
+        lyrics="" if brief.instrumental else _lyrics(brief, short_theme, rng, duration),
+        bpm=rng.randint(low, high),
+        key=rng.choice(KEYS),
+        time_signature=signature,
+        duration=duration,
+        language=brief.language,
+        seed=seed,
+    )
+
+
+def _genre_profile(genre: str) -> tuple[int, int, str, tuple[str, ...]]:
+    lowered = genre.lower()
+    for word, profile in _GENRES.items():
+        if word in lowered:
+            return profile
+    return _DEFAULT_GENRE
+
+
+def _short_theme(theme: str) -> str:
+    """The theme as a title: at most six words, each capitalised."""
+    words = theme.split()[:6] or ["Radio", "Song"]
+    return " ".join(word[:1].upper() + word[1:] for word in words)
+
+
+def _lyrics(brief: SongBrief, theme: str, rng: random.Random, duration: int) -> str:
+    if brief.language != "en":
+        # No templates in other languages: the theme (in the listener's words) and vocalise.
+        verse, chorus = (theme, "La la la, la la la"), ("Oh oh oh, " + theme, "La la la")
+    else:
+        verse = tuple(line.format(t=theme.lower()) for line in rng.choice(_VERSES))
+        chorus = tuple(line.format(t=theme) for line in rng.choice(_CHORUSES))
+    parts = ["[verse]", *verse, "[chorus]", *chorus]
+    if duration >= 60:
+        parts += ["[verse]", *reversed(verse), "[chorus]", *chorus]
+    if duration >= 120:
+        parts += ["[bridge]", chorus[-1], verse[-1], "[chorus]", *chorus, "[outro]"]
+    return clean_lyrics("\n".join(parts), duration)
