@@ -593,10 +593,16 @@ def ensure_converted(info: CheckpointInfo, cache_dir: Path) -> Path:
         shutil.rmtree(target)  # left by something else than this converter: redo it
     try:
         convert_original(info.path, info.name, target)
-    except (OSError, CheckpointError):
+    except (OSError, CheckpointError) as exc:
         # Another process may have finished the same conversion first: use it.
-        if not _is_complete(target, fingerprint):
+        if _is_complete(target, fingerprint):
+            return target
+        if isinstance(exc, CheckpointError):
             raise
+        raise CheckpointError(
+            f"Could not write the converted checkpoint to {target}: {exc}. The folder "
+            f"(DATA_DIR/converted) needs about as much free space as {info.dit_dir}."
+        ) from exc
     own = re.compile(re.escape(info.name) + r"-[0-9a-f]{16}")
     for stale in cache_dir.iterdir():
         if stale != target and own.fullmatch(stale.name) and (stale / MARKER).is_file():

@@ -351,6 +351,13 @@ def test_incomplete_cache_entry_is_rebuilt(original_copy: Path, tmp_path: Path) 
     assert (entry / MARKER).is_file() and pipe.transformer is not None
 
 
+def test_unwritable_cache_is_a_checkpoint_error(original_copy: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the cache folder should be")
+    with pytest.raises(CheckpointError, match=r"Could not write the converted checkpoint"):
+        load_pipeline(original_copy, dtype="float32", cache_dir=cache)
+
+
 # --------------------------------------------------------------------------- variants
 
 
