@@ -95,6 +95,9 @@ class GGUFModel:
                 n_threads=threads,
                 n_threads_batch=threads,
                 n_gpu_layers=gpu_layers,
+                # Each call clears the cache, so a sliding-window cache need not be
+                # full-size (and llama.cpp then stops logging that it is, as an error).
+                swa_full=False,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -102,7 +105,11 @@ class GGUFModel:
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._n_vocab = self._llm.n_vocab()
         self.context_size = self._llm.n_ctx()
-        self.chat_template: str | None = self._llm.metadata.get("tokenizer.chat_template")
+        metadata = self._llm.metadata
+        self.chat_template: str | None = metadata.get("tokenizer.chat_template")
+        architecture = metadata.get("general.architecture", "")
+        #: Transformer layers: what LLM_GPU_LAYERS counts (None if the file does not say).
+        self.layers: int | None = int(metadata.get(f"{architecture}.block_count", 0)) or None
         self.bos_token = self._token_text(self._llm.token_bos())
         self.eos_token = self._token_text(self._llm.token_eos())
 

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import llama_cpp
+
 from engine.gguf_files import ModelFileError, find_model
 from engine.gguf_model import (
     Completion,
@@ -106,6 +108,11 @@ class Songwriter:
         self._model: GGUFModel | None = None
         self._load_error: str | None = None
         self._grammar = song_grammar()
+
+    def load(self) -> str | None:
+        """Load the model now rather than on the first song (a worker calls this at
+        start-up). Returns why it cannot be used, or None when it is ready."""
+        return self._loaded_model()[1]
 
     def write(
         self,
@@ -226,6 +233,12 @@ class Songwriter:
             if self._model is None and self._load_error is None:
                 try:
                     path = find_model(self.config.model, self.config.models_dir)
+                    if self.config.gpu_layers and not llama_cpp.llama_supports_gpu_offload():
+                        log.warning(
+                            "LLM_GPU_LAYERS=%d, but this llama-cpp-python was built without "
+                            "GPU support: the songwriter runs on the CPU (see docs/songwriter.md)",
+                            self.config.gpu_layers,
+                        )
                     started = time.monotonic()
                     self._model = GGUFModel(
                         path,
@@ -234,11 +247,14 @@ class Songwriter:
                         threads=self.config.threads,
                     )
                     log.info(
-                        "Songwriter model %s loaded in %.1f s (%d GPU layers, %d threads)",
+                        "Songwriter model %s loaded in %.1f s: %s layers, LLM_GPU_LAYERS=%d, "
+                        "%d threads, %s prompt",
                         path.name,
                         time.monotonic() - started,
+                        self._model.layers or "?",
                         self.config.gpu_layers,
                         self.config.threads,
+                        "chat-template" if self._model.chat_template else "few-shot",
                     )
                 except (ModelFileError, ModelLoadError) as exc:
                     self._load_error = f"no songwriter model: {exc}"

@@ -56,6 +56,7 @@ def assert_safe_valid(spec: SongSpec, style: StationStyle, limit: int) -> None:
 
 
 def test_ordinary_themes_are_written_by_the_model(songwriter: Songwriter) -> None:
+    assert songwriter.load() is None
     themes = [
         ("rainy night in Tokyo", StationStyle(genre="jazz")),
         ("a sea shanty about deadlines", StationStyle(genre="folk", mood="humorous")),
@@ -148,6 +149,7 @@ def test_missing_model_falls_back_with_the_reason(tmp_path: Path) -> None:
     assert_safe_valid(result.spec, StationStyle(), 60)
     # The failure is remembered: the next song does not try again.
     assert writer.compose("again", seed=2).fallback_reason == result.fallback_reason
+    assert writer.load() == result.fallback_reason
 
 
 @pytest.mark.parametrize(
