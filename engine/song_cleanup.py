@@ -5,8 +5,8 @@ been seen), and the text is untrusted. Every field is therefore cleaned here:
 
 - text: `sanitize_text` (no mentions, links, control or invisible characters),
   one line for title and caption, lengths capped;
-- caption: comma-separated tags, de-duplicated, with the station's genre and
-  mood added when the model left them out;
+- caption: comma-separated tags, de-duplicated, led by the station's genre and
+  mood, and filled out with the genre's instruments when it has under 4 tags;
 - bpm clamped to 40-220; key and time signature checked against the 24 keys
   and the 4 metres; duration clamped to the range the songwriter allows;
 - lyrics: section tags normalised to lower-case names ACE-Step knows
@@ -24,6 +24,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from engine.genres import genre_profile
 from engine.song_prompt import SongBrief, example_songs
 from engine.spec import (
     KEYS,
@@ -67,6 +68,8 @@ SECTION_ALIASES = {
 }
 #: Sections that may stand without sung lines after them.
 WORDLESS_SECTIONS = {"intro", "interlude", "instrumental", "solo", "drop", "breakdown", "outro"}
+#: Captions with fewer tags get the genre's instruments added.
+MIN_TAGS = 4
 #: Longest lyric line; longer prose is split at punctuation.
 MAX_LINE = 80
 #: Seconds of music per sung line, for capping the lyrics by the song's length.
@@ -167,11 +170,18 @@ def clean_caption(text: str, brief: SongBrief) -> str:
     if brief.instrumental:
         wanted.append("instrumental")
     for raw in wanted:
-        tag = _INLINE_TAG.sub("", raw).strip(" \"'`*#-_.:;")
-        if tag and tag.lower() not in seen and len(", ".join([*tags, tag])) <= MAX_CAPTION:
-            seen.add(tag.lower())
-            tags.append(tag)
-    return ", ".join(tags) or "instrumental"
+        _add_tag(tags, seen, raw)
+    if len(tags) < MIN_TAGS:  # too thin to steer the music model: add the genre's sound
+        for instrument in genre_profile(brief.genre).instruments:
+            _add_tag(tags, seen, instrument)
+    return ", ".join(tags)
+
+
+def _add_tag(tags: list[str], seen: set[str], raw: str) -> None:
+    tag = _INLINE_TAG.sub("", raw).strip(" \"'`*#-_.:;")
+    if tag and tag.lower() not in seen and len(", ".join([*tags, tag])) <= MAX_CAPTION:
+        seen.add(tag.lower())
+        tags.append(tag)
 
 
 def clean_lyrics(text: str, duration: int) -> str:

@@ -59,9 +59,14 @@ NEAR_DUPLICATE = 0.85
 
 @dataclass(frozen=True)
 class SongwriterConfig:
-    """What the songwriter needs from settings and the GPU tier."""
+    """What the songwriter needs from settings and the GPU tier.
 
-    model: str
+    `model` is `LLM_MODEL_NAME` (a file in `models_dir` or a path); None means
+    no model at all: the template songwriter writes every song (fast; for tests
+    and trials of the rest of the radio).
+    """
+
+    model: str | None
     models_dir: Path
     gpu_layers: int = 0
     context_size: int = 2048
@@ -185,7 +190,8 @@ class Songwriter:
             )
         if model is not None and reason is None:
             reason = f"the model's answers were unusable ({'; '.join(rejected)})"
-        log.warning("Songwriter used the template: %s", reason)
+        if reason is not None:
+            log.warning("Songwriter used the template: %s", reason)
         spec = template_spec(brief, durations, seed, recent_titles)
         return SongwriterResult(
             spec, "template", attempts, time.monotonic() - start, reason, tuple(rejected)
@@ -230,7 +236,7 @@ class Songwriter:
         process, not one per song; restart after fixing the file.
         """
         with self._load_lock:
-            if self._model is None and self._load_error is None:
+            if self._model is None and self._load_error is None and self.config.model:
                 try:
                     path = find_model(self.config.model, self.config.models_dir)
                     if self.config.gpu_layers and not llama_cpp.llama_supports_gpu_offload():

@@ -10,35 +10,11 @@ from __future__ import annotations
 
 import random
 
+from engine.genres import genre_profile
 from engine.song_cleanup import DurationRange, clean_caption, clean_lyrics, clean_title
 from engine.song_prompt import SongBrief
 from engine.spec import KEYS, SongSpec
 
-#: Genre word -> (lowest bpm, highest bpm, time signature, instruments).
-_GENRES: dict[str, tuple[int, int, str, tuple[str, ...]]] = {
-    "lofi": (70, 90, "4/4", ("rhodes piano", "vinyl crackle", "soft drums")),
-    "hip hop": (80, 100, "4/4", ("boom bap drums", "sampled piano", "deep bass")),
-    "jazz": (90, 140, "4/4", ("upright bass", "brushed drums", "saxophone")),
-    "blues": (70, 100, "4/4", ("slide guitar", "harmonica", "shuffle drums")),
-    "rock": (110, 150, "4/4", ("electric guitars", "live drums", "bass guitar")),
-    "punk": (160, 200, "4/4", ("distorted guitars", "fast drums")),
-    "metal": (120, 180, "4/4", ("heavy guitars", "double kick drums")),
-    "folk": (80, 120, "4/4", ("acoustic guitar", "fiddle", "hand claps")),
-    "shanty": (96, 116, "6/8", ("accordion", "stomping feet", "group vocals")),
-    "waltz": (84, 100, "3/4", ("strings", "piano")),
-    "country": (90, 120, "4/4", ("pedal steel", "acoustic guitar", "fiddle")),
-    "synthwave": (100, 120, "4/4", ("analog synths", "gated drums", "synth bass")),
-    "house": (120, 128, "4/4", ("four on the floor kick", "synth chords")),
-    "techno": (125, 140, "4/4", ("driving kick", "acid synth")),
-    "drum and bass": (170, 176, "4/4", ("breakbeats", "reese bass")),
-    "ambient": (60, 80, "4/4", ("pads", "field recordings")),
-    "classical": (60, 120, "4/4", ("string quartet", "piano")),
-    "reggae": (70, 90, "4/4", ("offbeat guitar", "bass", "organ")),
-    "latin": (90, 110, "4/4", ("nylon guitar", "congas", "brass")),
-    "polka": (110, 130, "2/4", ("accordion", "tuba", "clarinet")),
-    "pop": (100, 124, "4/4", ("synths", "punchy drums", "bright piano")),
-}
-_DEFAULT_GENRE = (90, 120, "4/4", ("piano", "guitar", "drums"))
 _VOICES = ("female vocals", "male vocals", "duet vocals", "choir backing vocals")
 _TITLES = ("{t}", "{t} Tonight", "Ballad of {t}", "{t} Again", "Song for {t}", "{t} (Reprise)")
 _VERSES = (
@@ -58,7 +34,7 @@ def template_spec(
 ) -> SongSpec:
     """A valid spec for `brief`, chosen by `seed`, avoiding `recent_titles`."""
     rng = random.Random(seed)
-    low, high, signature, instruments = _genre_profile(brief.genre)
+    low, high, signature, instruments = genre_profile(brief.genre)
     short_theme = _short_theme(brief.theme)
     recent = {title.casefold() for title in recent_titles}
     offset = rng.randrange(len(_TITLES))
@@ -80,14 +56,6 @@ def template_spec(
         language=brief.language,
         seed=seed,
     )
-
-
-def _genre_profile(genre: str) -> tuple[int, int, str, tuple[str, ...]]:
-    lowered = genre.lower()
-    for word, profile in _GENRES.items():
-        if word in lowered:
-            return profile
-    return _DEFAULT_GENRE
 
 
 def _short_theme(theme: str) -> str:

@@ -115,8 +115,14 @@ def test_title_is_one_safe_line_without_path_separators() -> None:
 def test_caption_gets_the_station_genre_and_mood_once() -> None:
     caption = clean_caption("Jazz, piano, piano, , [verse], soft vocals", BRIEF)
     assert caption == "jazz, calm, piano, soft vocals"
+
+
+def test_a_thin_caption_gets_the_genre_instruments() -> None:
+    assert (
+        clean_caption("night", BRIEF) == "jazz, calm, night, upright bass, brushed drums, saxophone"
+    )
     instrumental = SongBrief("x", "ambient", "", "en", 60, instrumental=True)
-    assert clean_caption("", instrumental) == "ambient, instrumental"
+    assert clean_caption("", instrumental) == "ambient, instrumental, pads, field recordings"
 
 
 @pytest.mark.parametrize(

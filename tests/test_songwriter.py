@@ -101,7 +101,7 @@ def test_non_text_theme_and_no_style_still_give_a_spec(songwriter: Songwriter) -
 def test_durations_follow_the_request_the_station_and_the_tier(tmp_path: Path) -> None:
     # A tier capped at 45 s, a station allowing 120 s: the tier wins. (No model
     # here: the limits are the songwriter's, whoever writes the song.)
-    capped = Songwriter(SongwriterConfig("absent.gguf", tmp_path, max_duration=45))
+    capped = Songwriter(SongwriterConfig(None, tmp_path, max_duration=45))
     assert 30 <= capped.write("x", StationStyle(max_duration=120), seed=1).duration <= 45
     assert capped.write("x", StationStyle(max_duration=120), duration=9999, seed=1).duration == 45
     assert capped.write("x", StationStyle(max_duration=30), duration=-5, seed=1).duration == 10
@@ -139,6 +139,14 @@ def test_calls_from_threads_are_safe_and_repeatable(songwriter: Songwriter) -> N
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         threaded = list(pool.map(lambda job: songwriter.write(job[0], style, seed=job[1]), jobs))
     assert threaded == [songwriter.write(theme, style, seed=seed) for theme, seed in jobs]
+
+
+def test_without_a_model_the_template_writes_every_song(tmp_path: Path) -> None:
+    writer = Songwriter(SongwriterConfig(None, tmp_path))
+    result = writer.compose("rainy night in Tokyo", StationStyle(genre="jazz"), seed=1)
+    assert (result.source, result.attempts, result.fallback_reason) == ("template", 0, None)
+    assert writer.load() is None and not list(tmp_path.iterdir())
+    assert_safe_valid(result.spec, StationStyle(), 60)
 
 
 def test_missing_model_falls_back_with_the_reason(tmp_path: Path) -> None:
