@@ -21,6 +21,7 @@ title, no lyric line in a song with vocals, or a worked example copied back.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -126,7 +127,8 @@ def spec_from_answer(text: str, brief: SongBrief, durations: DurationRange, seed
     )
     if copied is not None:
         raise JunkOutputError(f"copied the worked example {copied['title']!r}")
-    duration = durations.clamp(_integer(data.get("duration"), durations.high))
+    proposed, bpm = as_int(data.get("duration")), as_int(data.get("bpm"))
+    duration = durations.clamp(durations.high if proposed is None else proposed)
     lyrics = "" if brief.instrumental else clean_lyrics(str(data.get("lyrics", "")), duration)
     if not brief.instrumental and sung_lines(lyrics) < 2:
         raise JunkOutputError("fewer than two lyric lines")
@@ -138,7 +140,7 @@ def spec_from_answer(text: str, brief: SongBrief, durations: DurationRange, seed
         title=title,
         caption=caption,
         lyrics=lyrics,
-        bpm=max(MIN_BPM, min(MAX_BPM, _integer(data.get("bpm"), 100))),
+        bpm=max(MIN_BPM, min(MAX_BPM, 100 if bpm is None else bpm)),
         key=key,
         time_signature=signature,
         duration=duration,
@@ -147,12 +149,13 @@ def spec_from_answer(text: str, brief: SongBrief, durations: DurationRange, seed
     )
 
 
-def _integer(value: object, default: int) -> int:
+def as_int(value: object) -> int | None:
+    """An int from a number; None for anything else (text, bool, NaN, infinity)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return default
-    if value != value or value in (float("inf"), float("-inf")):  # NaN, infinities
-        return default
-    return int(max(-(2**31), min(2**31, value)))
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return int(value)
 
 
 def clean_title(text: str) -> str:

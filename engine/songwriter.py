@@ -37,12 +37,11 @@ from engine.gguf_model import (
     Completion,
     GGUFModel,
     ModelLoadError,
-    PromptTooLongError,
     Sampling,
     default_threads,
 )
 from engine.settings import Settings
-from engine.song_cleanup import DurationRange, JunkOutputError, spec_from_answer
+from engine.song_cleanup import DurationRange, JunkOutputError, as_int, spec_from_answer
 from engine.song_prompt import SongBrief, chat_prompt, few_shot_prompt, make_brief, song_grammar
 from engine.spec import MAX_DURATION, MIN_DURATION, SongSpec, StationStyle
 from engine.template_songwriter import template_spec
@@ -150,9 +149,10 @@ class Songwriter:
         station's last songs, which this one must not repeat.
         """
         start = time.monotonic()
-        style = style or StationStyle()
-        seed = secrets.randbits(63) if seed is None else seed
+        style = style if isinstance(style, StationStyle) else StationStyle()
+        seed = _seed(seed)
         durations = self._durations(style, duration)
+        recent = [spec for spec in recent if isinstance(spec, SongSpec)]
         recent_titles = tuple(spec.title for spec in recent)
         brief = make_brief(
             theme if isinstance(theme, str) else "",
@@ -161,17 +161,17 @@ class Songwriter:
             seed=seed,
             recent_titles=recent_titles,
         )
-        deadline = start + self.config.timeout
-        rejected: list[str] = []
         model, reason = self._loaded_model()
+        deadline = time.monotonic() + self.config.timeout  # loading does not count
+        rejected: list[str] = []
         attempts = 0
         while model is not None and attempts < ATTEMPTS:
             attempt_seed = (seed + attempts * 7919) % 2**63
             attempts += 1
             try:
                 completion = self._ask(model, brief, attempt_seed, attempts, deadline)
-            except (PromptTooLongError, RuntimeError, ValueError) as exc:
-                reason = f"the model failed: {exc}"
+            except Exception as exc:  # whatever llama.cpp raises, the song is still written
+                reason = f"the model failed: {type(exc).__name__}: {exc}"
                 break
             if completion.finish == "timeout":
                 reason = f"the model timed out after {self.config.timeout:g} s (LLM_TIMEOUT)"
@@ -181,9 +181,9 @@ class Songwriter:
                 repeat = _repeats(spec, recent)
                 if repeat:
                     raise JunkOutputError(f"too close to the recent song {repeat!r}")
-            except JunkOutputError as exc:
-                rejected.append(str(exc))
-                log.info("Songwriter attempt %d rejected: %s", attempts, exc)
+            except ValueError as exc:  # JunkOutputError, or a field SongSpec refused
+                rejected.append(" ".join(str(exc).split())[:200])
+                log.info("Songwriter attempt %d rejected: %s", attempts, rejected[-1])
                 continue
             return SongwriterResult(
                 spec, "model", attempts, time.monotonic() - start, rejected=tuple(rejected)
@@ -197,10 +197,11 @@ class Songwriter:
             spec, "template", attempts, time.monotonic() - start, reason, tuple(rejected)
         )
 
-    def _durations(self, style: StationStyle, requested: int | None) -> DurationRange:
+    def _durations(self, style: StationStyle, requested: object) -> DurationRange:
         limit = max(MIN_DURATION, min(style.max_duration, self.config.max_duration))
-        if requested is not None:
-            fixed = max(MIN_DURATION, min(limit, int(requested)))
+        wanted = as_int(requested)
+        if wanted is not None:
+            fixed = max(MIN_DURATION, min(limit, wanted))
             return DurationRange(fixed, fixed)
         return DurationRange(max(MIN_DURATION, limit * 2 // 3), limit)
 
@@ -265,6 +266,12 @@ class Songwriter:
                 except (ModelFileError, ModelLoadError) as exc:
                     self._load_error = f"no songwriter model: {exc}"
             return self._model, self._load_error
+
+
+def _seed(value: object) -> int:
+    """A seed in SongSpec's range: the number given (wrapped), else a random one."""
+    number = as_int(value)
+    return secrets.randbits(63) if number is None else number % 2**63
 
 
 def _repeats(spec: SongSpec, recent: Sequence[SongSpec]) -> str | None:

@@ -149,6 +149,26 @@ def test_without_a_model_the_template_writes_every_song(tmp_path: Path) -> None:
     assert_safe_valid(result.spec, StationStyle(), 60)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"seed": -1},
+        {"seed": 2**70},
+        {"seed": "abc"},
+        {"duration": "long"},
+        {"duration": float("nan")},
+        {"duration": float("inf")},
+        {"style": "not a style"},
+        {"recent": [None, "a title", 42]},
+    ],
+)
+def test_bad_arguments_still_give_a_valid_spec(tmp_path: Path, kwargs: dict) -> None:
+    writer = Songwriter(SongwriterConfig(None, tmp_path))
+    spec = writer.write("rain", **{"style": StationStyle(), **kwargs})
+    assert_safe_valid(spec, StationStyle(), 60)
+    assert 0 <= spec.seed < 2**63
+
+
 def test_missing_model_falls_back_with_the_reason(tmp_path: Path) -> None:
     writer = Songwriter(SongwriterConfig(str(tmp_path / "nope.gguf"), tmp_path))
     result = writer.compose("rainy night in Tokyo", StationStyle(genre="jazz"), seed=1)
