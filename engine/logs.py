@@ -7,6 +7,10 @@ from collections.abc import Iterable
 
 REDACTED = "<redacted>"
 
+#: Libraries that log import-time noise users cannot act on (torchao's optional CUDA
+#: kernels, torch's pytree deprecations, bitsandbytes' optional CPU kernels).
+NOISY_LOGGERS = ("torchao", "torch.utils._pytree", "bitsandbytes")
+
 
 class SecretScrubber(logging.Filter):
     """Replaces each known secret (the Discord token) in a record's final text.
@@ -47,3 +51,24 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    quiet_third_party()
+
+
+def quiet_third_party() -> None:
+    """Silence import-time warnings and progress bars of the ML libraries.
+
+    Call it before importing diffusers/peft. Our own modules log what matters
+    (what was loaded, how long each stage took)."""
+    import warnings
+
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings(
+        "ignore", message=".*weight_norm.*is deprecated", category=FutureWarning
+    )
+    warnings.filterwarnings("ignore", message=".*should be kept in float32.*")
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
