@@ -1,0 +1,345 @@
+"""The GPU worker process: owns the music engine and the songwriter, serves jobs.
+
+`worker_main` is the target of a `spawn`ed process (never `fork`: the parent
+may have torch threads). It loads `MusicEngine` and the songwriter once, says
+`ready`, and then serves the job protocol of `engine.jobs` over its pipe:
+
+- the main thread reads messages and puts jobs in the inbox;
+- a writer thread takes jobs in order and has the songwriter write each spec;
+- a singer thread sings the written specs, one at a time, and sends `done`.
+
+Between writer and singer sits a queue of one, so the worker writes song N+1
+while it sings song N, and never runs further ahead than that.
+
+The worker exits when told to `stop`, when its pipe closes, or when its parent
+process is gone, so it cannot outlive the bot. It ignores Ctrl-C (SIGINT,
+which a terminal sends to the whole process group): the parent decides when it
+stops. On `stop` the song being sung is aborted at the next diffusion step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.jobs import (
+    FailureReason,
+    JobDone,
+    JobFailure,
+    JobProgress,
+    JobWritten,
+    Message,
+    SongJob,
+    Stop,
+    Submit,
+    WorkerFatal,
+    WorkerReady,
+    read_to_worker,
+)
+from engine.settings import Settings
+from engine.spec import SongSpec, StationStyle
+
+log = logging.getLogger("engine.worker")
+
+#: How often the main thread checks that its parent still lives (seconds).
+PARENT_CHECK_SECONDS = 1.0
+#: Seconds between two progress messages of one job (the last step always goes).
+PROGRESS_INTERVAL = 0.2
+#: How long the worker waits for its threads when it stops before it exits anyway.
+STOP_GRACE_SECONDS = 5.0
+
+
+class WorkerConfig(BaseModel):
+    """How to start a worker; plain data, so it crosses the process boundary.
+
+    `settings` are `engine.settings.Settings` values (lower-case keys) that win
+    over `.env` inside the worker; `from_settings` passes the caller's own.
+    `songwriter="template"` writes specs with the deterministic template
+    songwriter instead of the GGUF model (fast; for tests and trials).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    settings: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: Path | None = None
+    variant: str | None = None
+    songwriter: Literal["model", "template"] = "model"
+    songwriter_max_tokens: int | None = Field(default=None, ge=32, le=4096)
+    steps: int | None = Field(default=None, ge=1, le=200)
+    torch_threads: int | None = Field(default=None, ge=1, le=256)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **changes: Any) -> WorkerConfig:
+        """A config whose worker sees exactly `settings` (the token is left out)."""
+        values = settings.model_dump(mode="json", exclude={"discord_token"})
+        return cls(settings=values, **changes)
+
+
+class SpecWriter(Protocol):
+    """What the worker needs of a songwriter (`engine.songwriter.Songwriter`)."""
+
+    def compose(
+        self,
+        theme: str = "",
+        style: StationStyle | None = None,
+        *,
+        duration: int | None = None,
+        seed: int | None = None,
+        recent: Sequence[SongSpec] = (),
+    ) -> Any: ...
+
+
+class _Stopped(Exception):
+    """Raised inside a progress callback to abort the song being sung."""
+
+
+class _Sender:
+    """Sends messages from any thread; a closed pipe means the parent is gone."""
+
+    def __init__(self, conn: Connection, gone: threading.Event):
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._gone = gone
+
+    def send(self, message: Message) -> None:
+        data = message.to_bytes()
+        with self._lock:
+            if self._gone.is_set():
+                return
+            try:
+                self._conn.send_bytes(data)
+            except (BrokenPipeError, EOFError, OSError):
+                self._gone.set()
+
+
+class _JobServer:
+    """The writer and singer threads, fed by the main thread's inbox."""
+
+    def __init__(self, conn: Connection, engine: Any, writer: SpecWriter, config: WorkerConfig):
+        self.conn = conn
+        self.engine = engine
+        self.writer = writer
+        self.config = config
+        self.stopping = threading.Event()
+        self.sender = _Sender(conn, self.stopping)
+        self.inbox: queue.Queue[SongJob | None] = queue.Queue()
+        self.to_sing: queue.Queue[tuple[SongJob, SongSpec, float] | None] = queue.Queue(1)
+
+    def serve(self, parent_pid: int) -> None:
+        threads = [
+            threading.Thread(target=self._write_loop, name="writer", daemon=True),
+            threading.Thread(target=self._sing_loop, name="singer", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self._read_loop(parent_pid)
+        finally:
+            self.stopping.set()
+            self.inbox.put(None)
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _read_loop(self, parent_pid: int) -> None:
+        while not self.stopping.is_set():
+            if not self.conn.poll(PARENT_CHECK_SECONDS):
+                if os.getppid() != parent_pid:
+                    log.warning("worker: the bot process is gone; exiting")
+                    return
+                continue
+            try:
+                data = self.conn.recv_bytes()
+            except (EOFError, OSError):
+                log.info("worker: pipe closed; exiting")
+                return
+            try:
+                message = read_to_worker(data)
+            except ValidationError as exc:
+                self._refuse(data, exc)
+                continue
+            if isinstance(message, Stop):
+                log.info("worker: stop requested")
+                return
+            assert isinstance(message, Submit)
+            self.inbox.put(message.job)
+
+    def _refuse(self, data: bytes, exc: ValidationError) -> None:
+        """Answer a malformed submit with `failed` when its job id can be read."""
+        try:
+            job_id = json.loads(data)["job"]["job_id"]
+        except (ValueError, KeyError, TypeError):
+            job_id = None
+        log.error("worker: malformed message refused: %s", exc)
+        if isinstance(job_id, str) and job_id:
+            self.sender.send(JobFailure(job_id=job_id[:100], reason="bad_job", message=str(exc)))
+
+    def _fail(self, job: SongJob, reason: FailureReason, message: str) -> None:
+        log.error("job %s failed (%s): %s", job.job_id, reason, message)
+        self.sender.send(JobFailure(job_id=job.job_id, reason=reason, message=message))
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self.inbox.get()
+            if job is None or self.stopping.is_set():
+                return
+            spec, seconds = job.spec, 0.0
+            if spec is None:
+                self.sender.send(JobProgress(job_id=job.job_id, stage="writing", step=0, total=1))
+                try:
+                    result = self.writer.compose(
+                        job.theme, job.style, duration=job.duration, seed=job.seed,
+                        recent=job.recent,
+                    )  # fmt: skip
+                except Exception as exc:  # the songwriter should not raise; never lose the job
+                    self._fail(job, "songwriter_error", f"{type(exc).__name__}: {exc}")
+                    continue
+                spec, seconds = result.spec, result.seconds
+                self.sender.send(
+                    JobWritten(
+                        job_id=job.job_id,
+                        spec=spec,
+                        source=result.source,
+                        seconds=seconds,
+                        fallback_reason=result.fallback_reason,
+                    )
+                )
+            while not self.stopping.is_set():
+                try:
+                    self.to_sing.put((job, spec, seconds), timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def _sing_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                item = self.to_sing.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            job, spec, write_seconds = item
+            try:
+                self._sing(job, spec, write_seconds)
+            except _Stopped:
+                log.info("job %s aborted: the worker is stopping", job.job_id)
+                return
+
+    def _sing(self, job: SongJob, spec: SongSpec, write_seconds: float) -> None:
+        from engine.audio import AudioError
+        from engine.pipeline import EngineError
+        from engine.vram import VramError
+
+        steps = job.steps or self.config.steps
+        last_sent = 0.0
+
+        def progress(step: int, total: int) -> None:
+            nonlocal last_sent
+            if self.stopping.is_set():
+                raise _Stopped
+            now = time.monotonic()
+            if step == total or now - last_sent >= PROGRESS_INTERVAL:
+                last_sent = now
+                self.sender.send(
+                    JobProgress(job_id=job.job_id, stage="singing", step=step, total=total)
+                )
+
+        self.sender.send(JobProgress(job_id=job.job_id, stage="singing", step=0, total=steps or 0))
+        started = time.monotonic()
+        try:
+            track = self.engine.generate(spec, fmt=job.fmt, steps=steps, progress=progress)[0]
+        except _Stopped:
+            raise
+        except EngineError as exc:
+            reason: FailureReason = "oom" if "out of GPU memory" in str(exc) else "engine_error"
+            self._fail(job, reason, str(exc))
+            return
+        except (AudioError, VramError, ValueError) as exc:
+            self._fail(job, "engine_error", str(exc))
+            return
+        except Exception as exc:
+            if type(exc).__name__ == "OutOfMemoryError":
+                self._fail(job, "oom", str(exc))
+            else:
+                log.exception("job %s: unexpected error while singing", job.job_id)
+                self._fail(job, "engine_error", f"{type(exc).__name__}: {exc}")
+            return
+        self.sender.send(
+            JobDone(
+                job_id=job.job_id,
+                track=track,
+                write_seconds=write_seconds,
+                sing_seconds=time.monotonic() - started,
+            )
+        )
+
+
+def _load(config: WorkerConfig) -> tuple[Any, SpecWriter, str]:
+    """Settings, engine and songwriter, as the config says."""
+    import dataclasses
+
+    from engine.logs import setup_logging
+    from engine.pipeline import MusicEngine
+    from engine.settings import load_settings
+    from engine.songwriter import Songwriter, SongwriterConfig
+    from engine.tiers import detect_device, resolve
+
+    settings = load_settings(**config.settings)
+    setup_logging(settings.log_level, settings.secrets)
+    if config.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
+    policy = resolve(settings, detect_device(settings))
+    engine = MusicEngine(
+        settings, policy=policy, checkpoint=config.checkpoint, variant=config.variant
+    )
+    writer_config = SongwriterConfig.from_settings(settings, policy)
+    if config.songwriter == "template":
+        writer_config = dataclasses.replace(writer_config, model=None)
+    if config.songwriter_max_tokens is not None:
+        writer_config = dataclasses.replace(writer_config, max_tokens=config.songwriter_max_tokens)
+    return engine, Songwriter(writer_config), str(engine.device)
+
+
+def worker_main(conn: Connection, config_json: str, parent_pid: int) -> None:
+    """Entry point of the worker process; see the module docstring."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gone = threading.Event()
+    sender = _Sender(conn, gone)
+    started = time.monotonic()
+    try:
+        config = WorkerConfig.model_validate_json(config_json)
+        engine, writer, device = _load(config)
+    except Exception as exc:
+        log.exception("worker: cannot start")
+        sender.send(WorkerFatal(message=f"{type(exc).__name__}: {exc}"))
+        conn.close()
+        logging.shutdown()
+        os._exit(3)
+    sender.send(
+        WorkerReady(
+            pid=os.getpid(),
+            device=device,
+            songwriter=config.songwriter,
+            load_seconds=time.monotonic() - started,
+        )
+    )
+    log.info("worker %d ready on %s in %.1f s", os.getpid(), device, time.monotonic() - started)
+    _JobServer(conn, engine, writer, config).serve(parent_pid)
+    conn.close()
+    logging.shutdown()
+    # A songwriter call cannot be interrupted; do not wait for it at interpreter exit.
+    os._exit(0)

@@ -1,0 +1,652 @@
+"""WorkerClient: the asyncio side of the GPU worker process (`engine.worker`).
+
+    client = WorkerClient(WorkerConfig.from_settings(settings))
+    await client.start()                      # spawns the worker, waits until it is ready
+    await client.wait_for_slot()
+    handle = client.submit(SongJob(job_id="job-1", theme="rain"), on_progress=print)
+    done = await handle                       # JobDone, or raises JobFailedError
+
+Nothing here blocks the event loop: the process is started and joined in
+threads, and one reader thread per worker waits on both the pipe and the
+process sentinel, handing every message to the loop with
+`call_soon_threadsafe`. A death (OOM kill, segfault, `kill -9`) is therefore
+noticed as soon as the process exits.
+
+Slots: at most `max_in_flight` jobs are in flight; `submit` refuses more
+(`WorkerBusyError`), so a scheduler waits for `wait_for_slot()` and picks the
+job to send only when the worker can take it.
+
+Deaths and retries: when the worker dies, a new one is started and every job
+in flight is sent to it again (with the spec already written, so the
+songwriter is skipped). Jobs the dead worker had *started* (it sent progress
+for them) count the death; a job that was started by `max_attempts` workers
+that died fails with reason `worker_died` and a message naming the exit code
+or signal. A worker silent for `stall_timeout` seconds while it has work is
+killed and counts the same way (`worker_stalled`). When two starts in a row
+fail, the client is *unavailable* until `resume()`; its jobs fail with
+`worker_start_failed`.
+
+Busy switch: `pause(reason)` stops handing out slots, lets the jobs in flight
+finish and (by default) stops the process so the GPU memory is free, e.g. for
+training; `resume()` starts it again. `close()` stops the worker for good:
+`stop`, then SIGTERM, then SIGKILL, and always reaps the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from engine.jobs import (
+    FailureReason,
+    JobDone,
+    JobFailure,
+    JobProgress,
+    JobWritten,
+    Message,
+    SongJob,
+    Stop,
+    Submit,
+    WorkerFatal,
+    WorkerReady,
+    read_from_worker,
+)
+from engine.worker import WorkerConfig, worker_main
+
+log = logging.getLogger("engine.worker_client")
+
+ClientState = Literal["new", "starting", "ready", "stopping", "released", "unavailable", "closed"]
+EventKind = Literal["ready", "died", "unavailable", "paused", "resumed"]
+#: Start-ups in a row that may fail before the client gives up until `resume()`.
+START_FAILURES_ALLOWED = 2
+
+
+class WorkerError(RuntimeError):
+    """Base of the client's errors."""
+
+
+class WorkerStartError(WorkerError):
+    """The worker process could not start; the message says why."""
+
+
+class WorkerBusyError(WorkerError):
+    """`submit` was called without a free slot (all in use, paused or unavailable)."""
+
+
+class WorkerClosedError(WorkerError):
+    """The client was closed; jobs still in flight end with this error."""
+
+
+class JobFailedError(WorkerError):
+    """A job failed for good. `reason` is a `FailureReason` category; `detail` a short
+    qualifier such as the signal that killed the worker (`SIGKILL`)."""
+
+    def __init__(
+        self,
+        job_id: str,
+        reason: FailureReason,
+        message: str,
+        attempts: int,
+        detail: str | None = None,
+    ):
+        self.job_id = job_id
+        self.reason: FailureReason = reason
+        self.message = message
+        self.attempts = attempts
+        self.detail = detail
+        super().__init__(f"job {job_id} failed ({self.label}): {message}")
+
+    @property
+    def label(self) -> str:
+        """What statistics count: `worker_died (SIGKILL)`, `oom`, ..."""
+        return f"{self.reason} ({self.detail})" if self.detail else self.reason
+
+
+@dataclass(frozen=True)
+class WorkerEvent:
+    """Something the bot may want to show or count: a start, a death, a pause."""
+
+    kind: EventKind
+    message: str
+    pid: int | None = None
+    job_ids: tuple[str, ...] = ()
+
+
+@dataclass(eq=False)
+class JobHandle:
+    """A job in flight; `await handle` gives its `JobDone` or raises `JobFailedError`."""
+
+    job: SongJob
+    future: asyncio.Future[JobDone]
+    on_progress: Callable[[JobProgress], None] | None = None
+    on_written: Callable[[JobWritten], None] | None = None
+    on_retry: Callable[[str], None] | None = None
+    progress: JobProgress | None = None
+    written: JobWritten | None = None
+    deaths: int = 0
+    started: bool = field(default=False, repr=False)  # by the worker running now
+
+    def __await__(self) -> Generator[Any, None, JobDone]:
+        return self.future.__await__()
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first worker, 2 after one death, ..."""
+        return self.deaths + 1
+
+    def job_to_send(self) -> SongJob:
+        if self.written is None or self.job.spec is not None:
+            return self.job
+        return self.job.model_copy(update={"spec": self.written.spec})
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """`SIGKILL`, `exit code 3`, ...: how a process ended, for messages and stats."""
+    if exitcode is None:
+        return "unknown exit"
+    if exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+@dataclass
+class _Process:
+    """One worker process and the reader thread that watches it."""
+
+    generation: int
+    process: BaseProcess
+    conn: Connection
+    reader: threading.Thread | None = None
+    fatal: str | None = None
+    kill_reason: tuple[FailureReason, str] | None = None
+
+
+class WorkerClient:
+    """Runs the worker process for an asyncio program. See the module docstring."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        max_in_flight: int = 2,
+        max_attempts: int = 2,
+        start_timeout: float = 600.0,
+        stall_timeout: float = 600.0,
+        stop_timeout: float = 10.0,
+        on_event: Callable[[WorkerEvent], None] | None = None,
+    ):
+        if not 1 <= max_in_flight <= 8:
+            raise ValueError(f"max_in_flight={max_in_flight}: allowed is 1 to 8")
+        if not 1 <= max_attempts <= 10:
+            raise ValueError(f"max_attempts={max_attempts}: allowed is 1 to 10")
+        for name, value in (("start_timeout", start_timeout), ("stall_timeout", stall_timeout),
+                            ("stop_timeout", stop_timeout)):  # fmt: skip
+            if not value > 0:
+                raise ValueError(f"{name}={value}: allowed is a number of seconds above 0")
+        self.config = config
+        self.max_in_flight = max_in_flight
+        self.max_attempts = max_attempts
+        self.start_timeout = start_timeout
+        self.stall_timeout = stall_timeout
+        self.stop_timeout = stop_timeout
+        self.on_event = on_event
+        self.ready_info: WorkerReady | None = None
+        self._ctx = multiprocessing.get_context("spawn")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._state: ClientState = "new"
+        self._proc: _Process | None = None
+        self._generation = 0
+        self._ready: asyncio.Future[WorkerReady] | None = None
+        self._handles: dict[str, JobHandle] = {}
+        self._busy_reason: str | None = None
+        self._unavailable_reason: str | None = None
+        self._last_activity = time.monotonic()
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._exited: dict[int, asyncio.Future[None]] = {}
+
+    # --- public state ---------------------------------------------------------
+    @property
+    def state(self) -> ClientState:
+        return self._state
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.process.pid if self._proc is not None else None
+
+    @property
+    def busy_reason(self) -> str | None:
+        """Why the client hands out no work (paused), or None."""
+        return self._busy_reason
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """Why the worker cannot be started, once two starts in a row failed."""
+        return self._unavailable_reason
+
+    @property
+    def in_flight(self) -> list[JobHandle]:
+        return list(self._handles.values())
+
+    @property
+    def free_slots(self) -> int:
+        """How many jobs `submit` takes now: 0 while paused, unavailable or closed."""
+        if self._state not in ("starting", "ready") or self._busy_reason is not None:
+            return 0
+        return self.max_in_flight - len(self._handles)
+
+    # --- life cycle -----------------------------------------------------------
+    async def start(self) -> WorkerReady:
+        """Start the worker and wait until its models are loaded.
+
+        Raises `WorkerStartError` (with the worker's own message, e.g. a missing
+        checkpoint) when it cannot start; the client can then only be closed.
+        """
+        if self._state != "new":
+            raise WorkerError(f"start() was already called (the client is {self._state})")
+        self._loop = asyncio.get_running_loop()
+        self._spawn_task(self._watch_stalls())
+        try:
+            return await self._launch()
+        except WorkerStartError as exc:
+            self._state = "unavailable"
+            self._unavailable_reason = str(exc)
+            raise
+
+    async def close(self) -> None:
+        """Stop the worker for good and fail what is still in flight with `WorkerClosedError`."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._stop_process()
+        for handle in list(self._handles.values()):
+            self._finish(handle, WorkerClosedError(f"job {handle.job_id}: the worker was closed"))
+        self._notify()
+
+    async def __aenter__(self) -> WorkerClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def pause(self, reason: str, *, release_gpu: bool = True) -> None:
+        """Hand out no more work; return once the jobs in flight have ended.
+
+        With `release_gpu` the worker process is stopped too, so its GPU memory
+        is free (for training); `resume()` starts it again.
+        """
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(
+                "pause(reason): give a short reason to show listeners, e.g. 'training'"
+            )
+        self._check_open()
+        self._busy_reason = reason.strip()
+        self._event("paused", f"generation paused: {self._busy_reason}")
+        self._notify()
+        pending = [handle.future for handle in self._handles.values()]
+        if pending:
+            await asyncio.wait(pending)
+        if release_gpu and self._state in ("ready", "starting") and self._busy_reason is not None:
+            self._state = "stopping"
+            await self._stop_process()
+            self._state = "released"
+
+    async def resume(self) -> None:
+        """Hand out work again, starting the worker if it was released or unavailable."""
+        self._check_open()
+        self._busy_reason = None
+        if self._state in ("released", "unavailable"):
+            self._unavailable_reason = None
+            try:
+                await self._launch()
+            except WorkerStartError as exc:
+                self._make_unavailable(str(exc))
+                raise
+        self._event("resumed", "generation resumed")
+        self._notify()
+
+    # --- jobs -----------------------------------------------------------------
+    async def wait_for_slot(self) -> None:
+        """Return when `submit` would take a job; raises `WorkerClosedError` once closed."""
+        while self.free_slots <= 0:
+            self._check_open()
+            await self._wait_changed()
+
+    async def wait_changed(self) -> None:
+        """Return at the next change of state, pause, slot or availability."""
+        await self._wait_changed()
+
+    def submit(
+        self,
+        job: SongJob,
+        *,
+        on_progress: Callable[[JobProgress], None] | None = None,
+        on_written: Callable[[JobWritten], None] | None = None,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> JobHandle:
+        """Send `job` to the worker; the callbacks run on the event loop.
+
+        `on_retry(label)` is called when a worker died while making the job and
+        it is tried again. Raises `WorkerBusyError` when `max_in_flight` jobs are
+        in flight, `WorkerError` while the worker is unavailable. A job
+        submitted while paused (a scheduler that saw a free slot just before
+        `pause`) is held and made after `resume()`.
+        """
+        self._check_open()
+        if not isinstance(job, SongJob):
+            raise TypeError(f"submit() takes an engine.jobs.SongJob, not {type(job).__name__}")
+        if job.job_id in self._handles:
+            raise ValueError(f"job id {job.job_id!r} is already in flight: ids must be unique")
+        if self._state == "unavailable":
+            raise WorkerError(f"cannot take job {job.job_id}: {self._unavailable_reason}")
+        if len(self._handles) >= self.max_in_flight:
+            raise WorkerBusyError(
+                f"cannot take job {job.job_id} now: all {self.max_in_flight} slots are in use"
+            )
+        assert self._loop is not None
+        handle = JobHandle(job, self._loop.create_future(), on_progress, on_written, on_retry)
+        self._handles[job.job_id] = handle
+        self._last_activity = time.monotonic()
+        self._send(Submit(job=job))
+        self._notify()
+        return handle
+
+    # --- internals: processes -------------------------------------------------
+    def _check_open(self) -> None:
+        if self._state == "closed":
+            raise WorkerClosedError("the worker client is closed")
+        if self._state == "new":
+            raise WorkerError("call start() first")
+
+    async def _launch(self) -> WorkerReady:
+        """Start a worker, resend the jobs in flight, wait for `ready`."""
+        assert self._loop is not None
+        self._state = "starting"
+        self._generation += 1
+        generation = self._generation
+        self._ready = self._loop.create_future()
+        self._exited[generation] = self._loop.create_future()
+        spawning = asyncio.ensure_future(asyncio.to_thread(self._spawn, generation))
+        try:
+            proc = await asyncio.shield(spawning)
+        except asyncio.CancelledError:  # closing: keep hold of the process to stop it
+            self._proc = await spawning
+            raise
+        self._proc = proc
+        for handle in self._handles.values():
+            handle.started = False
+            self._send(Submit(job=handle.job_to_send()))
+        reader = threading.Thread(
+            target=self._read, args=(proc,), name=f"worker-reader-{generation}", daemon=True
+        )
+        proc.reader = reader
+        reader.start()
+        self._last_activity = time.monotonic()
+        self._notify()
+        try:
+            ready = await asyncio.wait_for(asyncio.shield(self._ready), self.start_timeout)
+        except asyncio.TimeoutError:
+            self._ready.cancel()
+            await self._stop_process()
+            raise WorkerStartError(
+                f"the worker was not ready within {self.start_timeout:g} s"
+            ) from None
+        except WorkerStartError:
+            await self._reap(proc)
+            raise
+        self.ready_info = ready
+        self._state = "ready"
+        self._event("ready", f"worker {ready.pid} ready on {ready.device}", ready.pid)
+        self._notify()
+        return ready
+
+    def _spawn(self, generation: int) -> _Process:
+        parent_end, child_end = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=worker_main,
+            args=(child_end, self.config.model_dump_json(), os.getpid()),
+            name=f"radio-worker-{generation}",
+            daemon=True,  # multiprocessing also ends it if this process exits normally
+        )
+        process.start()
+        child_end.close()  # so the pipe reports EOF when the worker dies
+        log.info("worker process %d started", process.pid)
+        return _Process(generation, process, parent_end)
+
+    def _read(self, proc: _Process) -> None:
+        """Reader thread: forward messages; report the exit when the process ends."""
+        while True:
+            ready = wait([proc.conn, proc.process.sentinel])
+            if proc.conn in ready:
+                try:
+                    data = proc.conn.recv_bytes()
+                except (EOFError, OSError):
+                    break
+                try:
+                    message = read_from_worker(data)
+                except ValidationError as exc:
+                    log.error("worker sent a malformed message: %s", exc)
+                    continue
+                if not self._post(self._dispatch, proc, message):
+                    break
+                continue
+            break
+        proc.process.join()
+        self._post(self._on_exit, proc)
+
+    def _post(self, callback: Callable[..., None], *args: Any) -> bool:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            return False
+        return True
+
+    def _send(self, message: Message) -> None:
+        proc = self._proc
+        if proc is None:
+            return  # jobs in flight are sent to the next worker when it starts
+        try:
+            proc.conn.send_bytes(message.to_bytes())
+        except (BrokenPipeError, EOFError, OSError) as exc:
+            log.warning("cannot send to worker %s: %s", proc.process.pid, exc)
+
+    async def _stop_process(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        self._send(Stop())
+        await asyncio.to_thread(self._join_or_kill, proc.process, self.stop_timeout)
+        await self._reap(proc)
+
+    async def _reap(self, proc: _Process) -> None:
+        """Make sure `proc` has ended and was reaped, and its exit was handled."""
+        await asyncio.to_thread(self._join_or_kill, proc.process, 0.1)
+        exited = self._exited.get(proc.generation)
+        if proc.reader is not None and exited is not None:
+            await exited  # the reader thread reaps the process and reports the exit
+        else:
+            await asyncio.to_thread(proc.process.join)
+            proc.conn.close()
+        if self._proc is proc:
+            self._proc = None
+
+    @staticmethod
+    def _join_or_kill(process: BaseProcess, timeout: float) -> None:
+        """Wait for the process to end, then SIGTERM, then SIGKILL.
+
+        Only the sentinel is watched here: the reader thread alone reaps the
+        process, so a signal can never reach a recycled pid.
+        """
+        if wait([process.sentinel], timeout):
+            return
+        log.warning("worker %s did not stop in %g s: terminating it", process.pid, timeout)
+        process.terminate()
+        if wait([process.sentinel], 3):
+            return
+        log.error("worker %s ignored SIGTERM: killing it", process.pid)
+        process.kill()
+        wait([process.sentinel])
+
+    def _on_exit(self, proc: _Process) -> None:
+        """On the loop: the worker process `proc` has ended."""
+        proc.conn.close()
+        exited = self._exited.pop(proc.generation, None)
+        if exited is not None and not exited.done():
+            exited.set_result(None)
+        if proc.generation != self._generation:
+            return
+        if self._proc is proc:
+            self._proc = None
+        how = describe_exit(proc.process.exitcode)
+        if self._ready is not None and not self._ready.done():
+            detail = proc.fatal or f"it exited during start-up ({how})"
+            self._ready.set_exception(WorkerStartError(f"the worker could not start: {detail}"))
+            return
+        if self._state != "ready":
+            return  # stopped on purpose
+        reason, message = proc.kill_reason or ("worker_died", f"the worker died ({how})")
+        detail = how if reason == "worker_died" else None
+        started = [h for h in self._handles.values() if h.started]
+        log.error("%s; %d job(s) in flight, %d started", message, len(self._handles), len(started))
+        for handle in started:
+            handle.deaths += 1
+            if handle.deaths >= self.max_attempts:
+                self._finish(
+                    handle,
+                    JobFailedError(
+                        handle.job_id,
+                        reason,
+                        f"{message}, {handle.deaths} time(s) while making this job",
+                        handle.deaths,
+                        detail,
+                    ),
+                )
+            elif handle.on_retry is not None:
+                handle.on_retry(f"{reason} ({detail})" if detail else reason)
+        self._event("died", message, proc.process.pid, tuple(h.job_id for h in started))
+        self._state = "starting"
+        self._spawn_task(self._restart())
+
+    async def _restart(self) -> None:
+        for attempt in range(1, START_FAILURES_ALLOWED + 1):
+            try:
+                await self._launch()
+                return
+            except WorkerStartError as exc:
+                log.error("worker restart %d failed: %s", attempt, exc)
+                last = str(exc)
+        self._make_unavailable(last)
+
+    def _make_unavailable(self, reason: str) -> None:
+        self._state = "unavailable"
+        self._unavailable_reason = reason
+        for handle in list(self._handles.values()):
+            self._finish(
+                handle,
+                JobFailedError(handle.job_id, "worker_start_failed", reason, handle.attempt),
+            )
+        self._event("unavailable", f"the worker cannot be started: {reason}")
+        self._notify()
+
+    async def _watch_stalls(self) -> None:
+        """Kill a worker that has work but has said nothing for `stall_timeout` seconds."""
+        while True:
+            await asyncio.sleep(min(1.0, self.stall_timeout / 4))
+            proc = self._proc
+            if proc is None or self._state != "ready" or not self._handles:
+                continue
+            silent = time.monotonic() - self._last_activity
+            alive = not wait([proc.process.sentinel], 0)
+            if silent > self.stall_timeout and proc.kill_reason is None and alive:
+                message = f"the worker was silent for {silent:.0f} s with work to do: killed"
+                proc.kill_reason = ("worker_stalled", message)
+                log.error("%s (pid %s)", message, proc.process.pid)
+                proc.process.kill()
+
+    # --- internals: messages --------------------------------------------------
+    def _dispatch(self, proc: _Process, message: Any) -> None:
+        if proc.generation != self._generation:
+            return
+        self._last_activity = time.monotonic()
+        if isinstance(message, WorkerReady):
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(message)
+            return
+        if isinstance(message, WorkerFatal):
+            proc.fatal = message.message
+            return
+        handle = self._handles.get(message.job_id)
+        if handle is None:
+            return  # a job that already failed for good
+        if isinstance(message, JobProgress):
+            handle.started = True
+            handle.progress = message
+            if handle.on_progress is not None:
+                handle.on_progress(message)
+        elif isinstance(message, JobWritten):
+            handle.written = message
+            if handle.on_written is not None:
+                handle.on_written(message)
+        elif isinstance(message, JobDone):
+            self._finish(handle, message)
+        elif isinstance(message, JobFailure):
+            self._finish(
+                handle,
+                JobFailedError(handle.job_id, message.reason, message.message, handle.attempt),
+            )
+
+    def _finish(self, handle: JobHandle, outcome: JobDone | BaseException) -> None:
+        self._handles.pop(handle.job_id, None)
+        if not handle.future.done():
+            if isinstance(outcome, BaseException):
+                handle.future.set_exception(outcome)
+            else:
+                handle.future.set_result(outcome)
+        self._notify()
+
+    # --- internals: events ----------------------------------------------------
+    def _event(self, kind: EventKind, message: str, pid: int | None = None,
+               job_ids: tuple[str, ...] = ()) -> None:  # fmt: skip
+        if self.on_event is not None:
+            try:
+                self.on_event(WorkerEvent(kind, message, pid, job_ids))
+            except Exception:
+                log.exception("worker event handler failed")
+
+    def _notify(self) -> None:
+        """Wake everyone waiting in `_wait_changed`."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_changed(self) -> None:
+        await self._changed.wait()
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
