@@ -67,16 +67,17 @@ def track_file_name(spec: SongSpec, seed: int, suffix: str) -> str:
 
 
 class _StageClock:
-    """Times text encoding vs. DiT by noting when the DiT first runs."""
+    """Splits the pipeline call into text encoding and DiT by noting when the
+    condition encoder (the last text stage) finishes. The hook sits on the condition
+    encoder, not on the DiT, so it never breaks a compiled DiT's graph."""
 
-    def __init__(self, transformer: torch.nn.Module, device: torch.device):
+    def __init__(self, condition_encoder: torch.nn.Module, device: torch.device):
         self.device = device
-        self.first_dit: float | None = None
-        self._handle = transformer.register_forward_pre_hook(self._mark)
+        self.text_done: float | None = None
+        self._handle = condition_encoder.register_forward_hook(self._mark)
 
-    def _mark(self, _module, _args) -> None:
-        if self.first_dit is None:
-            self.first_dit = self.now()
+    def _mark(self, _module, _args, _output) -> None:
+        self.text_done = self.now()
 
     def now(self) -> float:
         if self.device.type == "cuda":
@@ -234,7 +235,7 @@ class MusicEngine:
                 progress(index + 1, steps)
             return kwargs
 
-        clock = _StageClock(self.pipe.transformer, self.device)
+        clock = _StageClock(self.pipe.condition_encoder, self.device)
         started = clock.now()
         try:
             latents = self.pipe(
@@ -261,7 +262,7 @@ class MusicEngine:
         finally:
             clock.close()
             self._after_stages()
-        text_done = clock.first_dit or dit_done
+        text_done = clock.text_done or dit_done
 
         chunk = vram.vae_chunk_frames(free_gb)
         try:
