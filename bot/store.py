@@ -29,6 +29,7 @@ from bot.store_checks import (
     MAX_GENRE_CHARS,
     MAX_MOOD_CHARS,
     MAX_PRESET_CHARS,
+    MAX_REASON_CHARS,
     MAX_STATION_THEME_CHARS,
     MIN_STATION_LENGTH,
     check_bool,
@@ -172,6 +173,18 @@ class Store(JobStore, TrackStore):
         with self._transaction(write=True) as db:
             self._guild(db, guild_id)
             self._event(db, guild_id, "underrun", seconds=seconds)
+
+    def record_failure(self, guild_id: int, reason: str, *, job_id: int | None = None) -> None:
+        """Count a failed attempt that is retried elsewhere (e.g. the worker died and the
+        worker client resends the job), leaving the job as it is; `fail_job` is for
+        attempts that end the job or send it back to the queue."""
+        check_id("guild_id", guild_id)
+        reason = check_text("reason", reason, MAX_REASON_CHARS, required=True)
+        if job_id is not None:
+            check_id("job_id", job_id)
+        with self._transaction(write=True) as db:
+            self._guild(db, guild_id)
+            self._event(db, guild_id, "failure", reason=reason, job_id=job_id)
 
     def stats(self, guild_id: int | None = None) -> StationStats:
         """`/radio_stats` figures for one guild, or overall when `guild_id` is None."""

@@ -154,6 +154,15 @@ class Settings(BaseSettings):
     max_queue_per_user: int = _field(3, "an integer from 1 to 50", ge=1, le=50)
     max_queue_per_guild: int = _field(20, "an integer from 1 to 500", ge=1, le=500)
 
+    # GPU worker process (engine/worker.py) and the local listener (bot/local.py)
+    worker_max_in_flight: int = _field(2, "an integer from 1 to 4", ge=1, le=4)
+    worker_stall_timeout: float = _field(
+        600.0, "a number of seconds from 30 to 3600", ge=30, le=3600
+    )
+    local_output_dir: Path = _field(
+        Path("data/local-radio"), "a folder for what `python -m bot.local` plays"
+    )
+
     # Paths (relative paths are taken from the project folder)
     checkpoint_dir: Path = _field(
         Path("checkpoints"), "a folder: an ACE-Step 1.5 checkpoints/ folder or a diffusers pipeline"
@@ -184,7 +193,7 @@ class Settings(BaseSettings):
     def _lower_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("checkpoint_dir", "models_dir", "data_dir", "tracks_dir")
+    @field_validator("checkpoint_dir", "models_dir", "data_dir", "tracks_dir", "local_output_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         value = value.expanduser()

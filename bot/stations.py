@@ -1,0 +1,213 @@
+"""StationManager: every guild's station, and who gets the GPU worker next.
+
+One worker serves all stations. The manager's scheduler waits until the
+worker has a free slot (`WorkerClient.wait_for_slot`), then takes one job:
+a listener's request from the next station in round-robin order that has one,
+else an auto-fill job the same way. So no station can starve another, requests
+anywhere come before auto-fill anywhere, and the stations together never ask
+for more concurrent work than the worker can do.
+
+At start-up the manager calls `Store.recover()` (jobs in flight go back to the
+queue, the track that was playing back to its buffer, vanished files are
+logged and skipped), prunes track files to the disk budget, and opens a
+station for every guild in the store. `pause_generation` / `resume_generation`
+are the GPU-busy switch for the trainer: stations keep playing their buffers
+and then replay their libraries meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from bot.station import Station, StationConfig
+from bot.store import RecoveryReport, Store, UnknownGuildError
+from bot.store_checks import check_id
+from bot.store_records import Job
+from engine.jobs import SongJob
+from engine.worker_client import WorkerClient, WorkerError, WorkerEvent
+
+log = logging.getLogger("bot.stations")
+
+
+class StationManager:
+    """The stations of every guild and the scheduler that feeds the worker.
+
+    The manager listens to the client's events, so stations hear when the
+    worker is paused, resumed or unavailable. With `owns_client` (the default)
+    `close()` closes the client too; without, the client outlives the manager
+    (the jobs it still makes for this manager are then dropped, and the store
+    requeues them when it is opened again).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        client: WorkerClient,
+        config: StationConfig,
+        *,
+        owns_client: bool = True,
+    ):
+        self.store = store
+        self.client = client
+        self.config = config
+        self.owns_client = owns_client
+        self._stations: dict[int, Station] = {}
+        self._changed = asyncio.Event()
+        self._next = 0  # round-robin start among stations
+        self._scheduler: asyncio.Task | None = None
+        self._jobs: set[asyncio.Task] = set()
+        self.recovery: RecoveryReport | None = None
+        client.on_event = self.on_worker_event
+
+    # --- life cycle -----------------------------------------------------------
+    async def start(self) -> RecoveryReport:
+        """Recover the store, prune, open every known station, start scheduling.
+
+        The worker client must be started already (or be starting).
+        """
+        self.recovery = await asyncio.to_thread(self.store.recover)
+        report = self.recovery
+        if report.requeued_jobs or report.interrupted_tracks or report.missing_tracks:
+            log.info(
+                "recovered: %d job(s) back in the queue, %d track(s) back in a buffer, "
+                "%d vanished track file(s) skipped, %d job(s) failed",
+                len(report.requeued_jobs), len(report.interrupted_tracks),
+                len(report.missing_tracks), len(report.failed_jobs),
+            )  # fmt: skip
+        await asyncio.to_thread(self.store.prune_tracks, self.config.disk_budget_bytes)
+        for guild_id in await asyncio.to_thread(self.store.guild_ids):
+            await self._open(guild_id)
+        self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
+        return report
+
+    async def close(self) -> None:
+        """Stop every station, the scheduler and the worker (jobs in flight stay
+        in flight in the store, so the next start makes them)."""
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+            self._scheduler = None
+        for station in self._stations.values():
+            await station.close()
+        if self.owns_client:
+            await self.client.close()  # jobs in flight end with WorkerClosedError
+        else:
+            for task in self._jobs:
+                task.cancel()
+        while self._jobs:
+            await asyncio.gather(*list(self._jobs), return_exceptions=True)
+        for station in self._stations.values():
+            await station.close()  # its last background work, e.g. a top-up
+
+    async def __aenter__(self) -> StationManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- stations -------------------------------------------------------------
+    async def add_station(self, guild_id: int) -> Station:
+        """The guild's station, created (with default settings) if it is new."""
+        check_id("guild_id", guild_id)
+        if guild_id in self._stations:
+            return self._stations[guild_id]
+        await asyncio.to_thread(self.store.ensure_guild, guild_id)
+        return await self._open(guild_id)
+
+    def station(self, guild_id: int) -> Station:
+        """The station of a known guild; `UnknownGuildError` otherwise."""
+        check_id("guild_id", guild_id)
+        try:
+            return self._stations[guild_id]
+        except KeyError:
+            raise UnknownGuildError(guild_id) from None
+
+    @property
+    def stations(self) -> list[Station]:
+        return list(self._stations.values())
+
+    async def _open(self, guild_id: int) -> Station:
+        station = Station(guild_id, self.store, self, self.config)
+        self._stations[guild_id] = station
+        await station.load()
+        return station
+
+    # --- the GPU-busy switch ----------------------------------------------------
+    @property
+    def busy_reason(self) -> str | None:
+        """Why no fresh songs are being made: the GPU is busy or the worker is down."""
+        if self.client.busy_reason is not None:
+            return f"the GPU is busy: {self.client.busy_reason}"
+        if self.client.unavailable_reason is not None:
+            return f"the music worker is unavailable: {self.client.unavailable_reason}"
+        return None
+
+    async def pause_generation(self, reason: str, *, release_gpu: bool = True) -> None:
+        """Make no new songs (e.g. while an adapter trains); returns once the GPU is free."""
+        await self.client.pause(reason, release_gpu=release_gpu)
+        self._notify_stations()
+
+    async def resume_generation(self) -> None:
+        await self.client.resume()
+        self._notify_stations()
+        self.wake()
+
+    def on_worker_event(self, event: WorkerEvent) -> None:
+        """`WorkerClient(on_event=...)`: stations re-check what they can play."""
+        log.info("worker: %s", event.message)
+        self._notify_stations()
+        self.wake()
+
+    def _notify_stations(self) -> None:
+        for station in self._stations.values():
+            station.notify()
+
+    # --- scheduling -----------------------------------------------------------
+    def wake(self) -> None:
+        """Jobs may be waiting: the scheduler looks again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _schedule(self) -> None:
+        while True:
+            await self.client.wait_for_slot()
+            changed = self._changed
+            picked = await self._pick()
+            if picked is None:
+                await changed.wait()
+                continue
+            station, job, song = picked
+            try:
+                handle = self.client.submit(song, **station.job_callbacks(job))
+            except WorkerError as exc:
+                log.error("guild %d: job %d refused: %s", station.guild_id, job.id, exc)
+                self._track(station.refuse_job(job, "worker_start_failed"))
+                continue
+            self._track(station.run_job(job, handle))
+
+    async def _pick(self) -> tuple[Station, Job, SongJob] | None:
+        """The next job: requests round-robin across stations, then auto-fill."""
+        stations = list(self._stations.values())
+        if not stations:
+            return None
+        start = self._next % len(stations)
+        order = stations[start:] + stations[:start]
+        kinds = [(station, await station.next_kind()) for station in order]
+        for wanted in ("request", "auto"):
+            for station, kind in kinds:
+                if kind != wanted:
+                    continue
+                taken = await station.take_job()
+                if taken is not None:
+                    self._next = stations.index(station) + 1
+                    return station, *taken
+        return None
+
+    def _track(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
