@@ -1,0 +1,60 @@
+"""`python -m bot.local`: the whole radio without Discord, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.local import main
+from engine.audio import probe
+from engine.settings import ENV_FILE_VARIABLE, PROJECT_ROOT, Settings
+
+
+def test_the_local_listener_plays_a_continuous_numbered_stream(
+    tiny_checkpoint_dir: Path, tmp_path: Path
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"CHECKPOINT_DIR={tiny_checkpoint_dir}\nDATA_DIR={tmp_path / 'data'}\n"
+        f"TRACKS_DIR={tmp_path / 'tracks'}\nLOCAL_OUTPUT_DIR={tmp_path / 'out'}\n"
+        "DEVICE=cpu\nDEFAULT_DURATION=10\nBUFFER_SIZE=2\n"
+    )
+    keys = set(Settings.model_fields)  # only the file speaks
+    env = {key: value for key, value in os.environ.items() if key.lower() not in keys}
+    run = subprocess.run(
+        [sys.executable, "-m", "bot.local", "--songs", "3", "--speed", "20",
+         "--songwriter", "template", "--steps", "2", "--request", "a cat on a piano"],
+        cwd=PROJECT_ROOT,
+        env={**env, ENV_FILE_VARIABLE: str(env_file)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = tmp_path / "out"
+    plays = [json.loads(line) for line in (out / "plays.jsonl").read_text().splitlines()]
+    assert len(plays) >= 3
+    assert [p["number"] for p in plays] == list(range(1, len(plays) + 1))
+    assert plays[0]["requester"] == "you"  # the request came first
+    assert all(p["source"] == "fresh" for p in plays)
+    for play in plays:
+        info = probe(out / play["file"])
+        assert info.codec == "opus" and abs(info.duration - 10) < 0.1
+    assert [p["gap_ms"] for p in plays[1:]] and all(p["gap_ms"] < 100 for p in plays[1:])
+    playlist = (out / "playlist.m3u").read_text().splitlines()
+    assert playlist[0] == "#EXTM3U" and playlist[2::2] == [p["file"] for p in plays]
+    assert "> 0001 " in run.stdout and "on air" in run.stdout
+    assert (tmp_path / "data" / "radio.sqlite3").is_file()
+
+
+def test_bad_command_line_values_are_refused_before_anything_starts(capsys) -> None:
+    assert main(["--songs", "-1"]) == 2
+    assert "--songs must be 0 (no limit) or more" in capsys.readouterr().err
+    assert main(["--speed", "0"]) == 2
+    assert "--speed must be from 0.01 to 10000" in capsys.readouterr().err
+    assert main(["--steps", "500"]) == 2
+    assert "--steps must be from 1 to 200" in capsys.readouterr().err
