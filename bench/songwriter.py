@@ -9,7 +9,8 @@ through genres), prints:
 - valid-spec rate before fallback: model answers that became a spec, out of
   all answers (first answers and retries), and the rate for first answers;
 - fallback rate: songs the template songwriter had to write;
-- seconds per spec (mean, median, slowest) and the model's load time.
+- seconds per spec (mean, median, slowest), tokens written per spec and per
+  second (prompt evaluation and retries included), and the model's load time.
 
 The load time is not in the per-spec figures. Seeds are fixed (`--seed`), so a
 run can be repeated; `--json` prints the figures for scripts.
@@ -113,6 +114,8 @@ def main() -> int:
         "seconds_per_spec_mean": round(statistics.mean(seconds), 2),
         "seconds_per_spec_median": round(statistics.median(seconds), 2),
         "seconds_per_spec_max": round(max(seconds), 2),
+        "tokens_per_spec_mean": round(statistics.mean(r.tokens for r in results), 1),
+        "tokens_per_second": round(sum(r.tokens for r in results) / sum(seconds), 1),
         "fallback_reasons": sorted({r.fallback_reason for r in results if r.fallback_reason}),
     }
     if args.json:
@@ -130,6 +133,10 @@ def main() -> int:
     print(
         f"seconds per spec: mean {figures['seconds_per_spec_mean']}, median "
         f"{figures['seconds_per_spec_median']}, max {figures['seconds_per_spec_max']}"
+    )
+    print(
+        f"tokens per spec: mean {figures['tokens_per_spec_mean']}, "
+        f"{figures['tokens_per_second']} tokens/s (prompt evaluation included)"
     )
     for reason in figures["fallback_reasons"]:
         print(f"  fallback reason: {reason}")

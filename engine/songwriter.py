@@ -93,7 +93,8 @@ class SongwriterConfig:
 
 @dataclass(frozen=True)
 class SongwriterResult:
-    """A spec and how it was made. `source` is "model" or "template"."""
+    """A spec and how it was made. `source` is "model" or "template"; `tokens`
+    counts what the model generated over all attempts."""
 
     spec: SongSpec
     source: str
@@ -101,6 +102,7 @@ class SongwriterResult:
     seconds: float
     fallback_reason: str | None = None
     rejected: tuple[str, ...] = ()
+    tokens: int = 0
 
 
 class Songwriter:
@@ -164,7 +166,7 @@ class Songwriter:
         model, reason = self._loaded_model()
         deadline = time.monotonic() + self.config.timeout  # loading does not count
         rejected: list[str] = []
-        attempts = 0
+        attempts = tokens = 0
         while model is not None and attempts < ATTEMPTS:
             attempt_seed = (seed + attempts * 7919) % 2**63
             attempts += 1
@@ -173,6 +175,7 @@ class Songwriter:
             except Exception as exc:  # whatever llama.cpp raises, the song is still written
                 reason = f"the model failed: {type(exc).__name__}: {exc}"
                 break
+            tokens += completion.tokens
             if completion.finish == "timeout":
                 reason = f"the model timed out after {self.config.timeout:g} s (LLM_TIMEOUT)"
                 break
@@ -185,16 +188,16 @@ class Songwriter:
                 rejected.append(" ".join(str(exc).split())[:200])
                 log.info("Songwriter attempt %d rejected: %s", attempts, rejected[-1])
                 continue
-            return SongwriterResult(
-                spec, "model", attempts, time.monotonic() - start, rejected=tuple(rejected)
-            )
+            seconds = time.monotonic() - start
+            return SongwriterResult(spec, "model", attempts, seconds, None, tuple(rejected), tokens)
         if model is not None and reason is None:
             reason = f"the model's answers were unusable ({'; '.join(rejected)})"
         if reason is not None:
             log.warning("Songwriter used the template: %s", reason)
         spec = template_spec(brief, durations, seed, recent_titles)
+        seconds = time.monotonic() - start
         return SongwriterResult(
-            spec, "template", attempts, time.monotonic() - start, reason, tuple(rejected)
+            spec, "template", attempts, seconds, reason, tuple(rejected), tokens
         )
 
     def _durations(self, style: StationStyle, requested: object) -> DurationRange:

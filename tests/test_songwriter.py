@@ -69,6 +69,7 @@ def test_ordinary_themes_are_written_by_the_model(songwriter: Songwriter) -> Non
         assert_safe_valid(result.spec, style, style.max_duration)
         assert result.spec.duration >= style.max_duration * 2 // 3
         assert result.spec.caption.startswith(style.genre)
+    assert all(r.tokens > 20 and r.seconds > 0 for r in results if r.source == "model")
     # A small base model sometimes writes junk; most answers must still be its own.
     assert sum(r.source == "model" for r in results) >= 2, [r.fallback_reason for r in results]
 
