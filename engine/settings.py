@@ -106,6 +106,15 @@ class Settings(BaseSettings):
     discord_token: Annotated[SecretStr | None, BeforeValidator(_empty_is_none)] = _field(
         None, "the bot token from the Discord developer portal"
     )
+    dev_guild_id: Annotated[int | None, BeforeValidator(_empty_is_none)] = _field(
+        None, "empty, or the id of one server (a positive integer)", ge=1
+    )
+    dj_role: str = _field("DJ", "a role name or role id; empty: Manage Server only", max_length=100)
+    vote_skip_ratio: float = _field(0.5, "a share of listeners above 0, up to 1", gt=0, le=1)
+    idle_disconnect_seconds: int = _field(
+        120, "an integer number of seconds from 0 (stay) to 86400", ge=0, le=86400
+    )
+    upload_max_mb: int = _field(8, "an integer number of MB from 1 to 100", ge=1, le=100)
 
     # Device and memory policy (engine/tiers.py)
     device: str = _field("auto", "auto, cpu, cuda or cuda:N")
