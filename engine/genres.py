@@ -43,6 +43,8 @@ _GENRES: dict[str, GenreProfile] = {
     "pop": GenreProfile(100, 124, "4/4", ("synths", "punchy drums", "bright piano")),
 }
 _DEFAULT = GenreProfile(90, 120, "4/4", ("piano", "guitar", "drums"))
+#: The genre words the profiles know, for suggestions (e.g. command autocomplete).
+GENRES: tuple[str, ...] = tuple(_GENRES)
 
 
 def genre_profile(genre: str) -> GenreProfile:
