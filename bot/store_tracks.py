@@ -6,7 +6,16 @@ import os
 import sqlite3
 from pathlib import Path
 
-from bot.store_checks import MAX_HISTORY, MAX_ID, check_bool, check_id, check_int, check_seconds
+from bot.store_checks import (
+    MAX_HISTORY,
+    MAX_ID,
+    MAX_NAME_CHARS,
+    check_bool,
+    check_id,
+    check_int,
+    check_seconds,
+    check_text,
+)
 from bot.store_core import StoreCore, logger
 from bot.store_errors import InvalidValueError, StateError
 from bot.store_records import (
@@ -32,18 +41,25 @@ class TrackStore(StoreCore):
         *,
         job_id: int | None = None,
         generation_seconds: float | None = None,
+        uploader: tuple[int, str] | None = None,
     ) -> TrackRecord:
         """Put a finished track at the end of the guild's buffer.
 
         With `job_id`, the job (being written or sung) becomes `done` in the same
-        transaction and the track keeps its requester. `generation_seconds`
-        defaults to the sum of the track's stage timings.
+        transaction and the track keeps its requester. A listener's own file
+        (`/radio_upload`) has no job: `uploader` (user id, name) is its requester.
+        `generation_seconds` defaults to the sum of the track's stage timings.
         """
         check_id("guild_id", guild_id)
         if not isinstance(track, Track):
             raise InvalidValueError("track", track, "an engine.spec.Track")
         if job_id is not None:
             check_id("job_id", job_id)
+        if uploader is not None:
+            if job_id is not None:
+                raise InvalidValueError("uploader", uploader, "None for a track made for a job")
+            name = check_text("uploader name", uploader[1], MAX_NAME_CHARS, required=True)
+            uploader = (check_id("uploader id", uploader[0]), name)
         if generation_seconds is None:
             generation_seconds = sum(track.timings.values())
         seconds = check_seconds("generation_seconds", generation_seconds, positive=True)
@@ -58,7 +74,7 @@ class TrackStore(StoreCore):
         now = self._now()
         with self._transaction(write=True) as db:
             self._guild(db, guild_id)
-            requester_id = requester_name = None
+            requester_id, requester_name = uploader or (None, None)
             if job_id is not None:
                 job = self._require_job_status(db, job_id, IN_FLIGHT_JOBS, "finish")
                 if job.guild_id != guild_id:

@@ -456,6 +456,18 @@ def test_cancelling_queued_jobs(store: Store) -> None:
 # --- tracks, playing, votes ---------------------------------------------------------------------
 
 
+def test_an_uploaded_track_keeps_its_uploader_as_requester(store: Store, tracks_dir: Path) -> None:
+    upload = store.add_track(GUILD, make_track(tracks_dir, "mine"), uploader=(42, "ann"))
+    assert (upload.job_id, upload.requester_id, upload.requester_name) == (None, 42, "ann")
+    job = request(store, A)
+    store.next_job(GUILD)
+    with pytest.raises(InvalidValueError, match="uploader"):
+        store.add_track(GUILD, make_track(tracks_dir, "x"), job_id=job.id, uploader=(42, "ann"))
+    with pytest.raises(InvalidValueError, match="uploader name"):
+        store.add_track(GUILD, make_track(tracks_dir, "y"), uploader=(42, "  "))
+    assert [t.id for t in store.buffered_tracks(GUILD)] == [upload.id]
+
+
 def test_tracks_buffer_play_and_enter_history_and_library(store: Store, tracks_dir: Path) -> None:
     job = request(store, A)
     store.next_job(GUILD)
