@@ -51,7 +51,7 @@ from bot.store_checks import MAX_HISTORY, MAX_QUEUE_LIMIT, check_bool, check_int
 from bot.store_records import JobKind
 from engine.jobs import JobDone, JobProgress, JobWritten, SongJob
 from engine.settings import Settings
-from engine.spec import MAX_DURATION, MIN_DURATION, SongSpec
+from engine.spec import MAX_DURATION, MIN_DURATION, SongSpec, Track
 from engine.worker_client import JobFailedError, JobHandle, WorkerClosedError
 
 log = logging.getLogger("bot.station")
@@ -66,7 +66,12 @@ StationState = Literal["stopped", "playing", "paused", "waiting"]
 
 
 class Player(Protocol):
-    """What the station needs of whatever makes the sound."""
+    """What the station needs of whatever makes the sound.
+
+    A player may also have `prepare(record)`: the station calls it with the
+    track it will play next, while the current one plays, so the player can
+    open it ahead (the Discord player starts ffmpeg) and start it without a gap.
+    """
 
     async def play(self, record: TrackRecord) -> bool:
         """Play the track; return when it ended: True when it played to its end,
@@ -401,6 +406,7 @@ class Station:
             await self.top_up()
             return None
         self._buffer.append(record)
+        self._prepare_next()
         log.info(
             "guild %d: %r ready (%.1f s of audio in %.1f s); %d buffered",
             self.guild_id, record.title, record.duration, record.generation_seconds,
@@ -409,6 +415,21 @@ class Station:
         self._notify()
         await self.top_up()
         await self._db(self.store.prune_tracks, self.config.disk_budget_bytes)
+        return record
+
+    async def add_upload(
+        self, track: Track, user_id: int, user_name: str, seconds: float
+    ) -> TrackRecord:
+        """A listener's own audio file (`/radio_upload`) joins the buffer as their
+        request; `seconds` is how long it took to check and convert it."""
+        record = await self._db(
+            lambda: self.store.add_track(
+                self.guild_id, track, generation_seconds=seconds, uploader=(user_id, user_name)
+            )
+        )
+        self._buffer.append(record)
+        self._prepare_next()
+        self._notify()
         return record
 
     async def refuse_job(self, job: Job, reason: str) -> None:
@@ -493,6 +514,7 @@ class Station:
                     await self._finish(*previous)
                     previous = None
                 play = await self._start_play(record)
+                self._prepare_next()
                 try:
                     complete = await playing
                 except OSError as exc:
@@ -519,14 +541,23 @@ class Station:
         marked missing in the store by `next_track`, with a warning.
         """
         while self._buffer:
-            index = next((i for i, t in enumerate(self._buffer) if t.requester_id), 0)
-            record = self._buffer.pop(index)
+            record = self._buffer.pop(self._next_index())
             if record.path.is_file():
                 self._spawn(self.top_up())
                 return record
             self.skipped_missing += 1
             self._spawn(self._mark_missing())
         return None
+
+    def _next_index(self) -> int:
+        """Where in the buffer the next track is: the first request, else the oldest."""
+        return next((i for i, t in enumerate(self._buffer) if t.requester_id), 0)
+
+    def _prepare_next(self) -> None:
+        """Tell a player that can open tracks ahead which one comes next."""
+        prepare = getattr(self._player, "prepare", None)
+        if prepare is not None and self.playing and self._buffer:
+            prepare(self._buffer[self._next_index()])
 
     async def _mark_missing(self) -> None:
         """`next_track` marks every buffered track whose file vanished as missing."""
