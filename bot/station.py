@@ -543,7 +543,6 @@ class Station:
         while self._buffer:
             record = self._buffer.pop(self._next_index())
             if record.path.is_file():
-                self._spawn(self.top_up())
                 return record
             self.skipped_missing += 1
             self._spawn(self._mark_missing())
@@ -563,6 +562,7 @@ class Station:
         """`next_track` marks every buffered track whose file vanished as missing."""
         await self._db(self.store.next_track, self.guild_id)
         self._notify()
+        await self.top_up()
 
     async def _wait_for_track(self) -> TrackRecord:
         """Wait for a fresh track, replaying the library while no fresh songs are made."""
@@ -617,6 +617,8 @@ class Station:
         self._now = play
         log.info("guild %d: now playing %r (%s)", self.guild_id, record.title, play.source)
         self._notify()
+        # Only now has the track left the store's buffer: the top-up counts it out.
+        self._spawn(self.top_up())
         return play
 
     async def _finish(self, play: Play, skipped: bool) -> None:

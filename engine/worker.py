@@ -290,6 +290,8 @@ def _load(config: WorkerConfig) -> tuple[Any, SpecWriter, str]:
     """Settings, engine and songwriter, as the config says."""
     import dataclasses
 
+    from tqdm import tqdm
+
     from engine.logs import setup_logging
     from engine.pipeline import MusicEngine
     from engine.settings import load_settings
@@ -298,6 +300,9 @@ def _load(config: WorkerConfig) -> tuple[Any, SpecWriter, str]:
 
     settings = load_settings(**config.settings)
     setup_logging(settings.log_level, settings.secrets)
+    # tqdm (diffusers' loading bars) would make a multiprocessing semaphore that the
+    # worker's os._exit never unlinks; a thread lock serves a process without children.
+    tqdm.set_lock(threading.RLock())
     if config.torch_threads is not None:
         import torch
 
