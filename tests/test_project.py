@@ -62,12 +62,22 @@ def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one() -> None:
     assert test_command in ci.splitlines()
 
 
-def test_train_stub_says_it_is_a_stub() -> None:
+def test_train_help_lists_the_seed_commands_and_flags() -> None:
     out = subprocess.run(
-        [sys.executable, "train.py"], cwd=PROJECT_ROOT, capture_output=True, text=True
+        [sys.executable, "train.py", "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True
     )
-    assert out.returncode == 2
-    assert "not implemented yet" in out.stderr
+    assert out.returncode == 0, out.stderr
+    for command in ("fixed", "vanilla", "estimate", "--plain", "--yes"):
+        assert command in out.stdout
+    fixed = subprocess.run(
+        [sys.executable, "train.py", "fixed", "--help"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert fixed.returncode == 0, fixed.stderr
+    for flag in ("--checkpoint-dir", "--rank", "--cfg-ratio", "--preprocess", "--resume-from"):
+        assert flag in fixed.stdout
 
 
 def test_setup_script_is_valid_bash_and_rejects_unknown_options() -> None:
