@@ -1,0 +1,196 @@
+"""RadioBot and `python -m bot`: the radio on Discord.
+
+`setup_hook` (after login, before the gateway connects) opens the store,
+starts the GPU worker and the stations, loads the cogs and syncs the slash
+commands: to the `DEV_GUILD_ID` server only when it is set (they show at
+once), else globally. A worker that cannot start (no checkpoint, say) is
+logged and the bot runs on: stations replay their libraries and say why.
+
+`main()` reads `.env`; a missing or refused `DISCORD_TOKEN`, a bad setting or
+an unreachable Discord each end with one clear line, not a traceback.
+SIGINT and SIGTERM shut down cleanly: playback stops, the stations and the
+database are closed (everything the radio knows is already in SQLite) and
+the worker stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import discord
+from discord.ext import commands
+
+from bot.local import manager_from_settings
+from bot.radio import Radio
+from bot.replies import on_command_error
+from bot.stations import StationManager
+from bot.store import StoreError
+from engine.logs import setup_logging
+from engine.settings import Settings, SettingsError, load_settings
+from engine.worker import WorkerConfig
+from engine.worker_client import WorkerStartError
+
+log = logging.getLogger("bot.app")
+
+COGS = ("bot.cogs.listening", "bot.cogs.dj", "bot.cogs.voice_events")
+EXIT_USAGE = 2
+
+
+class RadioBot(commands.Bot):
+    """The radio. `stations` and `radio` exist once `setup_hook` has run."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        voice_cls: Callable[..., Any] = discord.VoiceClient,
+        worker_config: WorkerConfig | None = None,
+        **options: Any,
+    ):
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.voice_states = True  # who listens where; no privileged intent is needed
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,
+        )
+        self.settings = settings
+        self.voice_cls = voice_cls
+        self.worker_config = worker_config or WorkerConfig.from_settings(settings)
+        self._stations: StationManager | None = None
+        self._radio: Radio | None = None
+        self._restored = False
+
+    @property
+    def stations(self) -> StationManager:
+        if self._stations is None:
+            raise RuntimeError("the stations start in setup_hook")
+        return self._stations
+
+    @property
+    def radio(self) -> Radio:
+        if self._radio is None:
+            raise RuntimeError("the radio starts in setup_hook")
+        return self._radio
+
+    async def setup_hook(self) -> None:
+        manager = await asyncio.to_thread(manager_from_settings, self.settings, self.worker_config)
+        self._stations = manager
+        log.info("starting the music worker (loading the models)...")
+        try:
+            await manager.client.start()
+        except WorkerStartError as exc:
+            log.error("the music worker cannot start: %s; the radio runs without new songs", exc)
+        await manager.start()
+        self._radio = Radio(self, manager, self.settings, voice_cls=self.voice_cls)
+        self.tree.error(on_command_error)
+        for cog in COGS:
+            await self.load_extension(cog)
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        guild_id = self.settings.dev_guild_id
+        if guild_id is not None:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to server %d (DEV_GUILD_ID)", len(synced), guild_id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d commands globally (Discord may take a while to show them)",
+                     len(synced))  # fmt: skip
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s in %d server(s)", self.user, len(self.guilds))
+        if not self._restored:
+            self._restored = True
+            await self.radio.restore()
+
+    async def close(self) -> None:
+        """Stop playback, close the stations, the worker and the database, then Discord."""
+        try:
+            # The stations first: they keep the song playing now open in the store,
+            # so the next start plays it again; then voice is left.
+            if self._stations is not None:
+                await self._stations.close()
+            if self._radio is not None:
+                await self._radio.close()
+            if self._stations is not None:
+                await asyncio.to_thread(self._stations.store.close)
+        finally:
+            self._radio = None
+            self._stations = None
+            await super().close()
+
+
+async def run(settings: Settings, **options: Any) -> int:
+    """Run the radio as the settings say until SIGINT/SIGTERM; return the exit status."""
+    assert settings.discord_token is not None
+    return await serve(RadioBot(settings, **options), settings.discord_token.get_secret_value())
+
+
+async def serve(bot: RadioBot, token: str) -> int:
+    """Run `bot` until SIGINT/SIGTERM, then shut it down cleanly; return the exit status.
+
+    What keeps the bot from running ends in one line on stderr (exit status 1).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with bot:
+            runner = asyncio.create_task(bot.start(token))
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not runner.done():
+                log.info("shutting down...")
+                await bot.close()
+            await runner  # raises what ended the bot, if anything did
+    except discord.LoginFailure:
+        return fail(
+            "Discord refused DISCORD_TOKEN: copy the bot's token again from the developer "
+            "portal (Bot > Reset Token) into .env. See docs/discord-setup.md."
+        )
+    except (aiohttp.ClientConnectionError, discord.GatewayNotFound) as exc:
+        return fail(f"cannot reach Discord ({exc}): check the network connection.")
+    except StoreError as exc:
+        return fail(f"the radio's database cannot be used: {exc}")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    log.info("stopped")
+    return 0
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    if settings.discord_token is None:
+        print(
+            "error: DISCORD_TOKEN is not set. Put your bot's token in .env "
+            "(DISCORD_TOKEN=...; docs/discord-setup.md shows how to get one). To try the radio "
+            "without Discord: .venv/bin/python -m bot.local",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    setup_logging(settings.log_level, settings.secrets)
+    return asyncio.run(run(settings))

@@ -1,0 +1,241 @@
+"""Station commands for DJs (Manage Server or the DJ role): the station's sound,
+auto mode, pause/resume/stop, settings and uploads.
+
+Each command carries `default_permissions(manage_guild=True)`, so Discord
+hides it from other members, and the cog checks for real before every
+command (`interaction_check`): see bot.permissions. Values are checked again
+by the station and the store, since Discord does not enforce `Range`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import choices
+from bot.cogs.listening import listener_name, member_of
+from bot.permissions import DJ_PERMISSIONS, describe_dj_role
+from bot.radio import Radio
+from bot.render import safe, settings_embed
+from bot.replies import RadioError, answer, defer
+from bot.store import GuildSettings
+from bot.store_checks import MAX_GENRE_CHARS, MAX_MOOD_CHARS, MAX_STATION_THEME_CHARS
+from bot.uploads import check_attachment, prepare_upload, upload_track
+from engine.spec import MAX_TITLE
+
+if TYPE_CHECKING:
+    from bot.app import RadioBot
+
+T = TypeVar("T")
+SWITCH = {"on": True, "off": False}
+
+
+def station_command(name: str, description: str) -> Callable[[T], T]:
+    """A slash command for DJs: hidden from members without Manage Server, guild only."""
+
+    def decorate(func: Any) -> Any:
+        command = app_commands.command(name=name, description=description)(func)
+        command = app_commands.guild_only()(command)
+        return app_commands.default_permissions(DJ_PERMISSIONS)(command)
+
+    return decorate
+
+
+def style_line(settings: GuildSettings) -> str:
+    parts = [f"genre **{safe(settings.genre, 100)}**"]
+    if settings.mood:
+        parts.append(f"style **{safe(settings.mood, 100)}**")
+    if settings.theme:
+        parts.append(f"theme **{safe(settings.theme, 200)}**")
+    parts += [f"language **{settings.language}**", f"songs up to **{settings.max_length} s**"]
+    return ", ".join(parts)
+
+
+class StationControl(commands.Cog):
+    def __init__(self, bot: RadioBot):
+        self.bot = bot
+
+    @property
+    def radio(self) -> Radio:
+        return self.bot.radio
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+        member_of(interaction)
+        self.radio.require_dj(interaction)
+        return True
+
+    async def _station(self, interaction: discord.Interaction) -> Any:
+        await defer(interaction)
+        return await self.radio.station(member_of(interaction).guild.id)
+
+    @station_command("radio_auto", "Turn auto mode on or off: the station makes songs by itself")
+    @app_commands.describe(mode="on: keep songs coming; off: play requests only")
+    @app_commands.choices(mode=[app_commands.Choice(name=n, value=n) for n in SWITCH])
+    async def radio_auto(self, interaction: discord.Interaction, mode: str) -> None:
+        if mode not in SWITCH:
+            raise RadioError(f"mode {mode!r} is not allowed: give on or off.")
+        station = await self._station(interaction)
+        await station.set_auto_mode(SWITCH[mode])
+        what = "the station makes songs by itself" if SWITCH[mode] else "only requests are made"
+        await answer(interaction, f"🔁 Auto mode is {mode}: {what}.")
+
+    @station_command("radio_genre", "Set the station's genre")
+    @app_commands.describe(genre="e.g. synthwave, jazz, lofi hip hop")
+    @app_commands.autocomplete(genre=choices.genres)
+    async def radio_genre(
+        self, interaction: discord.Interaction, genre: app_commands.Range[str, 1, MAX_GENRE_CHARS]
+    ) -> None:
+        station = await self._station(interaction)
+        settings = await station.set_style(genre=genre)
+        await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
+
+    @station_command("radio_theme", "Set what the station's songs are about (empty: anything)")
+    @app_commands.describe(theme="e.g. 'the sea at night'; leave out to clear it")
+    async def radio_theme(
+        self,
+        interaction: discord.Interaction,
+        theme: app_commands.Range[str, 1, MAX_STATION_THEME_CHARS] | None = None,
+    ) -> None:
+        station = await self._station(interaction)
+        settings = await station.set_style(theme=theme or "")
+        await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
+
+    @station_command("radio_style", "Set the station's style words (mood, sound; empty: none)")
+    @app_commands.describe(style="e.g. 'dreamy, warm, analog'; leave out to clear it")
+    async def radio_style(
+        self,
+        interaction: discord.Interaction,
+        style: app_commands.Range[str, 1, MAX_MOOD_CHARS] | None = None,
+    ) -> None:
+        station = await self._station(interaction)
+        settings = await station.set_style(mood=style or "")
+        await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
+
+    @station_command("radio_language", "Set the language of the lyrics")
+    @app_commands.describe(language="A language code such as en, ja, es")
+    @app_commands.autocomplete(language=choices.languages)
+    async def radio_language(self, interaction: discord.Interaction, language: str) -> None:
+        station = await self._station(interaction)
+        settings = await station.set_style(language=language)
+        await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
+
+    @station_command("radio_maxlength", "Set the longest song the station makes, in seconds")
+    @app_commands.describe(seconds="30 up to the server's limit (MAX_LENGTH_MAX)")
+    async def radio_maxlength(
+        self, interaction: discord.Interaction, seconds: app_commands.Range[int, 30, 600]
+    ) -> None:
+        station = await self._station(interaction)
+        settings = await station.set_style(max_length=seconds)
+        await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
+
+    @station_command("radio_preset", "Give the station a ready-made style")
+    @app_commands.describe(name="A preset such as lofi, synthwave, jazz")
+    @app_commands.autocomplete(name=choices.presets)
+    async def radio_preset(self, interaction: discord.Interaction, name: str) -> None:
+        station = await self._station(interaction)
+        settings = await station.apply_preset(name)
+        await answer(interaction, f"🎛️ Preset **{settings.preset}**: the station plays "
+                                  f"{style_line(settings)}.")  # fmt: skip
+
+    @station_command("radio_pause", "Pause the song playing now")
+    async def radio_pause(self, interaction: discord.Interaction) -> None:
+        station = self._playing_station(interaction)
+        await defer(interaction)
+        if (await station.status()).state == "paused":
+            raise RadioError("The radio is paused already: /radio_resume plays on.")
+        station.pause()
+        await answer(interaction, "⏸️ Paused. /radio_resume plays on.")
+
+    @station_command("radio_resume", "Play on after /radio_pause")
+    async def radio_resume(self, interaction: discord.Interaction) -> None:
+        station = self._playing_station(interaction)
+        await defer(interaction)
+        if (await station.status()).state != "paused":
+            raise RadioError("The radio is not paused.")
+        station.resume()
+        await answer(interaction, "▶️ Playing on.")
+
+    def _playing_station(self, interaction: discord.Interaction) -> Any:
+        guild_id = member_of(interaction).guild.id
+        station = self.radio.known_station(guild_id)
+        if station is None or not station.playing:
+            raise RadioError("The radio is not playing: /radio_join starts it.")
+        return station
+
+    @station_command("radio_stop", "Stop playing and cancel the waiting requests")
+    async def radio_stop(self, interaction: discord.Interaction) -> None:
+        station = self._playing_station(interaction)
+        await defer(interaction)
+        await station.stop()
+        cancelled = await asyncio.to_thread(
+            station.store.cancel_queued, station.guild_id, kind="request"
+        )
+        await answer(interaction, f"⏹️ Stopped; {cancelled} waiting request(s) cancelled. Songs "
+                                  "already made are kept. /radio_join starts again.")  # fmt: skip
+
+    @station_command("radio_settings", "Show the station's settings, or change who is DJ "
+                                       "and where now-playing messages go")  # fmt: skip
+    @app_commands.describe(
+        dj_role="The role that may use the station commands (besides Manage Server)",
+        channel="The text channel for now-playing messages",
+    )
+    async def radio_settings(
+        self,
+        interaction: discord.Interaction,
+        dj_role: discord.Role | None = None,
+        channel: discord.TextChannel | None = None,
+    ) -> None:
+        station = await self._station(interaction)
+        changes: dict[str, Any] = {}
+        if dj_role is not None:
+            if dj_role.is_default():
+                raise RadioError("@everyone cannot be the DJ role: pick a role that only DJs "
+                                 "have.")  # fmt: skip
+            changes["dj_role_id"] = dj_role.id
+        if channel is not None:
+            changes["text_channel_id"] = channel.id
+        settings = await station.update_settings(**changes) if changes else station.settings
+        role = describe_dj_role(interaction.guild, settings.dj_role_id, self.bot.settings.dj_role)
+        embed = settings_embed(settings, role, self.bot.settings.vote_skip_ratio)
+        await answer(interaction, "Settings saved." if changes else None, embed=embed)
+
+    @station_command("radio_upload", "Put your own audio file in the queue")
+    @app_commands.describe(
+        file="An audio file (mp3, ogg, opus, wav, flac, m4a, aac, webm)",
+        title="The title to show (default: the file name)",
+    )
+    async def radio_upload(
+        self,
+        interaction: discord.Interaction,
+        file: discord.Attachment,
+        title: app_commands.Range[str, 1, MAX_TITLE] | None = None,
+    ) -> None:
+        member = member_of(interaction)
+        max_bytes = self.bot.settings.upload_max_mb * 2**20
+        check_attachment(file.filename, file.size, max_bytes)
+        station = await self._station(interaction)
+        try:
+            data = await file.read()
+        except discord.HTTPException as exc:
+            raise RadioError(f"the file could not be downloaded from Discord ({exc.status}); "
+                             "try again.") from exc  # fmt: skip
+        upload = await asyncio.to_thread(
+            prepare_upload, data, file.filename, self.bot.settings.tracks_dir, max_bytes,
+            station.settings.max_length,
+        )  # fmt: skip
+        name = listener_name(member)
+        track = upload_track(upload, title or Path(file.filename).stem, name,
+                             station.settings.language)  # fmt: skip
+        record = await station.add_upload(track, member.id, name, upload.seconds)
+        await answer(interaction, f"📼 **{safe(record.title, 100)}** ({upload.duration:.0f} s) "
+                                  "is in the queue, ahead of the station's own songs.")  # fmt: skip
+
+
+async def setup(bot: RadioBot) -> None:
+    await bot.add_cog(StationControl(bot))

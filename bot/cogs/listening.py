@@ -1,0 +1,230 @@
+"""Listening commands, open to everyone: join, leave, now playing, queue, request,
+skip, history, stats, help."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import choices
+from bot.radio import Radio
+from bot.render import (
+    CommandHelp,
+    NowPlaying,
+    help_embed,
+    history_embed,
+    now_playing_embed,
+    queue_embed,
+    safe,
+    stats_embed,
+    status_text,
+)
+from bot.replies import RadioError, answer, defer
+from bot.station import Station
+from bot.store_checks import MAX_GENRE_CHARS, MAX_THEME_CHARS
+from bot.votes import skip_now, vote_skip
+from engine.spec import MAX_DURATION, MIN_DURATION
+from engine.text_safety import sanitize_text
+
+if TYPE_CHECKING:
+    from bot.app import RadioBot
+
+MAX_HISTORY_SHOWN = 25
+
+
+def member_of(interaction: discord.Interaction) -> discord.Member:
+    if not isinstance(interaction.user, discord.Member) or interaction.guild is None:
+        raise RadioError("The radio's commands work in a server, not in direct messages.")
+    return interaction.user
+
+
+def history_count(value: object) -> int:
+    """Discord does not enforce `Range`: check the count here."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HISTORY_SHOWN:
+        raise RadioError(f"count {value!r} is not allowed: give 1 to {MAX_HISTORY_SHOWN}.")
+    return value
+
+
+def listener_name(member: discord.Member) -> str:
+    """The name stored with a request (shown later, so made safe now)."""
+    return sanitize_text(member.display_name, 100) or f"listener {member.id}"
+
+
+class Listening(commands.Cog):
+    def __init__(self, bot: RadioBot):
+        self.bot = bot
+
+    @property
+    def radio(self) -> Radio:
+        return self.bot.radio
+
+    def _station(self, guild_id: int) -> Station:
+        station = self.radio.known_station(guild_id)
+        if station is None:
+            raise RadioError("The radio has not been on air here yet: join a voice channel "
+                             "and run /radio_join.")  # fmt: skip
+        return station
+
+    @app_commands.command(name="radio_join", description="Bring the radio into your voice channel")
+    @app_commands.guild_only()
+    async def radio_join(self, interaction: discord.Interaction) -> None:
+        member = member_of(interaction)
+        voice = member.voice
+        channel = voice.channel if voice is not None else None
+        if not isinstance(channel, discord.VoiceChannel):
+            raise RadioError("Join a voice channel first, then run /radio_join: the radio "
+                             "plays in your channel.")  # fmt: skip
+        me = member.guild.me
+        allowed = channel.permissions_for(me)
+        missing = [name for name, ok in (("Connect", allowed.connect), ("Speak", allowed.speak))
+                   if not ok]  # fmt: skip
+        if missing:
+            raise RadioError(f"The radio lacks {' and '.join(missing)} in {channel.mention}: "
+                             "allow its role there, or pick another channel.")  # fmt: skip
+        current = self.radio.voice_channel(member.guild.id)
+        if (current is not None and current != channel and self.radio.listeners(current)
+                and not self.radio.is_dj(interaction)):  # fmt: skip
+            raise RadioError(f"The radio is playing for listeners in {current.mention}: join "
+                             "it there. A DJ can move it.")  # fmt: skip
+        await defer(interaction)
+        station = await self.radio.join(channel, interaction.channel_id)
+        text = station.settings.text_channel_id
+        where = f" Now-playing messages go to <#{text}>." if text else ""
+        await answer(interaction, f"📻 On air in {channel.mention}.{where} Ask for a song with "
+                                  "/radio_request.")  # fmt: skip
+
+    @app_commands.command(name="radio_leave", description="Stop the radio and leave the channel")
+    @app_commands.guild_only()
+    async def radio_leave(self, interaction: discord.Interaction) -> None:
+        member = member_of(interaction)
+        channel = self.radio.voice_channel(member.guild.id)
+        if channel is None:
+            raise RadioError("The radio is not in a voice channel.")
+        if member not in self.radio.listeners(channel) and not self.radio.is_dj(interaction):
+            raise RadioError(f"Only listeners in {channel.mention} or a DJ can make the radio "
+                             "leave.")  # fmt: skip
+        await defer(interaction)
+        await self.radio.leave(member.guild.id)
+        await answer(interaction, f"👋 Left {channel.mention}. /radio_join brings the radio back; "
+                                  "its queue and songs are kept.")  # fmt: skip
+
+    @app_commands.command(name="radio_nowplaying", description="The song playing now")
+    @app_commands.guild_only()
+    async def radio_nowplaying(self, interaction: discord.Interaction) -> None:
+        station = self._station(member_of(interaction).guild.id)
+        await defer(interaction)
+        status = await station.status()
+        player = self.radio.player(station.guild_id)
+        if status.now_playing is None or player is None:
+            await answer(interaction, status_text(status))
+            return
+        now = NowPlaying(status.now_playing.track, elapsed=player.elapsed,
+                         paused=player.paused, replay=status.replaying)  # fmt: skip
+        await answer(interaction, embed=now_playing_embed(now))
+
+    @app_commands.command(name="radio_queue", description="What is ready, being made and waiting")
+    @app_commands.guild_only()
+    async def radio_queue(self, interaction: discord.Interaction) -> None:
+        station = self._station(member_of(interaction).guild.id)
+        await defer(interaction)
+        await answer(interaction, embed=queue_embed(await station.status()))
+
+    @app_commands.command(name="radio_request", description="Ask the radio for a song")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        theme="What the song is about, e.g. 'rainy night in Tokyo'",
+        genre="A genre for this song (default: the station's)",
+        length=f"Length in seconds ({MIN_DURATION} up to the station's longest song)",
+    )
+    @app_commands.autocomplete(genre=choices.genres)
+    async def radio_request(
+        self,
+        interaction: discord.Interaction,
+        theme: app_commands.Range[str, 1, MAX_THEME_CHARS],
+        genre: app_commands.Range[str, 1, MAX_GENRE_CHARS] | None = None,
+        length: app_commands.Range[int, MIN_DURATION, MAX_DURATION] | None = None,
+    ) -> None:
+        member = member_of(interaction)
+        await defer(interaction)
+        station = await self.radio.station(member.guild.id)
+        receipt = await station.request(
+            member.id, listener_name(member), theme, genre=genre, length=length
+        )
+        if receipt.position is None:  # already taken by the worker
+            place = "number 1 in the queue: it is being made now"
+        else:
+            place = f"number {receipt.position} in the queue"
+        listening = "" if self.radio.voice_channel(member.guild.id) else (
+            " The radio is not in a voice channel: /radio_join to hear it."
+        )  # fmt: skip
+        await answer(interaction, f"🎵 Your song about “{safe(theme, 100)}” is {place}."
+                                  f"{listening}")  # fmt: skip
+
+    @app_commands.command(name="radio_skip", description="Vote to skip the song playing now")
+    @app_commands.guild_only()
+    async def radio_skip(self, interaction: discord.Interaction) -> None:
+        member = member_of(interaction)
+        station = self._station(member.guild.id)
+        play = station.now_playing
+        if play is None:
+            raise RadioError("Nothing is playing, so there is nothing to skip.")
+        channel = self.radio.voice_channel(member.guild.id)
+        listeners = self.radio.listeners(channel)
+        dj = self.radio.is_dj(interaction)
+        if member not in listeners and not dj:
+            where = channel.mention if channel is not None else "the radio's voice channel"
+            raise RadioError(f"Only listeners can vote: join {where} first.")
+        await defer(interaction)
+        title = safe(play.track.title, 100)
+        if dj or play.track.requester_id == member.id:
+            skip_now(station, play)
+            why = "a DJ" if dj else "its requester"
+            await answer(interaction, f"⏭️ Skipped **{title}** ({why} skipped it).")
+            return
+        outcome = await vote_skip(
+            station, play, member.id, len(listeners), self.bot.settings.vote_skip_ratio
+        )
+        count = f"{outcome.votes}/{outcome.needed} votes"
+        if outcome.skipped:
+            text = f"⏭️ Skipped **{title}** ({count})."
+        elif not outcome.counted:
+            text = f"You have voted already: {count} to skip **{title}**."
+        else:
+            text = f"🗳️ Vote counted: {count} to skip **{title}**."
+        await answer(interaction, text)
+
+    @app_commands.command(name="radio_history", description="The songs played last")
+    @app_commands.guild_only()
+    @app_commands.describe(count=f"How many songs (1 to {MAX_HISTORY_SHOWN}, default 10)")
+    async def radio_history(
+        self,
+        interaction: discord.Interaction,
+        count: app_commands.Range[int, 1, MAX_HISTORY_SHOWN] = 10,
+    ) -> None:
+        count = history_count(count)
+        station = self._station(member_of(interaction).guild.id)
+        await defer(interaction)
+        await answer(interaction, embed=history_embed(await station.history(count)))
+
+    @app_commands.command(name="radio_stats", description="How the station is doing")
+    @app_commands.guild_only()
+    async def radio_stats(self, interaction: discord.Interaction) -> None:
+        station = self._station(member_of(interaction).guild.id)
+        await defer(interaction)
+        await answer(interaction, embed=stats_embed(await station.stats()))
+
+    @app_commands.command(name="radio_help", description="Every radio command and who may use it")
+    async def radio_help(self, interaction: discord.Interaction) -> None:
+        listed = [
+            CommandHelp(c.name, c.description, c.default_permissions is not None)
+            for c in sorted(self.bot.tree.get_commands(), key=lambda c: c.name)
+            if isinstance(c, app_commands.Command) and c.name.startswith("radio_")
+        ]
+        await answer(interaction, embed=help_embed(listed), ephemeral=True)
+
+
+async def setup(bot: RadioBot) -> None:
+    await bot.add_cog(Listening(bot))
