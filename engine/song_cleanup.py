@@ -8,7 +8,8 @@ been seen), and the text is untrusted. Every field is therefore cleaned here:
 - caption: comma-separated tags, de-duplicated, led by the station's genre and
   mood, and filled out with the genre's instruments when it has under 4 tags;
 - bpm clamped to 40-220; key and time signature checked against the 24 keys
-  and the 4 metres; duration clamped to the range the songwriter allows;
+  and the 4 metres, the metre fitted to the genre (`fit_metre`); duration
+  clamped to the range the songwriter allows;
 - lyrics: section tags normalised to lower-case names ACE-Step knows
   (`[verse]`, `[chorus]`, ...) on their own lines, unknown tags dropped, long
   prose lines split, the number of sung lines capped by the song's length;
@@ -136,6 +137,7 @@ def spec_from_answer(text: str, brief: SongBrief, durations: DurationRange, seed
     signature = data.get("time_signature")
     if key not in KEYS or signature not in TIME_SIGNATURES:
         raise JunkOutputError(f"unknown key {key!r} or time signature {signature!r}")
+    signature = fit_metre(signature, brief.genre)
     return SongSpec(
         title=title,
         caption=caption,
@@ -147,6 +149,15 @@ def spec_from_answer(text: str, brief: SongBrief, durations: DurationRange, seed
         language=brief.language,
         seed=seed,
     )
+
+
+def fit_metre(signature: str, genre: str) -> str:
+    """A genre with its own metre (waltz, shanty, polka) keeps it; elsewhere 2/4,
+    a march or polka beat that small models copy from examples, becomes 4/4."""
+    typical = genre_profile(genre).time_signature
+    if typical != "4/4":
+        return typical
+    return "4/4" if signature == "2/4" else signature
 
 
 def as_int(value: object) -> int | None:

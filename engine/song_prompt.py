@@ -3,7 +3,7 @@
 Two prompt styles, one grammar:
 
 - Base models (the bundled Gemma 3 270M) get a *few-shot completion* prompt:
-  a one-line heading, three worked examples ("Request: {json}" then
+  a one-line heading, two worked examples ("Request: {json}" then
   "Song: {json}") and the new request. Which examples, and in which order,
   depends on the seed, so auto mode does not keep copying the same one.
   Chat-style prompts make small base models ramble (see shared/facts/llm.md).
@@ -138,7 +138,8 @@ def prompt_safe(text: str, max_length: int) -> str:
 
 
 # Worked examples for the few-shot prompt. Varied on purpose (keys, metres,
-# tempos, languages), since a small base model copies what it sees.
+# tempos, languages), since a small base model copies what it sees. Two per
+# prompt: a third made answers no better and the prompt 150 tokens (25%) slower.
 _EXAMPLES: tuple[tuple[dict, dict], ...] = (
     (
         {"genre": "folk", "mood": "humorous", "theme": "a sea shanty about deadlines"},
@@ -273,22 +274,22 @@ _EXAMPLES: tuple[tuple[dict, dict], ...] = (
         },
     ),
     (
-        {"genre": "polka", "mood": "cheerful", "theme": "a village fair"},
+        {"genre": "funk", "mood": "playful", "theme": "Monday morning coffee"},
         {
-            "title": "Sausage and Sunshine",
-            "caption": "polka, brass band, tuba, clarinet, accordion, cheerful group vocals",
-            "bpm": 126,
-            "key": "A# major",
-            "time_signature": "2/4",
+            "title": "Double Shot Groove",
+            "caption": "funk, slap bass, wah guitar, horns, tight drums, playful male vocals",
+            "bpm": 108,
+            "key": "G major",
+            "time_signature": "4/4",
             "duration": 60,
             "lyrics": "\n".join(
                 (
                     "[verse]",
-                    "The ribbons fly above the square",
-                    "There's music dancing in the air",
+                    "Alarm clock ringing like a drum",
+                    "Pour it hot and here we come",
                     "[chorus]",
-                    "Hop, hop, around we go",
-                    "Faster, faster, never slow",
+                    "Double shot, I'm feeling fine",
+                    "Monday morning right on time",
                 )
             ),
         },
@@ -309,7 +310,7 @@ _HEADING = (
 )
 
 
-def few_shot_prompt(brief: SongBrief, seed: int, examples: int = 3) -> str:
+def few_shot_prompt(brief: SongBrief, seed: int, examples: int = 2) -> str:
     """The completion prompt for base models; the seed picks and orders the examples."""
     chosen = random.Random(seed).sample(_EXAMPLES, examples)
     parts = [_HEADING]

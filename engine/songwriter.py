@@ -221,7 +221,7 @@ class Songwriter:
         if chat:
             prompt = chat_prompt(model.chat_template, brief, model.bos_token, model.eos_token)
         else:
-            examples = 3 if model.context_size >= 1024 else 1
+            examples = 2 if model.context_size >= 1024 else 1
             prompt = few_shot_prompt(brief, seed, examples)
         completion = model.complete(prompt, self._grammar, sampling, deadline=deadline, chat=chat)
         log.debug(

@@ -64,6 +64,24 @@ def test_duration_is_clamped_to_the_range(duration: int, expected: int) -> None:
     assert spec_from_answer(answer(duration=duration), BRIEF, RANGE, 1).duration == expected
 
 
+@pytest.mark.parametrize(
+    ("genre", "model_metre", "metre"),
+    [
+        ("jazz", "2/4", "4/4"),
+        ("jazz", "3/4", "3/4"),
+        ("indie folk ballad", "6/8", "6/8"),
+        ("viennese waltz", "4/4", "3/4"),
+        ("sea shanty", "2/4", "6/8"),
+        ("polka", "4/4", "2/4"),
+        ("something new", "2/4", "4/4"),
+    ],
+)
+def test_the_metre_fits_the_genre(genre: str, model_metre: str, metre: str) -> None:
+    brief = SongBrief(theme="x", genre=genre, mood="", language="en", duration=60)
+    spec = spec_from_answer(answer(time_signature=model_metre), brief, RANGE, 1)
+    assert spec.time_signature == metre
+
+
 def test_a_fixed_range_sets_the_length() -> None:
     spec = spec_from_answer(answer(duration=200), BRIEF, DurationRange(30, 30), 1)
     assert spec.duration == 30

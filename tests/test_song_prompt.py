@@ -57,8 +57,9 @@ def request_line(prompt: str) -> dict:
 def test_a_hostile_theme_stays_inside_its_json_field(theme: str) -> None:
     brief = make_brief(theme, StationStyle(genre="rock"), duration=60, seed=1)
     prompt = few_shot_prompt(brief, seed=1)
+    assert few_shot_prompt(brief, 1, examples=3).count("\nSong: ") == 4
     assert prompt.endswith("\nSong: ")
-    assert prompt.count("\nSong: ") == 4  # three examples and ours: nothing injected
+    assert prompt.count("\nSong: ") == 3  # two examples and ours: nothing injected
     request = request_line(prompt)
     assert request["genre"] == "rock" and request["seconds"] == 60
     assert "\n" not in request["theme"]
