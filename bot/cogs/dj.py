@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -24,6 +24,7 @@ from bot.permissions import DJ_PERMISSIONS, describe_dj_role
 from bot.radio import Radio
 from bot.render import safe, settings_embed
 from bot.replies import RadioError, answer, defer
+from bot.station import Station
 from bot.store import GuildSettings
 from bot.store_checks import MAX_GENRE_CHARS, MAX_MOOD_CHARS, MAX_STATION_THEME_CHARS
 from bot.uploads import check_attachment, prepare_upload, upload_track
@@ -32,11 +33,10 @@ from engine.spec import MAX_TITLE
 if TYPE_CHECKING:
     from bot.app import RadioBot
 
-T = TypeVar("T")
 SWITCH = {"on": True, "off": False}
 
 
-def station_command(name: str, description: str) -> Callable[[T], T]:
+def station_command(name: str, description: str) -> Callable[[Any], app_commands.Command]:
     """A slash command for DJs: hidden from members without Manage Server, guild only."""
 
     def decorate(func: Any) -> Any:
@@ -70,7 +70,7 @@ class StationControl(commands.Cog):
         self.radio.require_dj(interaction)
         return True
 
-    async def _station(self, interaction: discord.Interaction) -> Any:
+    async def _station(self, interaction: discord.Interaction) -> Station:
         await defer(interaction)
         return await self.radio.station(member_of(interaction).guild.id)
 
@@ -161,7 +161,7 @@ class StationControl(commands.Cog):
         station.resume()
         await answer(interaction, "▶️ Playing on.")
 
-    def _playing_station(self, interaction: discord.Interaction) -> Any:
+    def _playing_station(self, interaction: discord.Interaction) -> Station:
         guild_id = member_of(interaction).guild.id
         station = self.radio.known_station(guild_id)
         if station is None or not station.playing:

@@ -3,6 +3,7 @@ skip, history, stats, help."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import discord
@@ -90,7 +91,11 @@ class Listening(commands.Cog):
             raise RadioError(f"The radio is playing for listeners in {current.mention}: join "
                              "it there. A DJ can move it.")  # fmt: skip
         await defer(interaction)
-        station = await self.radio.join(channel, interaction.channel_id)
+        try:
+            station = await self.radio.join(channel, interaction.channel_id)
+        except (asyncio.TimeoutError, discord.ClientException) as exc:
+            why = str(exc) or "no answer from Discord"
+            raise RadioError(f"Could not connect to {channel.mention} ({why}): try again.") from exc
         text = station.settings.text_channel_id
         where = f" Now-playing messages go to <#{text}>." if text else ""
         await answer(interaction, f"📻 On air in {channel.mention}.{where} Ask for a song with "
