@@ -350,7 +350,7 @@ def _check_preprocess(config: TrainConfig) -> list[str]:
     c.path("audio_dir", required=config.dataset_json is None, must_exist=True, directory=True)
     c.path("dataset_json", required=False, must_exist=True, directory=False)
     c.path("tensor_output", required=True, must_exist=False, directory=True)
-    c.number("max_duration", 1.0, 600.0)
+    c.number("max_duration", 0.5, 600.0)
     c.number("vae_tile_seconds", 4.0, 600.0, optional=True)
     return c.errors
 

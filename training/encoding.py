@@ -13,8 +13,8 @@ model at inference:
 - `context_latents`: `prepare_src_latents` (silence) and `_build_chunk_mask`
   (all ones) concatenated, as for text2music;
 - `encode_audio`: the VAE, in tiles with overlap (as upstream's `tiled_encode`:
-  30 s tiles, 15 s on 8 GB cards, 2 s overlap), sampling the posterior with a
-  seeded generator so a rerun writes the same latents.
+  30 s tiles, 15 s on 8 GB cards, 2 s overlap), sampling the posterior (as
+  upstream does) with a seeded generator so a rerun writes the same latents.
 """
 
 from __future__ import annotations
@@ -132,6 +132,8 @@ def encode_audio(
     it is encoded in windows whose cores advance by `tile - 2 * overlap` frames,
     each seeing `overlap` frames of context on both sides that are cut away, so
     every kept frame was encoded with full context (as in the engine's decoder).
+    The posterior is sampled once for the whole track (mean + std * noise), so
+    the latents do not depend on the tiling.
     """
     hop = hop_length(vae)
     device = next(vae.parameters()).device
@@ -139,16 +141,22 @@ def encode_audio(
     frames = math.ceil(audio.shape[-1] / hop)
     padded = torch.nn.functional.pad(audio, (0, frames * hop - audio.shape[-1]))[None]
 
-    def encode(lo: int, hi: int) -> torch.Tensor:
+    def encode(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
         piece = padded[..., lo * hop : hi * hop].to(device=device, dtype=dtype)
-        return vae.encode(piece).latent_dist.sample(generator).float().cpu()
+        posterior = vae.encode(piece).latent_dist
+        return posterior.mean.float().cpu(), posterior.std.float().cpu()
 
     if frames <= tile:
-        return encode(0, frames)[0].transpose(0, 1)
-    core = tile - 2 * overlap
-    pieces = []
-    for start in range(0, frames, core):
-        end = min(start + core, frames)
-        lo, hi = max(start - overlap, 0), min(end + overlap, frames)
-        pieces.append(encode(lo, hi)[..., start - lo : end - lo])
-    return torch.cat(pieces, dim=-1)[0].transpose(0, 1)
+        mean, std = encode(0, frames)
+    else:
+        core = tile - 2 * overlap
+        means, stds = [], []
+        for start in range(0, frames, core):
+            end = min(start + core, frames)
+            lo, hi = max(start - overlap, 0), min(end + overlap, frames)
+            piece_mean, piece_std = encode(lo, hi)
+            means.append(piece_mean[..., start - lo : end - lo])
+            stds.append(piece_std[..., start - lo : end - lo])
+        mean, std = torch.cat(means, dim=-1), torch.cat(stds, dim=-1)
+    noise = torch.randn(mean.shape, generator=generator)
+    return (mean + std * noise)[0].transpose(0, 1)

@@ -60,6 +60,8 @@ class Option:
             return "(none)"
         if isinstance(value, list):
             return " ".join(value)
+        if isinstance(value, float):
+            return f"{value:g}"
         return str(value)
 
 

@@ -192,7 +192,7 @@ def _pass2(
                     "encoder_attention_mask": mask.to(torch.int8).cpu(),
                     "context_latents": context.float().cpu(),
                 },
-                {"key": track.key, "caption": track.caption},
+                {"key": track.key},  # one key: safetensors writes several in any order
             )
             manifest.samples[track.key] = {
                 "key": track.key,
