@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
+from engine.logs import setup_logging
 from engine.pipeline import MusicEngine
 from engine.settings import load_settings
 from engine.spec import SongSpec
@@ -54,14 +55,17 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
-    parser.add_argument("--duration", type=int, default=60, help="seconds of audio per song")
+    parser.add_argument(
+        "--duration", type=int, default=60, help="seconds per song; figures are scaled to 60 s"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=None, help="default: the turbo's 8")
     parser.add_argument("--out", type=Path, default=Path("/tmp/radio-bench"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    setup_logging("WARNING")
 
-    settings = load_settings(tracks_dir=args.out, max_length_max=max(args.duration, 30))
+    settings = load_settings(tracks_dir=args.out, max_length_max=max(args.duration, 60))
     policy = resolve(settings, detect_device(settings))
     build_start = time.perf_counter()
     pipe = build(args.size, getattr(torch, policy.dtype))
