@@ -334,11 +334,11 @@ class WorkerClient:
         """Return when `submit` would take a job; raises `WorkerClosedError` once closed."""
         while self.free_slots <= 0:
             self._check_open()
-            await self._wait_changed()
+            await self.wait_changed()
 
     async def wait_changed(self) -> None:
         """Return at the next change of state, pause, slot or availability."""
-        await self._wait_changed()
+        await self._changed.wait()
 
     def submit(
         self,
@@ -558,6 +558,8 @@ class WorkerClient:
                 await self._launch()
                 return
             except WorkerStartError as exc:
+                if self._state != "starting":
+                    return  # paused (GPU released) or closed meanwhile: not a failure
                 log.error("worker restart %d failed: %s", attempt, exc)
                 last = str(exc)
         self._make_unavailable(last)
@@ -639,12 +641,9 @@ class WorkerClient:
                 log.exception("worker event handler failed")
 
     def _notify(self) -> None:
-        """Wake everyone waiting in `_wait_changed`."""
+        """Wake everyone waiting in `wait_changed` (each waits on the event of its time)."""
         self._changed.set()
         self._changed = asyncio.Event()
-
-    async def _wait_changed(self) -> None:
-        await self._changed.wait()
 
     def _spawn_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
