@@ -36,15 +36,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bot.presets import PRESETS
-from bot.station import Station, StationConfig
-from bot.stations import StationManager
-from bot.store import Store, StoreError, TrackRecord
+from bot.station import Station
+from bot.stations import StationManager, manager_from_settings
+from bot.store import StoreError, TrackRecord
 from engine.logs import setup_logging
 from engine.settings import Settings, SettingsError, load_settings
 from engine.worker import WorkerConfig
-from engine.worker_client import WorkerClient, WorkerError
+from engine.worker_client import WorkerError
 
 log = logging.getLogger("bot.local")
+
+__all__ = ["LocalPlayer", "PlayedTrack", "main", "manager_from_settings"]
 
 #: The local station's guild id (Discord ids are far larger, so it never collides).
 LOCAL_GUILD_ID = 1
@@ -179,19 +181,6 @@ def _last_number(out_dir: Path) -> int:
     """Numbering goes on where an earlier run stopped."""
     numbers = [int(p.name[:4]) for p in out_dir.glob("[0-9][0-9][0-9][0-9]-*")]
     return max(numbers, default=0)
-
-
-def manager_from_settings(
-    settings: Settings, worker: WorkerConfig | None = None, **station_changes: object
-) -> StationManager:
-    """Store, worker client and manager as the settings say (the bot does the same)."""
-    client = WorkerClient(
-        worker or WorkerConfig.from_settings(settings),
-        max_in_flight=settings.worker_max_in_flight,
-        stall_timeout=settings.worker_stall_timeout,
-    )
-    config = StationConfig.from_settings(settings, **station_changes)
-    return StationManager(Store.from_settings(settings), client, config)
 
 
 def _print_play(line: PlayedTrack) -> None:

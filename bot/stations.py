@@ -27,6 +27,8 @@ from bot.store import RecoveryReport, Store, UnknownGuildError
 from bot.store_checks import check_id
 from bot.store_records import Job
 from engine.jobs import SongJob
+from engine.settings import Settings
+from engine.worker import WorkerConfig
 from engine.worker_client import WorkerClient, WorkerError, WorkerEvent
 
 log = logging.getLogger("bot.stations")
@@ -211,3 +213,16 @@ class StationManager:
         task = asyncio.get_running_loop().create_task(coro)
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
+
+
+def manager_from_settings(
+    settings: Settings, worker: WorkerConfig | None = None, **station_changes: object
+) -> StationManager:
+    """Store, worker client and manager as `.env` says (the bot and the local listener)."""
+    client = WorkerClient(
+        worker or WorkerConfig.from_settings(settings),
+        max_in_flight=settings.worker_max_in_flight,
+        stall_timeout=settings.worker_stall_timeout,
+    )
+    config = StationConfig.from_settings(settings, **station_changes)
+    return StationManager(Store.from_settings(settings), client, config)
