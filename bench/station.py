@@ -16,6 +16,9 @@ prints:
   how late it woke (p50, p99, max), i.e. how long the loop was kept busy;
 - generation: seconds per song in the worker, and underruns.
 
+`--baseline SECONDS` only measures the lag of an idle event loop in this
+process for that long (no radio): what the machine itself adds.
+
 `--speed` plays faster than real time, so the run is short and the worker
 generates without pause; with the tiny model a 10 s song takes about a
 second, so speeds up to ~5 keep the buffer full on a small CPU.
@@ -51,12 +54,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-async def measure_lag(samples: list[float], stop: asyncio.Event) -> None:
+async def measure_lag(
+    samples: list[tuple[float, bool]], stop: asyncio.Event, client: WorkerClient | None = None
+) -> None:
+    """Lag samples, each with whether the worker had a job in flight meanwhile."""
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         asked = loop.time()
+        busy = client is not None and bool(client.in_flight)
         await asyncio.sleep(TICK)  # the instrument: how late does the loop wake us?
-        samples.append(loop.time() - asked - TICK)
+        busy = busy or (client is not None and bool(client.in_flight))
+        samples.append((loop.time() - asked - TICK, busy))
+
+
+def describe_lag(samples: list[float]) -> str:
+    ms = 1000
+    return (
+        f"{len(samples)} samples: p50 {percentile(samples, 50) * ms:.2f} ms, "
+        f"p99 {percentile(samples, 99) * ms:.2f} ms, max {max(samples) * ms:.2f} ms"
+    )
 
 
 async def run(args: argparse.Namespace, root: Path, checkpoint: Path) -> None:
@@ -71,7 +87,9 @@ async def run(args: argparse.Namespace, root: Path, checkpoint: Path) -> None:
         default_duration=args.duration,
         log_level="WARNING",
     )
-    config = WorkerConfig.from_settings(settings, songwriter=args.songwriter, steps=args.steps)
+    config = WorkerConfig.from_settings(
+        settings, songwriter=args.songwriter, steps=args.steps, torch_threads=args.torch_threads
+    )
     client = WorkerClient(config, max_in_flight=args.in_flight)
     manager = StationManager(
         Store.from_settings(settings),
@@ -107,9 +125,9 @@ async def run(args: argparse.Namespace, root: Path, checkpoint: Path) -> None:
     while len(station.buffered) < args.buffer:
         await station.wait_changed()
     player = LocalPlayer(root / "out", speed=args.speed, on_play=on_play, on_end=on_end)
-    lag: list[float] = []
+    lag: list[tuple[float, bool]] = []
     stop_lag = asyncio.Event()
-    lagger = asyncio.get_running_loop().create_task(measure_lag(lag, stop_lag))
+    lagger = asyncio.get_running_loop().create_task(measure_lag(lag, stop_lag, client))
     await station.start(player)
     await done.wait()
     stop_lag.set()
@@ -134,15 +152,26 @@ async def run(args: argparse.Namespace, root: Path, checkpoint: Path) -> None:
         f"{statistics.median(lead_tracks):g} / max {max(lead_tracks)} tracks; "
         f"min {min(lead_seconds):.0f} s, median {statistics.median(lead_seconds):.0f} s of audio"
     )
-    print(
-        f"event-loop lag ({len(lag)} samples of a {TICK * ms:.0f} ms timer): "
-        f"p50 {percentile(lag, 50) * ms:.2f} ms, p99 {percentile(lag, 99) * ms:.2f} ms, "
-        f"max {max(lag) * ms:.2f} ms"
-    )
+    whole = [value for value, _ in lag]
+    print(f"event-loop lag, whole run ({TICK * ms:.0f} ms timer), {describe_lag(whole)}")
+    generating = [value for value, busy in lag if busy]
+    if generating:
+        print(f"event-loop lag while the worker had a job, {describe_lag(generating)}")
     print(
         f"generation per song: p50 {stats.generation_p50:.2f} s, p90 {stats.generation_p90:.2f} s "
         f"(real-time factor {stats.mean_real_time_factor:.1f}); underruns {stats.underruns}"
     )
+
+
+async def baseline(seconds: float) -> None:
+    samples: list[tuple[float, bool]] = []
+    stop = asyncio.Event()
+    lagger = asyncio.get_running_loop().create_task(measure_lag(samples, stop))
+    await asyncio.sleep(seconds)  # the length of the measurement
+    stop.set()
+    await lagger
+    idle = [value for value, _ in samples]
+    print(f"event-loop lag of an idle loop for {seconds:g} s, {describe_lag(idle)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,8 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=2, help="WORKER_MAX_IN_FLIGHT")
     parser.add_argument("--steps", type=int, default=8, help="diffusion steps")
     parser.add_argument("--songwriter", choices=["template", "model"], default="template")
+    parser.add_argument(
+        "--torch-threads", type=int, help="CPU threads of the worker's torch (default: torch's)"
+    )
     parser.add_argument("--checkpoint", type=Path, help="default: a tiny one, built now")
+    parser.add_argument(
+        "--baseline", type=float, metavar="SECONDS", help="only measure an idle loop's lag"
+    )
     args = parser.parse_args(argv)
+    if args.baseline is not None:
+        asyncio.run(baseline(args.baseline))
+        return 0
     if args.tracks < 2:
         parser.error("--tracks must be 2 or more")
     with tempfile.TemporaryDirectory(prefix="bench-station-") as folder:
