@@ -9,13 +9,16 @@ change it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -33,6 +36,27 @@ TRACKS: dict[str, tuple[float, dict[str, str]]] = {
     "drone.ogg": (55.0, {}),
 }  # fmt: skip
 BROKEN = "broken.mp3"
+#: For child processes: one thread each (see `one_thread`).
+CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread. The tiny models gain nothing from more, and on a
+    shared 2-core machine two threads per process made these tests 5-7x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_torch_thread() -> Iterator[None]:
+    """Import into a test module to run its tests on one torch thread."""
+    with one_thread():
+        yield
 
 
 def tone(seconds: float, hz: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -103,7 +127,8 @@ def shared_dataset(base: Path, checkpoint: Path) -> tuple[Path, Path]:
         shutil.rmtree(root, ignore_errors=True)
         make_audio_dir(audio)
         config = fast_config(checkpoint, root, audio_dir=audio, tensor_output=tensors)
-        preprocess(config.replace(preprocess=True))
+        with one_thread():
+            preprocess(config.replace(preprocess=True))
         (root / "done").touch()
     return audio, tensors
 

@@ -268,6 +268,7 @@ def _run_epochs(run: _Run, stop: StopRequest) -> bool:
     for epoch in range(position.epoch, config.epochs):
         run.sampler.set_position(epoch, position.batch)
         step_losses: list[float] = []
+        halt = False
         for index, batch in enumerate(run.loader, start=position.batch):
             window_start = index - index % accumulation
             window = min(accumulation, run.batches - window_start)
@@ -277,20 +278,21 @@ def _run_epochs(run: _Run, stop: StopRequest) -> bool:
             position.batch = index + 1
             run.optimizer_step(sum(step_losses) / len(step_losses), epoch + 1)
             step_losses = []
-            if position.step >= run.total or stop.requested:
-                if position.batch == run.batches:
-                    position.epoch, position.batch = epoch + 1, 0
-                return stop.requested
+            halt = stop.requested or position.step >= run.total
+            if halt:
+                break
+        if position.batch < run.batches:  # left in the middle of the epoch
+            return stop.requested
         position.epoch, position.batch = epoch + 1, 0
         done = epoch + 1
         if run.val_loader is not None and done % config.val_every == 0:
             run.validate(done)
         if config.sample_every_n_epochs and done % config.sample_every_n_epochs == 0:
             run.sample(done)
+        if halt or stop.requested:
+            return stop.requested
         if config.save_every and done % config.save_every == 0 and done < config.epochs:
             run.checkpoint(config.output_dir / f"checkpoint-epoch-{done}")
-        if stop.requested:
-            return True
     return False
 
 
