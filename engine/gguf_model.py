@@ -2,12 +2,14 @@
 
 Why not `Llama.create_completion(grammar=...)`: llama.cpp applies the grammar
 to every token of the vocabulary before sampling, and Gemma's vocabulary has
-262 144 tokens. On 2 CPU cores that made constrained decoding three to six
-times slower than free decoding (12-28 against 78 tokens/s). Here sampling is
-done the other way round ("sample, then check"): take the 64 most likely
+262 144 tokens. On 2 idle CPU cores that made constrained decoding three to
+six times slower than free decoding (12-28 against 78 tokens/s). Here sampling
+is done the other way round ("sample, then check"): take the 64 most likely
 tokens after the repeat penalty, let the grammar strike out the ones it
 forbids, and sample among the rest; only when the grammar forbids all 64 is it
-run over the whole vocabulary. Same grammar guarantee, 35-45 tokens/s.
+run over the whole vocabulary (a few times per answer, about 0.1 s each time).
+Same grammar guarantee; checking 64 tokens takes 0.04 ms, and the same answers
+came out at 35-45 tokens/s, prompt included.
 
 Sampling runs on a `numpy` generator seeded per call, after a full
 re-evaluation of the prompt, so a fixed seed gives the same text every time
