@@ -34,7 +34,6 @@ from engine.settings import PROJECT_ROOT
 from engine.spec import SongSpec, StationStyle
 from engine.worker import WorkerConfig
 from engine.worker_client import (
-    JobFailedError,
     WorkerBusyError,
     WorkerClient,
     WorkerClosedError,
@@ -205,26 +204,28 @@ async def test_kill_9_is_noticed_at_once_and_the_job_is_retried_once(client, eve
 
 
 @module_loop
-async def test_a_job_that_kills_the_worker_twice_fails_with_the_signal(client) -> None:
-    killed: list[int] = []
+async def test_a_silent_worker_is_killed_as_stalled_and_the_job_retried(client) -> None:
+    """SIGSTOP freezes the worker mid-song: no more messages, as if it hung.
+    (Two deaths failing a job are tested with the station, tests/test_station.py.)"""
+    frozen: list[int] = []
+    retries: list[str] = []
 
-    def kill_each_worker(progress: JobProgress) -> None:
-        pid = client.pid
-        if progress.stage == "singing" and pid is not None and pid not in killed:
-            killed.append(pid)
-            os.kill(pid, signal.SIGKILL)
+    def freeze_when_singing(progress: JobProgress) -> None:
+        if progress.stage == "singing" and not frozen:
+            frozen.append(client.pid)
+            os.kill(client.pid, signal.SIGSTOP)
 
-    handle = client.submit(job("kill-twice"), on_progress=kill_each_worker)
-    with pytest.raises(JobFailedError) as failure:
-        await handle
-    assert failure.value.reason == "worker_died"
-    assert failure.value.label == "worker_died (SIGKILL)"
-    assert "SIGKILL" in str(failure.value) and failure.value.attempts == 2
-    assert len(killed) == 2
-    # The client starts a third worker and goes on with other jobs.
-    await client.wait_for_slot()
-    done = await client.submit(job("after-kills", spec=SPEC))
-    assert Path(done.track.path).is_file() and client.pid not in killed
+    client.stall_timeout = 2.0
+    try:
+        handle = client.submit(
+            job("stalled"), on_progress=freeze_when_singing, on_retry=retries.append
+        )
+        done = await handle
+    finally:
+        client.stall_timeout = 600.0
+    assert retries == ["worker_stalled"] and handle.deaths == 1
+    assert Path(done.track.path).is_file()
+    assert client.pid != frozen[0] and not alive(frozen[0])
 
 
 @module_loop
