@@ -330,7 +330,7 @@ def voice_client(world: World, server: Server):
 
 async def test_pause_resume_stop_join_and_leave(world: World, server: Server) -> None:
     station = await on_air(world, server)
-    await world.fake.wait_for(lambda: station.now_playing is not None, timeout=120)
+    await world.fake.wait_for(lambda: voice_client(world, server).is_playing(), timeout=120)
     _, message = await world.run(server, server.dj, "radio_pause")
     assert "Paused" in message.content and voice_client(world, server).is_paused()
     current = played(world, server)[-1]
@@ -357,7 +357,7 @@ async def test_pause_resume_stop_join_and_leave(world: World, server: Server) ->
     assert message.ephemeral and "Only listeners" in message.content
     _, message = await world.run(server, server.alice, "radio_leave")
     assert "Left" in message.content and not station.playing
-    assert world.fake.bot.id not in server.guild.voice_states
+    await world.fake.wait_for(lambda: world.fake.bot.id not in server.guild.voice_states)
     assert station.settings.voice_channel_id is None
     _, message = await world.run(server, server.alice, "radio_leave")
     assert message.ephemeral and "not in a voice channel" in message.content
@@ -437,8 +437,12 @@ async def test_the_radio_leaves_when_nobody_listens(world: World, server: Server
     await server.guild.set_voice(server.admin, None)  # IDLE_DISCONNECT_SECONDS=1 later:
     await world.fake.wait_for(lambda: world.fake.bot.id not in server.guild.voice_states)
     assert not station.playing
-    notes = world.fake.channel_messages.get(server.text.id, [])
-    assert any("Nobody was listening for 1 s" in m.content for m in notes)
+    await world.fake.wait_for(
+        lambda: any(
+            "Nobody was listening for 1 s" in m.content
+            for m in world.fake.channel_messages.get(server.text.id, [])
+        )
+    )
 
 
 async def test_the_bot_survives_a_worker_kill_mid_song(world: World, server: Server) -> None:

@@ -70,7 +70,8 @@ async def test_sigterm_shuts_down_cleanly_and_a_restart_plays_on(
 
         os.kill(os.getpid(), signal.SIGTERM)  # what `kill` or systemd sends
         assert await running == 0
-        assert first.is_closed() and fake.bot.id not in server.guild.voice_states
+        assert first.is_closed()
+        await fake.wait_for(lambda: fake.bot.id not in server.guild.voice_states)
         with pytest.raises(ProcessLookupError):
             os.kill(worker, 0)  # the worker stopped (and was reaped)
         with Store.from_settings(settings) as store:  # the database was closed cleanly
@@ -90,4 +91,22 @@ async def test_sigterm_shuts_down_cleanly_and_a_restart_plays_on(
         plays = await asyncio.to_thread(second.stations.store.history, server.id, 10)
         assert interrupted.track.id in [p.track.id for p in plays if p.id > interrupted.id]
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+        assert await running == 0
+
+
+async def test_without_a_working_worker_the_bot_runs_and_says_why(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        server = add_server(fake, "server")
+        settings = world_settings(tmp_path, tmp_path / "no-checkpoint-here", fake.token)
+        bot = make_bot(settings, VoiceLog())
+        running = asyncio.create_task(serve(bot, fake.token))
+        await fake.wait_for(lambda: bot.is_ready(), timeout=120)
+        await server.guild.set_voice(server.alice, server.lounge)
+        interaction = await fake.invoke(server.guild, server.alice, "radio_join")
+        assert "On air" in (await fake.answer(interaction)).content
+        interaction = await fake.invoke(server.guild, server.alice, "radio_nowplaying")
+        text = (await fake.answer(interaction)).text
+        assert "no new songs right now (the music worker is unavailable" in text
+        assert "no-checkpoint-here" in text
+        os.kill(os.getpid(), signal.SIGTERM)
         assert await running == 0
