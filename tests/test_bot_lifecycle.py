@@ -35,11 +35,11 @@ def test_without_a_token_python_m_bot_says_how_to_set_it(tmp_path: Path) -> None
 
 
 async def test_a_refused_token_ends_with_one_clear_line(
-    tmp_path: Path, tiny_checkpoint_dir: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with FakeDiscord() as fake:
         add_server(fake, "server")
-        settings = world_settings(tmp_path, tiny_checkpoint_dir, "not-the-token")
+        settings = world_settings(tmp_path, tmp_path / "checkpoint", "not-the-token")
         assert await run(settings) == 1
         assert fake.identifies == 0 and not fake.command_syncs
     err = capsys.readouterr().err
