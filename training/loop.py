@@ -97,8 +97,16 @@ def prepare_transformer(config: TrainConfig, model: TrainingModel) -> AdapterHan
 class _Run:
     """State and helpers of one `train` call."""
 
-    def __init__(self, config: TrainConfig, model: TrainingModel, plain: bool, hook):
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: TrainingModel,
+        plain: bool,
+        hook: StepHook | None,
+        progress: ProgressStream,
+    ):
         self.config = config
+        self.progress = progress
         self.model = model
         self.hook = hook
         self.device = model.runtime.device
@@ -151,7 +159,6 @@ class _Run:
                 generator=self.generator,
             )
             log.info("Resumed from %s at step %d", config.resume_from, self.position.step)
-        self.progress = ProgressStream(config.progress_path)
         self.console = ConsoleProgress(
             self.total, self.position.step, plain=plain, log_every=config.log_every
         )
@@ -258,7 +265,6 @@ class _Run:
     def close(self) -> None:
         self.console.close()
         self.metrics.close()
-        self.progress.close()
 
 
 def _run_epochs(run: _Run, stop: StopRequest) -> bool:
@@ -312,27 +318,43 @@ def train(
     config.check(config.mode)
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    with log_file(config.log_path):
-        if config.preprocess:
-            from training.preprocess import preprocess
+    progress = ProgressStream(config.progress_path)
+    try:
+        with log_file(config.log_path):
+            if not config.preprocess:
+                Manifest.load(config.training_data_dir)  # fail before the slow model load
+            if model is None:
+                runtime = resolve_runtime(config.device, config.precision, config.attention_backend)
+                model = load_model(config, runtime)
+            if config.preprocess:
+                from training.preprocess import preprocess
 
-            runtime = resolve_runtime(config.device, config.precision, config.attention_backend)
-            model = model or load_model(config, runtime)
-            result = preprocess(config, model=model)
-            if not result.usable:
-                raise TrainingError(f"preprocessing produced no usable track:\n{result.summary()}")
-        if model is None:
-            runtime = resolve_runtime(config.device, config.precision, config.attention_backend)
-            model = load_model(config, runtime)
-        return _train(config, model, plain, on_step)
+                result = preprocess(config, model=model)
+                if not result.usable:
+                    raise TrainingError(
+                        f"preprocessing produced no usable track:\n{result.summary()}"
+                    )
+            return _train(config, model, plain, on_step, progress)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            progress.emit("error", message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        progress.close()
 
 
-def _train(config: TrainConfig, model: TrainingModel, plain: bool, hook) -> TrainResult:
+def _train(
+    config: TrainConfig,
+    model: TrainingModel,
+    plain: bool,
+    hook: StepHook | None,
+    progress: ProgressStream,
+) -> TrainResult:
     stop = StopRequest(config.stop_path)
     run = None
     try:
-        run = _Run(config, model, plain, hook)
-        run.progress.emit(
+        run = _Run(config, model, plain, hook, progress)
+        progress.emit(
             "start",
             step=run.position.step,
             total_steps=run.total,
@@ -365,22 +387,15 @@ def _train(config: TrainConfig, model: TrainingModel, plain: bool, hook) -> Trai
             val_history=run.position.val_history,
         )
         event = "stopped" if stopped else "done"
-        run.progress.emit(
+        progress.emit(
             event,
             step=result.step,
             epoch=result.epoch,
             adapter=result.adapter_dir,
             reason=stop.reason,
         )
-        run.console.message(
-            f"Adapter saved to {result.adapter_dir} ({event} at step {result.step})"
-        )
+        run.console.message(f"Adapter saved to {result.adapter_dir} ({event}, step {result.step})")
         return result
-    except BaseException as exc:
-        if run is not None:
-            with contextlib.suppress(Exception):
-                run.progress.emit("error", message=f"{type(exc).__name__}: {exc}")
-        raise
     finally:
         stop.close()
         if run is not None:

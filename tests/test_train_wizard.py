@@ -1,0 +1,132 @@
+"""The wizard, driven by scripted answers: going back, presets, and the flow from
+preprocessing into training, each ending in a real (tiny) run."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from train_helpers import (
+    make_audio_dir,
+    shared_dataset,
+    single_torch_thread,  # noqa: F401 (autouse)
+)
+
+from engine.settings import PROJECT_ROOT
+from training.config import TrainConfig
+from training.presets import save_preset
+from training.wizard import available_variants, pick, run_wizard
+
+#: Hyperparameters for a quick CPU run, saved as a preset the wizard can load.
+FAST = TrainConfig(
+    rank=4, alpha=4.0, gradient_accumulation=1, warmup_steps=0, num_workers=0, save_every=0,
+    log_every=1, gradient_checkpointing=False, device="cpu",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path):
+    return shared_dataset(tmp_path_factory.getbasetemp(), tiny_checkpoint_dir)
+
+
+@pytest.fixture
+def presets(tmp_path: Path) -> Path:
+    folder = tmp_path / "presets"
+    save_preset("fast", FAST, folder, "quick CPU run")
+    return folder
+
+
+def drive(answers: list[str], presets: Path) -> tuple[int, str]:
+    out = io.StringIO()
+    status = run_wizard(io.StringIO("\n".join(answers) + "\n"), out, presets_dir=presets)
+    return status, out.getvalue()
+
+
+def test_going_back_changes_earlier_answers_and_the_run_uses_them(
+    dataset, tiny_checkpoint_dir: Path, tmp_path: Path, presets: Path, env_file: Path
+) -> None:
+    out = tmp_path / "out"
+    status, text = drive(
+        [
+            "1",  # train
+            "lokr", "b",  # adapter, then back from the mode question
+            "lora", "vanilla", "b",  # ... and back from the checkpoint question
+            "fixed", str(tiny_checkpoint_dir),
+            str(tmp_path / "nowhere"),  # refused: not a folder, asked again
+            str(dataset[1]), str(out),
+            "fast",  # preset
+            "",  # basic settings
+            "3", "b", "1",  # epochs 3, back from the learning rate, epochs 1
+            "0.01", "", "", "",  # lr, rank and alpha and checkpoints from the preset
+            "y", "",  # start, no preset saved
+            "q",
+        ],
+        presets,
+    )  # fmt: skip
+    assert status == 0, text
+    assert "--dataset-dir" in text and "no such folder" in text
+    assert "Preset 'fast' applied." in text
+    saved = json.loads((out / "final" / "config.json").read_text())
+    assert (saved["adapter_type"], saved["mode"], saved["epochs"], saved["lr"]) == (
+        "lora", "fixed", 1, 0.01,
+    )  # fmt: skip
+    assert (saved["rank"], saved["num_workers"]) == (4, 0)
+    assert (out / "final" / "adapter" / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_preprocessing_flows_into_training(
+    tiny_checkpoint_dir: Path, tmp_path: Path, presets: Path, env_file: Path
+) -> None:
+    audio = make_audio_dir(tmp_path / "audio", ["synth.wav"], broken=False)
+    tensors, out = tmp_path / "tensors", tmp_path / "out"
+    status, text = drive(
+        [
+            "2", str(audio), "", str(tensors), "0.6", str(tiny_checkpoint_dir), "y",
+            "y",  # train on these tensors now
+            "", "", "", "",  # adapter, mode, checkpoint and dataset as prefilled
+            str(out), "fast", "", "1", "", "", "", "",
+            "y", "mine",  # start, and save the answers as preset 'mine'
+            "q",
+        ],
+        presets,
+    )  # fmt: skip
+    assert status == 0, text
+    assert "1 encoded" in text and "Train on these tensors now?" in text
+    assert (out / "final" / "adapter" / "pytorch_lora_weights.safetensors").is_file()
+    assert json.loads((presets / "mine.json").read_text())["rank"] == 4
+
+
+def test_presets_menu_and_input_that_ends(presets: Path) -> None:
+    status, text = drive(["4", "show fast", "delete minimal", "delete fast", "b", "q"], presets)
+    assert status == 0
+    assert '"rank": 4' in text
+    assert "no saved preset named 'minimal'" in text and "Deleted 'fast'." in text
+    assert not (presets / "fast.json").exists()
+    status, text = drive(["1"], presets)
+    assert status == 2 and "No more input" in text
+
+
+def test_train_py_without_arguments_opens_the_wizard() -> None:
+    out = subprocess.run(
+        [sys.executable, "train.py"],
+        cwd=PROJECT_ROOT,
+        input="q\n",
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0
+    assert "1) Train an adapter" in out.stdout and "b = back" in out.stdout
+
+
+def test_models_are_picked_by_number_or_part_of_the_name(tiny_original_checkpoint_dir) -> None:
+    choices = ("turbo", "base", "sft", "xl-turbo")
+    assert pick("2", choices) == "base"
+    assert pick("sf", choices) == "sft"
+    assert pick("xl", choices) == "xl-turbo"
+    assert pick("turbo", choices) == "turbo"  # exact name beats "xl-turbo"
+    assert pick("9", choices) is None and pick("zzz", choices) is None
+    assert available_variants(tiny_original_checkpoint_dir) == ["turbo"]
