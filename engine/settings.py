@@ -35,29 +35,21 @@ _FALSE = {"0", "false", "no", "off"}
 _AUTO = {"", "auto"}
 
 
-def _tri_state(value: Any) -> Any:
-    """`auto`/empty -> None (the tier decides); true/false words -> bool."""
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _AUTO:
-        return None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError("not a switch")
-
-
 def _strict_bool(value: Any) -> Any:
+    """true/false words (yes/no, on/off, 1/0) -> bool; anything else is an error."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
     raise ValueError("not a switch")
+
+
+def _tri_state(value: Any) -> Any:
+    """`auto`/empty -> None (the tier decides); otherwise as `_strict_bool`."""
+    if value is None or str(value).strip().lower() in _AUTO:
+        return None
+    return _strict_bool(value)
 
 
 def _auto_or_int(value: Any) -> Any:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from engine_cli import run_engine
 
 from engine import placement
 from engine.audio import probe
 from engine.pipeline import EngineError, MusicEngine
-from engine.settings import PROJECT_ROOT, load_settings
+from engine.settings import load_settings
 from engine.spec import SongSpec
 from engine.tiers import DeviceInfo, resolve
 from engine.tiny import build_tiny_pipeline
@@ -219,18 +217,6 @@ def test_engine_loads_either_layout_through_the_real_loader(
     assert probe(Path(track.path)).duration == pytest.approx(10.0, abs=0.05)
 
 
-def _run_engine_cli(args: list[str], env_file: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RADIO_ENV_FILE": str(env_file)}
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_generate_command_writes_a_playable_file(
     env_file: Path, tmp_path: Path, tiny_checkpoint_dir
 ) -> None:
@@ -245,7 +231,7 @@ def test_generate_command_writes_a_playable_file(
         "10",
     ]
     args += ["--out", str(out), "--checkpoint", str(tiny_checkpoint_dir), "--seed", "42"]
-    result = _run_engine_cli(args, env_file)
+    result = run_engine(args, env_file)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"Wrote {out} (10.0 s, seed 42)" in result.stdout
     assert "DiT" in result.stdout and "VAE" in result.stdout
@@ -258,17 +244,15 @@ def test_generate_command_writes_a_playable_file(
 
 
 def test_generate_command_explains_bad_input(env_file: Path, tmp_path: Path) -> None:
-    result = _run_engine_cli(
-        ["generate", "--caption", "x", "--out", str(tmp_path / "a.aac")], env_file
-    )
+    result = run_engine(["generate", "--caption", "x", "--out", str(tmp_path / "a.aac")], env_file)
     assert result.returncode == 2 and "allowed suffixes are" in result.stderr
-    result = _run_engine_cli(
+    result = run_engine(
         ["generate", "--caption", "x", "--bpm", "999", "--out", str(tmp_path / "a.ogg")], env_file
     )
     assert result.returncode == 2 and "invalid song" in result.stderr and "bpm" in result.stderr
     missing = tmp_path / "nothing-here"
     missing.mkdir()
-    result = _run_engine_cli(
+    result = run_engine(
         [
             "generate",
             "--caption",

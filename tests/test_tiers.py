@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from engine_cli import run_engine
 
-from engine.settings import PROJECT_ROOT, load_settings
+from engine.settings import load_settings
 from engine.tier_report import format_policy, format_table
 from engine.tiers import (
     CPU_TIER,
@@ -228,37 +227,22 @@ def test_reports_render(env_file: Path) -> None:
     assert "tier4" in text and "MAX_CUDA_VRAM=8" in text and "on a real 8 GB GPU" in text
 
 
-def _engine(args: list[str], env_file: Path, **env: str) -> subprocess.CompletedProcess:
-    import os
-
-    full = {k: v for k, v in os.environ.items() if k.upper() not in {"MAX_CUDA_VRAM"}}
-    full.update(env, RADIO_ENV_FILE=str(env_file))
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        cwd=PROJECT_ROOT,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_cli_tiers_shows_the_8gb_tier(env_file: Path) -> None:
-    out = _engine(["tiers"], env_file, MAX_CUDA_VRAM="8")
+    out = run_engine(["tiers"], env_file, MAX_CUDA_VRAM="8")
     assert out.returncode == 0, out.stderr
     assert "tier:              tier4" in out.stdout
     assert "max batch:         4" in out.stdout
 
 
 def test_cli_tiers_all_and_json(env_file: Path) -> None:
-    out = _engine(["tiers", "--all"], env_file)
+    out = run_engine(["tiers", "--all"], env_file)
     assert out.returncode == 0 and "unlimited" in out.stdout and "tier6b" in out.stdout
-    out = _engine(["tiers", "--json"], env_file, MAX_CUDA_VRAM="6")
+    out = run_engine(["tiers", "--json"], env_file, MAX_CUDA_VRAM="6")
     assert out.returncode == 0 and '"tier": "tier2"' in out.stdout
 
 
 def test_cli_bad_value_fails_with_one_line(env_file: Path) -> None:
-    out = _engine(["tiers"], env_file, MAX_CUDA_VRAM="banana")
+    out = run_engine(["tiers"], env_file, MAX_CUDA_VRAM="banana")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "Invalid setting MAX_CUDA_VRAM='banana': allowed is empty, or a number of GB from 1 "
