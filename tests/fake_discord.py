@@ -810,28 +810,32 @@ class FakeDiscord:
         self._notify()
         return _response(message.payload(self.bot, None))
 
-    def _webhook_message(self, interaction: FakeInteraction, message_id: str) -> FakeMessage | None:
-        if message_id == "@original":
-            if interaction.original_state in ("loading", "sent"):
-                return interaction.original
+    def _webhook_target(self, request: web.Request) -> tuple[FakeInteraction, FakeMessage] | None:
+        """The interaction and the message (`@original` or an id) a webhook route names."""
+        interaction = self._interaction(request)
+        if interaction is None:
             return None
-        for message in [interaction.original, *interaction.followups]:
-            if message is not None and str(message.id) == message_id:
-                return message
-        return None
+        wanted = request.match_info["message"]
+        if wanted == "@original":
+            found = (
+                interaction.original if interaction.original_state in ("loading", "sent") else None
+            )
+        else:
+            candidates = [interaction.original, *interaction.followups]
+            found = next((m for m in candidates if m is not None and str(m.id) == wanted), None)
+        return None if found is None else (interaction, found)
 
     async def _get_webhook(self, request: web.Request) -> web.Response:
-        interaction = self._interaction(request)
-        message = interaction and self._webhook_message(interaction, request.match_info["message"])
-        if message is None:
+        target = self._webhook_target(request)
+        if target is None:
             return _error(404, "Unknown Message", 10008)
-        return _response(message.payload(self.bot, None))
+        return _response(target[1].payload(self.bot, None))
 
     async def _edit_webhook(self, request: web.Request) -> web.Response:
-        interaction = self._interaction(request)
-        message = interaction and self._webhook_message(interaction, request.match_info["message"])
-        if interaction is None or message is None:
+        target = self._webhook_target(request)
+        if target is None:
             return _error(404, "Unknown Message", 10008)
+        interaction, message = target
         message.update(await request.json())
         message.edits += 1
         if message is interaction.original:
@@ -840,10 +844,10 @@ class FakeDiscord:
         return _response(message.payload(self.bot, None))
 
     async def _delete_webhook(self, request: web.Request) -> web.Response:
-        interaction = self._interaction(request)
-        message = interaction and self._webhook_message(interaction, request.match_info["message"])
-        if interaction is None or message is None:
+        target = self._webhook_target(request)
+        if target is None:
             return _error(404, "Unknown Message", 10008)
+        interaction, message = target
         if message is interaction.original:
             interaction.original_state = "deleted"
         else:
