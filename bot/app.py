@@ -26,10 +26,9 @@ import aiohttp
 import discord
 from discord.ext import commands
 
-from bot.local import manager_from_settings
 from bot.radio import Radio
 from bot.replies import on_command_error
-from bot.stations import StationManager
+from bot.stations import StationManager, manager_from_settings
 from bot.store import StoreError
 from engine.logs import setup_logging
 from engine.settings import Settings, SettingsError, load_settings
