@@ -10,7 +10,10 @@ Caller -> worker
 
 - `submit {job: SongJob}`: make one song. The caller picks `job.job_id`, unique
   among its jobs in flight. A job with `spec` set skips the songwriter (a
-  retry reuses the spec written the first time).
+  retry reuses the spec written the first time). `job.adapter` names a
+  subfolder of the worker's `ADAPTERS_DIR`: the worker loads it the first time
+  and sings with it at `job.adapter_scale`; one it cannot load fails the job
+  with reason `adapter_error`.
 - `stop {}`: finish nothing more; the worker aborts the song it is singing,
   answers nothing further and exits.
 
@@ -47,6 +50,9 @@ from engine.spec import MAX_DURATION, MIN_DURATION, SongSpec, StationStyle, Trac
 
 #: Longest listener theme the protocol carries (the songwriter trims it further).
 MAX_JOB_THEME = 1000
+#: Adapter names as the worker takes them (a folder name: no separators, no '.' or '..').
+ADAPTER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_ADAPTER_SCALE = 4.0
 #: Most recent songs sent along so the songwriter does not repeat them.
 MAX_RECENT = 20
 
@@ -60,6 +66,7 @@ FailureReason = Literal[
     "worker_died",
     "worker_stalled",
     "worker_start_failed",
+    "adapter_error",
 ]
 AudioFormat = Literal["ogg", "flac", "mp3", "wav"]
 
@@ -85,6 +92,9 @@ class SongJob(BaseModel):
     spec: SongSpec | None = None
     fmt: AudioFormat = "ogg"
     steps: int | None = Field(default=None, ge=1, le=200)
+    #: The adapter (a subfolder of ADAPTERS_DIR) to sing with; None: the base model.
+    adapter: str | None = Field(default=None, pattern=ADAPTER_NAME_PATTERN)
+    adapter_scale: float = Field(default=1.0, ge=0.0, le=MAX_ADAPTER_SCALE)
 
 
 # --- caller -> worker ---------------------------------------------------------

@@ -171,6 +171,12 @@ class Settings(BaseSettings):
     models_dir: Path = _field(Path("models"), "a folder for GGUF songwriter models")
     data_dir: Path = _field(Path("data"), "a folder for the database, caches and adapters")
     tracks_dir: Path = _field(Path("data/tracks"), "a folder for finished tracks")
+    adapters_dir: Path = _field(
+        Path("data/adapters"), "a folder of adapters, one subfolder <name>/ each"
+    )
+    datasets_dir: Path = _field(
+        Path("data/datasets"), "a folder of training datasets, one subfolder of audio each"
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _field(
         "INFO", "DEBUG, INFO, WARNING or ERROR"
@@ -194,7 +200,10 @@ class Settings(BaseSettings):
     def _lower_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("checkpoint_dir", "models_dir", "data_dir", "tracks_dir", "local_output_dir")
+    @field_validator(
+        "checkpoint_dir", "models_dir", "data_dir", "tracks_dir", "local_output_dir",
+        "adapters_dir", "datasets_dir",
+    )  # fmt: skip
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         value = value.expanduser()

@@ -8,6 +8,10 @@ may have torch threads). It loads `MusicEngine` and the songwriter once, says
 - a writer thread takes jobs in order and has the songwriter write each spec;
 - a singer thread sings the written specs, one at a time, and sends `done`.
 
+Before each song the singer switches to the job's adapter (engine.adapter_cache:
+loaded from `ADAPTERS_DIR/<name>/` the first time); an adapter that cannot be
+loaded fails that job with reason `adapter_error`, and the worker sings on.
+
 Between writer and singer sits a queue of one, so the worker writes song N+1
 while it sings song N, and never runs further ahead than that.
 
@@ -33,6 +37,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.adapter_cache import AdapterCache
 from engine.jobs import (
     FailureReason,
     JobDone,
@@ -126,9 +131,17 @@ class _Sender:
 class _JobServer:
     """The writer and singer threads, fed by the main thread's inbox."""
 
-    def __init__(self, conn: Connection, engine: Any, writer: SpecWriter, config: WorkerConfig):
+    def __init__(
+        self,
+        conn: Connection,
+        engine: Any,
+        writer: SpecWriter,
+        config: WorkerConfig,
+        adapters: AdapterCache,
+    ):
         self.conn = conn
         self.engine = engine
+        self.adapters = adapters
         self.writer = writer
         self.config = config
         self.stopping = threading.Event()
@@ -238,6 +251,7 @@ class _JobServer:
                 return
 
     def _sing(self, job: SongJob, spec: SongSpec, write_seconds: float) -> None:
+        from engine.adapters import AdapterError
         from engine.audio import AudioError
         from engine.pipeline import EngineError
         from engine.vram import VramError
@@ -258,6 +272,11 @@ class _JobServer:
 
         self.sender.send(JobProgress(job_id=job.job_id, stage="singing", step=0, total=steps or 0))
         started = time.monotonic()
+        try:
+            self.adapters.use(job.adapter, job.adapter_scale)
+        except AdapterError as exc:
+            self._fail(job, "adapter_error", str(exc))
+            return
         try:
             track = self.engine.generate(spec, fmt=job.fmt, steps=steps, progress=progress)[0]
         except _Stopped:
@@ -286,8 +305,8 @@ class _JobServer:
         )
 
 
-def _load(config: WorkerConfig) -> tuple[Any, SpecWriter, str]:
-    """Settings, engine and songwriter, as the config says."""
+def _load(config: WorkerConfig) -> tuple[Any, SpecWriter, str, Path]:
+    """Engine, songwriter, device name and adapters folder, as the config says."""
     import dataclasses
 
     from tqdm import tqdm
@@ -316,7 +335,7 @@ def _load(config: WorkerConfig) -> tuple[Any, SpecWriter, str]:
         writer_config = dataclasses.replace(writer_config, model=None)
     if config.songwriter_max_tokens is not None:
         writer_config = dataclasses.replace(writer_config, max_tokens=config.songwriter_max_tokens)
-    return engine, Songwriter(writer_config), str(engine.device)
+    return engine, Songwriter(writer_config), str(engine.device), settings.adapters_dir
 
 
 def worker_main(conn: Connection, config_json: str, parent_pid: int) -> None:
@@ -327,7 +346,7 @@ def worker_main(conn: Connection, config_json: str, parent_pid: int) -> None:
     started = time.monotonic()
     try:
         config = WorkerConfig.model_validate_json(config_json)
-        engine, writer, device = _load(config)
+        engine, writer, device, adapters_dir = _load(config)
     except Exception as exc:
         log.exception("worker: cannot start")
         sender.send(WorkerFatal(message=f"{type(exc).__name__}: {exc}"))
@@ -343,7 +362,7 @@ def worker_main(conn: Connection, config_json: str, parent_pid: int) -> None:
         )
     )
     log.info("worker %d ready on %s in %.1f s", os.getpid(), device, time.monotonic() - started)
-    _JobServer(conn, engine, writer, config).serve(parent_pid)
+    _JobServer(conn, engine, writer, config, AdapterCache(engine, adapters_dir)).serve(parent_pid)
     conn.close()
     logging.shutdown()
     # A songwriter call cannot be interrupted; do not wait for it at interpreter exit.

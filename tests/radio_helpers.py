@@ -25,6 +25,8 @@ def radio_settings(root: Path, checkpoint: Path, **changes: Any) -> Settings:
         "data_dir": root / "data",
         "tracks_dir": root / "tracks",
         "models_dir": root / "models",
+        "adapters_dir": root / "adapters",
+        "datasets_dir": root / "datasets",
         "device": "cpu",
         "default_duration": 10,
         "max_cuda_vram": None,

@@ -34,6 +34,7 @@ from engine.settings import PROJECT_ROOT
 from engine.spec import SongSpec, StationStyle
 from engine.worker import WorkerConfig
 from engine.worker_client import (
+    JobFailedError,
     WorkerBusyError,
     WorkerClient,
     WorkerClosedError,
@@ -178,6 +179,26 @@ async def test_submit_refuses_beyond_the_slots_and_duplicates(client) -> None:
         client.submit({"job_id": "x"})  # type: ignore[arg-type]
     await first
     await second
+
+
+@module_loop
+async def test_jobs_sing_with_their_adapter_and_a_broken_one_fails_only_its_job(
+    client, settings
+) -> None:
+    from tests.test_adapters import write_diffusers_lora
+
+    write_diffusers_lora(settings.adapters_dir / "warm")
+    (settings.adapters_dir / "hollow").mkdir()
+    await client.wait_for_slot()
+    warm = await client.submit(job("adapter-warm", spec=SPEC, adapter="warm", adapter_scale=2.0))
+    assert (warm.track.settings["adapter"], warm.track.settings["adapter_scale"]) == ("warm", 2.0)
+    for name, problem in [("hollow", "no adapter weights"), ("gone", "there is no folder")]:
+        with pytest.raises(JobFailedError) as failed:
+            await client.submit(job(f"adapter-{name}", spec=SPEC, adapter=name))
+        assert failed.value.reason == "adapter_error"
+        assert f"adapter '{name}'" in failed.value.message and problem in failed.value.message
+    base = await client.submit(job("adapter-none", spec=SPEC))
+    assert base.track.settings["adapter"] is None  # the worker sang on, without the adapter
 
 
 @module_loop
