@@ -131,7 +131,7 @@ def summary(config: TrainConfig, command: str) -> str:
     lines = [
         f"mode            {command}",
         f"model           {config.checkpoint_dir} ({config.model_variant})",
-        f"data            {config.dataset_dir or config.tensor_output}",
+        f"data            {config.tensor_output if config.preprocess else config.dataset_dir}",
         f"output          {config.output_dir}",
         f"adapter         {adapter}, {config.attention_type} attention, "
         f"{' '.join(config.target_modules)}",

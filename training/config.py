@@ -161,9 +161,11 @@ class TrainConfig:
 
     @property
     def training_data_dir(self) -> Path:
-        """Where training reads tensors: `--dataset-dir`, or the tensors that
-        `--preprocess` writes when no dataset dir is given."""
-        return _need(self.dataset_dir or self.tensor_output, "dataset_dir")
+        """Where training reads tensors: what `--preprocess` writes
+        (`--tensor-output`), else `--dataset-dir`."""
+        if self.preprocess and self.tensor_output is not None:
+            return self.tensor_output
+        return _need(self.dataset_dir, "dataset_dir")
 
     @property
     def effective_scheduler(self) -> str:

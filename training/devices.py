@@ -106,7 +106,11 @@ def resolve_attention(name: str, device: torch.device, dtype: torch.dtype) -> st
 
 
 def resolve_runtime(device: str, precision: str, attention: str) -> Runtime:
+    """The run's device, precision and attention. On CUDA this also applies
+    `MAX_CUDA_VRAM` (the process is capped at that card size, as the engine does)."""
     torch_device = resolve_device(device)
+    if torch_device.type == "cuda":
+        vram_gb(torch_device)
     dtype = resolve_precision(precision, torch_device)
     return Runtime(torch_device, dtype, resolve_attention(attention, torch_device, dtype))
 

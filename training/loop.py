@@ -133,7 +133,7 @@ class _Run:
         self.named = self.handle.named_parameters()
         self.batches = self.sampler.batches_per_epoch
         self.steps_per_epoch = math.ceil(self.batches / config.gradient_accumulation)
-        self.total = config.max_steps or config.epochs * self.steps_per_epoch
+        self.total = min(config.max_steps or math.inf, config.epochs * self.steps_per_epoch)
         self.optimizer = build_optimizer(config, self.parameters, self.device)
         self.scheduler = build_scheduler(config, self.optimizer, self.total)
         fp16_cuda = model.runtime.dtype == torch.float16 and self.device.type == "cuda"

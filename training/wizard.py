@@ -13,7 +13,7 @@ previous question, `?` explains the setting. Each answer is checked at once
 with the same rules as the command line.
 
 The wizard only gathers a `TrainConfig`; the work is done by the same library
-functions the CLI and the bot call (`Actions`).
+functions the CLI and the bot call (`preprocess`, `train`, `estimate`).
 """
 
 from __future__ import annotations
@@ -39,36 +39,6 @@ class WizardExit(Exception):
 
 class _Back(Exception):
     pass
-
-
-@dataclass
-class Actions:
-    """What the wizard runs; by default the library itself."""
-
-    preprocess: Callable[[TrainConfig], Any] | None = None
-    train: Callable[[TrainConfig], Any] | None = None
-    estimate: Callable[[TrainConfig], Any] | None = None
-
-    def run_preprocess(self, config: TrainConfig) -> Any:
-        if self.preprocess is not None:
-            return self.preprocess(config)
-        from training.preprocess import preprocess
-
-        return preprocess(config)
-
-    def run_train(self, config: TrainConfig) -> Any:
-        if self.train is not None:
-            return self.train(config)
-        from training.loop import train
-
-        return train(config)
-
-    def run_estimate(self, config: TrainConfig) -> Any:
-        if self.estimate is not None:
-            return self.estimate(config)
-        from training.estimate import estimate
-
-        return estimate(config)
 
 
 @dataclass
@@ -142,11 +112,9 @@ class Wizard:
         console: Console,
         *,
         presets_dir: Path | None = None,
-        actions: Actions | None = None,
     ):
         self.console = console
         self.presets_dir = presets_dir
-        self.actions = actions or Actions()
         self.settings = self._load_settings()
 
     # --- persistent wizard settings ------------------------------------------
@@ -368,8 +336,10 @@ class Wizard:
                 except ConfigError as exc:
                     self.console.say(f"  {exc}")
             if reply == "y":
-                result = self.actions.run_train(config)
-                self.console.say(f"  Done: adapter in {getattr(result, 'adapter_dir', result)}")
+                from training.loop import train
+
+                result = train(config)
+                self.console.say(f"  Done: adapter in {result.adapter_dir}")
             return
 
     def _confirm(self, question: str) -> str:
@@ -406,8 +376,9 @@ class Wizard:
             if reply == "n":
                 return
             break
-        result = self.actions.run_preprocess(config)
-        self.console.say(f"  {getattr(result, 'summary', lambda: result)()}")
+        from training.preprocess import preprocess
+
+        self.console.say(f"  {preprocess(config).summary()}")
         if self._confirm("Train on these tensors now?") == "y":
             self.train_flow(config.replace(preprocess=False, dataset_dir=config.tensor_output))
 
@@ -424,9 +395,9 @@ class Wizard:
         ]  # fmt: skip
         if not self.ask(questions, answers, "estimate"):
             return
-        result = self.actions.run_estimate(self._config(answers))
-        table = getattr(result, "table", None)
-        self.console.say(table() if callable(table) else str(result))
+        from training.estimate import estimate
+
+        self.console.say(estimate(self._config(answers)).table())
 
     def presets_flow(self) -> None:
         while True:
@@ -502,11 +473,10 @@ def run_wizard(
     stdout: TextIO | None = None,
     *,
     presets_dir: Path | None = None,
-    actions: Actions | None = None,
 ) -> int:
     console = Console(stdin or sys.stdin, stdout or sys.stdout)
     try:
-        return Wizard(console, presets_dir=presets_dir, actions=actions).run()
+        return Wizard(console, presets_dir=presets_dir).run()
     except WizardExit:
         console.say("\nNo more input: the wizard needs answers (or see 'train.py --help').")
         return 2
