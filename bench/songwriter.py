@@ -10,7 +10,10 @@ through genres), prints:
   all answers (first answers and retries), and the rate for first answers;
 - fallback rate: songs the template songwriter had to write;
 - seconds per spec (mean, median, slowest), tokens written per spec and per
-  second (prompt evaluation and retries included), and the model's load time.
+  second (prompt evaluation and retries included), and the model's load time;
+- CPU seconds per spec and the load average: on a machine shared with other
+  busy processes the wall-clock figures grow, and with one llama.cpp thread
+  the CPU time is about what an idle machine would take.
 
 The load time is not in the per-spec figures. Seeds are fixed (`--seed`), so a
 run can be repeated; `--json` prints the figures for scripts.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import sys
@@ -92,10 +96,12 @@ def main() -> int:
     load_failure = songwriter.load()  # now, so that it is not counted per spec
     load_seconds = time.monotonic() - started
 
-    results = []
+    results, cpu_seconds = [], []
     for i in range(args.n):
         style = StationStyle(genre=GENRES[i % len(GENRES)])
+        cpu_started = time.process_time()
         results.append(songwriter.compose(THEMES[i % len(THEMES)], style, seed=args.seed + i))
+        cpu_seconds.append(time.process_time() - cpu_started)
 
     attempts = sum(r.attempts for r in results)
     valid = sum(r.source == "model" for r in results)
@@ -114,6 +120,8 @@ def main() -> int:
         "seconds_per_spec_mean": round(statistics.mean(seconds), 2),
         "seconds_per_spec_median": round(statistics.median(seconds), 2),
         "seconds_per_spec_max": round(max(seconds), 2),
+        "cpu_seconds_per_spec_mean": round(statistics.mean(cpu_seconds), 2),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "tokens_per_spec_mean": round(statistics.mean(r.tokens for r in results), 1),
         "tokens_per_second": round(sum(r.tokens for r in results) / sum(seconds), 1),
         "fallback_reasons": sorted({r.fallback_reason for r in results if r.fallback_reason}),
@@ -133,6 +141,10 @@ def main() -> int:
     print(
         f"seconds per spec: mean {figures['seconds_per_spec_mean']}, median "
         f"{figures['seconds_per_spec_median']}, max {figures['seconds_per_spec_max']}"
+    )
+    print(
+        f"CPU seconds per spec: mean {figures['cpu_seconds_per_spec_mean']} "
+        f"(load average at the end: {figures['load_average_1min']})"
     )
     print(
         f"tokens per spec: mean {figures['tokens_per_spec_mean']}, "
