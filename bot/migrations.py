@@ -127,6 +127,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX events_by_guild ON events (guild_id, kind);
         """,
     ),
+    Migration(
+        3,
+        "the station's adapter (a folder name in ADAPTERS_DIR) and its scale",
+        """
+        ALTER TABLE guild_settings ADD COLUMN adapter TEXT;
+        ALTER TABLE guild_settings ADD COLUMN adapter_scale REAL NOT NULL DEFAULT 1.0
+            CHECK (adapter_scale BETWEEN 0 AND 4);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -26,6 +26,12 @@ listeners hear silence: an *underrun*, counted in the stats with its length.
 When the GPU is busy (paused for training) or the worker is unavailable, the
 station plays its buffer and then replays its library, and says so in its
 status.
+
+Adapters. A station may sing with a LoRA/LoKR adapter (`set_adapter`: a
+folder name in ADAPTERS_DIR and a scale); every job it hands out carries them
+and the worker switches to them before singing. A job that fails because the
+adapter cannot be loaded switches the station back to the base model, so it
+does not fail job after job, and its status says why.
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from bot.adapter_library import require_adapter
 from bot.presets import PRESETS
 from bot.store import (
     GuildSettings,
@@ -111,6 +119,8 @@ class StationConfig:
     default_duration: int = 60
     disk_budget_bytes: int = 2048 * 1024**2
     steps: int | None = None
+    #: ADAPTERS_DIR: `set_adapter` accepts only adapters found here (None: any safe name).
+    adapters_dir: Path | None = None
 
     def __post_init__(self) -> None:
         check_int("buffer_size", self.buffer_size, 1, 20, " (BUFFER_SIZE)")
@@ -129,6 +139,7 @@ class StationConfig:
             "max_per_guild": settings.max_queue_per_guild,
             "default_duration": settings.default_duration,
             "disk_budget_bytes": settings.tracks_disk_budget_mb * 1024**2,
+            "adapters_dir": settings.adapters_dir,
         }
         return cls(**{**values, **changes})
 
@@ -188,6 +199,8 @@ class Station:
         self._last_replay = 0
         self._dry = False
         self.skipped_missing = 0
+        self.adapter_problem: str | None = None  # why the adapter was switched off
+        self._job_adapters: dict[int, str | None] = {}  # job id -> the adapter it sings with
 
     # --- setup ----------------------------------------------------------------
     async def load(self) -> None:
@@ -274,6 +287,21 @@ class Station:
         )
         return self._settings
 
+    async def set_adapter(self, name: str | None, scale: float | None = None) -> GuildSettings:
+        """Sing the next songs with adapter `name` (None: the base model) at `scale`
+        (unchanged when None). Songs already made or in the making keep their sound."""
+        if name is not None and self.config.adapters_dir is not None:
+            name = (await asyncio.to_thread(require_adapter, self.config.adapters_dir, name)).name
+        changes: dict[str, Any] = {"adapter": name}
+        if scale is not None:
+            changes["adapter_scale"] = scale
+        self._settings = await self._db(
+            lambda: self.store.update_guild_settings(self.guild_id, **changes)
+        )
+        self.adapter_problem = None
+        self._notify()
+        return self._settings
+
     async def set_auto_mode(self, enabled: bool) -> GuildSettings:
         """Auto mode on: keep the buffer full. Off: queued auto-fill jobs are cancelled
         (songs already made still play)."""
@@ -337,8 +365,11 @@ class Station:
             recent=await self._recent_specs(),
             spec=job.spec,
             steps=self.config.steps,
+            adapter=self.settings.adapter,
+            adapter_scale=self.settings.adapter_scale,
         )
         self._making[job.id] = "waiting for the worker"
+        self._job_adapters[job.id] = song.adapter
         return job, song
 
     async def _recent_specs(self) -> tuple[SongSpec, ...]:
@@ -381,8 +412,11 @@ class Station:
             for task in self._written.pop(job.id, []):
                 await asyncio.gather(task, return_exceptions=True)
             self._making.pop(job.id, None)
+            adapter = self._job_adapters.pop(job.id, None)
         if failure is not None:
             log.warning("guild %d: job %d failed: %s", self.guild_id, job.id, failure)
+            if failure.reason == "adapter_error":
+                await self._drop_adapter(adapter, failure.message)
             try:
                 await self._db(self.store.fail_job, job.id, failure.label, max_attempts=1)
             except StoreError as exc:
@@ -417,6 +451,19 @@ class Station:
         await self._db(self.store.prune_tracks, self.config.disk_budget_bytes)
         return record
 
+    async def _drop_adapter(self, adapter: str | None, problem: str) -> None:
+        """The job's adapter cannot be loaded: unless the station has chosen another
+        one meanwhile, go on with the base model and say why."""
+        if adapter is None or self.settings.adapter != adapter:
+            return
+        log.warning("guild %d: adapter %r switched off: %s", self.guild_id,
+                    self.settings.adapter, problem)  # fmt: skip
+        try:
+            await self.set_adapter(None)
+        except StoreError as exc:
+            log.error("guild %d: cannot switch the adapter off: %s", self.guild_id, exc)
+        self.adapter_problem = problem
+
     async def add_upload(
         self, track: Track, user_id: int, user_name: str, seconds: float
     ) -> TrackRecord:
@@ -435,6 +482,7 @@ class Station:
     async def refuse_job(self, job: Job, reason: str) -> None:
         """The worker would not take `job` (unavailable): it fails with `reason`."""
         self._making.pop(job.id, None)
+        self._job_adapters.pop(job.id, None)
         await self._db(self.store.fail_job, job.id, reason, max_attempts=1)
 
     # --- playing --------------------------------------------------------------
@@ -654,6 +702,11 @@ class Station:
             if self._now.source == "replay":
                 message += " (a replay from the library)"
         notes = []
+        if self.adapter_problem is not None:
+            notes.append(
+                f"the adapter was switched off ({self.adapter_problem}): "
+                "singing with the base model"
+            )
         if busy:
             notes.append(
                 f"no new songs right now ({busy}): playing the buffer, then replaying the library"

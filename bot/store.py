@@ -32,6 +32,8 @@ from bot.store_checks import (
     MAX_REASON_CHARS,
     MAX_STATION_THEME_CHARS,
     MIN_STATION_LENGTH,
+    check_adapter_name,
+    check_adapter_scale,
     check_bool,
     check_id,
     check_int,
@@ -96,6 +98,8 @@ SETTING_KEYS = (
     "dj_role_id",
     "text_channel_id",
     "voice_channel_id",
+    "adapter",
+    "adapter_scale",
 )
 
 
@@ -163,6 +167,10 @@ class Store(JobStore, TrackStore):
             return None if value is None else check_text(key, value, MAX_PRESET_CHARS)
         if key in ("dj_role_id", "text_channel_id", "voice_channel_id"):
             return check_optional_id(key, value)
+        if key == "adapter":
+            return None if value is None else check_adapter_name(value)
+        if key == "adapter_scale":
+            return check_adapter_scale(value)
         raise InvalidValueError("setting", key, f"one of {', '.join(SETTING_KEYS)}")
 
     def record_underrun(self, guild_id: int, *, seconds: float | None = None) -> None:

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from bot.store_errors import InvalidValueError
+from engine.jobs import ADAPTER_NAME_PATTERN, MAX_ADAPTER_SCALE
 from engine.spec import LANGUAGES
 
 MAX_THEME_CHARS = 300
@@ -22,6 +23,8 @@ MAX_QUEUE_LIMIT = 1000
 MAX_ID = 2**63 - 1
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ADAPTER_NAME = re.compile(ADAPTER_NAME_PATTERN)
+ADAPTER_NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 def check_id(field: str, value: Any) -> int:
@@ -65,6 +68,20 @@ def check_bool(field: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidValueError(field, value, "true or false")
     return value
+
+
+def check_adapter_name(value: Any) -> str:
+    """A name that is safe as a folder name under ADAPTERS_DIR (no path tricks)."""
+    if not isinstance(value, str) or not _ADAPTER_NAME.match(value):
+        raise InvalidValueError("adapter", value, f"a name of {ADAPTER_NAME_RULE}")
+    return value
+
+
+def check_adapter_scale(value: Any) -> float:
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    if not (number and math.isfinite(value) and 0 <= value <= MAX_ADAPTER_SCALE):
+        raise InvalidValueError("adapter_scale", value, f"a number from 0 to {MAX_ADAPTER_SCALE:g}")
+    return float(value)
 
 
 def check_seconds(field: str, value: Any, *, positive: bool) -> float:

@@ -36,6 +36,9 @@ class GuildSettings:
     text_channel_id: int | None
     voice_channel_id: int | None
     updated_at: float
+    #: The adapter the station sings with (a folder in ADAPTERS_DIR), None: the base model.
+    adapter: str | None = None
+    adapter_scale: float = 1.0
 
     @property
     def style(self) -> StationStyle:

@@ -141,6 +141,28 @@ def test_an_older_database_is_upgraded_and_keeps_its_data(db_path: Path) -> None
         assert store.stats(GUILD).underruns == 1
 
 
+def test_a_version_2_database_gains_the_station_adapter(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    assert migrate(raw, MIGRATIONS[:2]) == [1, 2]
+    raw.execute(
+        "INSERT INTO guild_settings VALUES"
+        " (?, 'jazz', 'night', '', 'en', 120, 1, NULL, NULL, NULL, NULL, 0, 0)",
+        (GUILD,),
+    )
+    raw.close()
+    with Store(db_path) as store:
+        assert schema_version(store._conn) == LATEST_VERSION >= 3
+        settings = store.guild_settings(GUILD)
+        assert (settings.genre, settings.adapter, settings.adapter_scale) == ("jazz", None, 1.0)
+        store.update_guild_settings(GUILD, adapter="warm-tape", adapter_scale=2)
+    with Store(db_path) as store:
+        settings = store.guild_settings(GUILD)
+        assert (settings.adapter, settings.adapter_scale) == ("warm-tape", 2.0)
+        store.update_guild_settings(GUILD, adapter=None)
+        assert store.guild_settings(GUILD).adapter is None
+
+
 def test_a_database_from_a_newer_version_is_refused(db_path: Path) -> None:
     Store(db_path).close()
     raw = sqlite3.connect(db_path)
@@ -253,6 +275,12 @@ def test_a_lowered_max_length_max_caps_stored_station_limits(db_path: Path) -> N
         ({"mood": "sad\x00"}, "mood", "without control characters"),
         ({"auto_mode": "yes"}, "auto_mode 'yes'", "true or false"),
         ({"dj_role_id": -1}, "dj_role_id -1", "a positive integer id"),
+        ({"adapter": "../etc"}, "adapter '../etc'", "1-64 letters, digits"),
+        ({"adapter": ".."}, "adapter '..'", "starting with a letter or digit"),
+        ({"adapter": "a" * 65}, "adapter 'aaaa", "1-64 letters"),
+        ({"adapter_scale": 4.5}, "adapter_scale 4.5", "a number from 0 to 4"),
+        ({"adapter_scale": float("nan")}, "adapter_scale nan", "a number from 0 to 4"),
+        ({"adapter_scale": True}, "adapter_scale True", "a number from 0 to 4"),
     ],
 )
 def test_bad_guild_settings_are_refused_with_a_clear_message(
