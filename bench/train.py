@@ -154,7 +154,7 @@ def run_all(args: argparse.Namespace) -> list[dict]:
         command = [sys.executable, __file__, "--profile", profile, "--json"] + [
             f"--{name.replace('_', '-')}={getattr(args, name)}"
             for name in ("size", "device", "precision", "seconds", "tokens", "tracks", "steps",
-                         "warmup")
+                         "warmup", "torch_threads")
         ]  # fmt: skip
         out = subprocess.run(command, env=env, capture_output=True, text=True)
         if out.returncode != 0:
@@ -177,8 +177,11 @@ def main() -> int:
     parser.add_argument("--tracks", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20, help="timed optimizer steps")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--torch-threads", type=int, default=0, help="0: torch's default")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
 
     if args.profile is not None:
         import logging
@@ -196,7 +199,7 @@ def main() -> int:
         f"{args.size} model on {first['device']} ({first['precision']}), "
         f"{args.seconds:g} s of audio per sample ({first['latent_frames']} latent frames), "
         f"{args.tokens} condition tokens, batch 1, gradient checkpointing on, "
-        f"{args.steps} timed steps after {args.warmup}"
+        f"{args.steps} timed steps after {args.warmup}, {first['torch_threads']} torch thread(s)"
     )
     print(f"{'profile':10} {'adapter':16} {'optimizer':10} {'offload':8} {'trainable':>10} "
           f"{'steps/s':>8} {'s/step':>8} {'peak GB':>8}")  # fmt: skip
