@@ -94,6 +94,23 @@ def prepare_transformer(config: TrainConfig, model: TrainingModel) -> AdapterHan
     return handle
 
 
+def _warn_if_other_model(manifest: Manifest, model: TrainingModel) -> None:
+    """Each variant has its own condition encoder: tensors made with another
+    model train on conditions this one would not produce."""
+    from training.preprocess import model_fingerprint
+
+    made_with = manifest.model.rsplit(":", 1)[0]
+    this = model_fingerprint(model.info, model.runtime.precision_name).rsplit(":", 1)[0]
+    if made_with != this:
+        log.warning(
+            "%s was preprocessed with %s, this run uses %s: the condition encoders may "
+            "differ; preprocess again with this model for conditions as inference makes them",
+            manifest.folder,
+            made_with or "an unknown model",
+            this,
+        )
+
+
 class _Run:
     """State and helpers of one `train` call."""
 
@@ -113,6 +130,7 @@ class _Run:
         folder = config.training_data_dir
         manifest = Manifest.load(folder)
         check_compatible(manifest, model.transformer)
+        _warn_if_other_model(manifest, model)
         train_keys, val_keys = split_keys(sorted(manifest.samples), config.val_split, config.seed)
         if not train_keys:
             raise TrainingError(f"{folder} holds no tracks to train on: preprocess audio first")

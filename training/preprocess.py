@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from engine.checkpoints import CheckpointInfo
 from training.audio_io import AudioReadError, check_audio, read_audio
 from training.config import TrainConfig
 from training.devices import Runtime, resolve_runtime, vram_gb
@@ -92,9 +93,9 @@ def default_tile_seconds(runtime: Runtime) -> float:
     return 15.0 if memory is not None and memory <= 8.5 else 30.0
 
 
-def _model_fingerprint(config: TrainConfig, runtime: Runtime) -> str:
-    info = find_model(config)
-    return f"{info.layout}:{info.path.resolve()}:{info.name}:{runtime.precision_name}"
+def model_fingerprint(info: CheckpointInfo, precision: str) -> str:
+    """Which model (and precision) made a dataset; kept in its manifest."""
+    return f"{info.layout}:{info.path.resolve()}:{info.name}:{precision}"
 
 
 def _source_checksum(track: TrackSource, config: TrainConfig, model: str, tile: float) -> str:
@@ -240,7 +241,7 @@ def preprocess(
         if model is not None
         else resolve_runtime(config.device, config.precision, config.attention_backend)
     )
-    fingerprint = _model_fingerprint(config, runtime)
+    fingerprint = model_fingerprint(find_model(config), runtime.precision_name)
     tile_seconds = config.vae_tile_seconds or default_tile_seconds(runtime)
     manifest = Manifest.load(out, missing_ok=True)
     todo = []
