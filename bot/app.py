@@ -1,7 +1,8 @@
 """RadioBot and `python -m bot`: the radio on Discord.
 
 `setup_hook` (after login, before the gateway connects) opens the store,
-starts the GPU worker and the stations, loads the cogs and syncs the slash
+starts the GPU worker and the stations, the adapter trainer service
+(bot.training_runs), loads the cogs and syncs the slash
 commands: to the `DEV_GUILD_ID` server only when it is set (they show at
 once), else globally. A worker that cannot start (no checkpoint, say) is
 logged and the bot runs on: stations replay their libraries and say why.
@@ -30,6 +31,7 @@ from bot.radio import Radio
 from bot.replies import on_command_error
 from bot.stations import StationManager, manager_from_settings
 from bot.store import StoreError
+from bot.training_runs import TrainingRuns
 from engine.logs import setup_logging
 from engine.settings import Settings, SettingsError, load_settings
 from engine.worker import WorkerConfig
@@ -37,7 +39,7 @@ from engine.worker_client import WorkerStartError
 
 log = logging.getLogger("bot.app")
 
-COGS = ("bot.cogs.listening", "bot.cogs.dj", "bot.cogs.voice_events")
+COGS = ("bot.cogs.listening", "bot.cogs.dj", "bot.cogs.adapters", "bot.cogs.voice_events")
 EXIT_USAGE = 2
 
 
@@ -50,8 +52,10 @@ class RadioBot(commands.Bot):
         *,
         voice_cls: Callable[..., Any] = discord.VoiceClient,
         worker_config: WorkerConfig | None = None,
+        training_options: dict[str, Any] | None = None,
         **options: Any,
     ):
+        """`training_options` go to `TrainingRuns` (tests: tiny runs, a short poll)."""
         intents = discord.Intents.none()
         intents.guilds = True
         intents.voice_states = True  # who listens where; no privileged intent is needed
@@ -67,6 +71,8 @@ class RadioBot(commands.Bot):
         self.worker_config = worker_config or WorkerConfig.from_settings(settings)
         self._stations: StationManager | None = None
         self._radio: Radio | None = None
+        self._training: TrainingRuns | None = None
+        self.training_options = training_options or {}
         self._restored = False
 
     @property
@@ -81,6 +87,12 @@ class RadioBot(commands.Bot):
             raise RuntimeError("the radio starts in setup_hook")
         return self._radio
 
+    @property
+    def training(self) -> TrainingRuns:
+        if self._training is None:
+            raise RuntimeError("the trainer service starts in setup_hook")
+        return self._training
+
     async def setup_hook(self) -> None:
         manager = await asyncio.to_thread(manager_from_settings, self.settings, self.worker_config)
         self._stations = manager
@@ -91,6 +103,7 @@ class RadioBot(commands.Bot):
             log.error("the music worker cannot start: %s; the radio runs without new songs", exc)
         await manager.start()
         self._radio = Radio(self, manager, self.settings, voice_cls=self.voice_cls)
+        self._training = TrainingRuns(manager, self.settings, **self.training_options)
         self.tree.error(on_command_error)
         for cog in COGS:
             await self.load_extension(cog)
@@ -117,8 +130,11 @@ class RadioBot(commands.Bot):
     async def close(self) -> None:
         """Stop playback, close the stations, the worker and the database, then Discord."""
         try:
-            # The stations first: they keep the song playing now open in the store,
+            # A training run is stopped first (it saves its checkpoint). Then the
+            # stations: they keep the song playing now open in the store,
             # so the next start plays it again; then voice is left.
+            if self._training is not None:
+                await self._training.close()
             if self._stations is not None:
                 await self._stations.close()
             if self._radio is not None:
@@ -126,6 +142,7 @@ class RadioBot(commands.Bot):
             if self._stations is not None:
                 await asyncio.to_thread(self._stations.store.close)
         finally:
+            self._training = None
             self._radio = None
             self._stations = None
             await super().close()

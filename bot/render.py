@@ -84,6 +84,9 @@ def now_playing_embed(now: NowPlaying) -> discord.Embed:
     details = [f"{spec.bpm} bpm", spec.key, spec.time_signature, spec.language]
     if spec.instrumental:
         details.append("instrumental")
+    adapter = record.track.settings.get("adapter")
+    if adapter:
+        details.append(f"adapter {adapter} ×{record.track.settings.get('adapter_scale', 1):g}")
     embed.set_footer(text=" · ".join(details))
     return embed
 
@@ -189,6 +192,10 @@ def settings_embed(settings: GuildSettings, dj_role: str, vote_ratio: float) -> 
     embed.add_field(name="Language", value=settings.language, inline=True)
     embed.add_field(name="Longest song", value=f"{settings.max_length} s", inline=True)
     embed.add_field(name="DJ role", value=dj_role, inline=True)
+    adapter = "none (the base model)"
+    if settings.adapter:
+        adapter = f"{safe(settings.adapter, 64)} ×{settings.adapter_scale:g}"
+    embed.add_field(name="Adapter", value=adapter, inline=True)
     embed.add_field(
         name="Now-playing channel",
         value=f"<#{settings.text_channel_id}>" if settings.text_channel_id else "not set",

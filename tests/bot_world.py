@@ -103,22 +103,30 @@ def world_settings(root: Path, checkpoint: Path, token: str, **changes: Any) -> 
     return radio_settings(root, checkpoint, **values)
 
 
-def make_bot(settings: Settings, voice: VoiceLog, **worker: Any) -> RadioBot:
-    """The real bot with the fake voice connection and the tiny-model worker."""
+def make_bot(
+    settings: Settings, voice: VoiceLog, training: dict[str, Any] | None = None, **worker: Any
+) -> RadioBot:
+    """The real bot with the fake voice connection and the tiny-model worker;
+    `training` are `TrainingRuns` options."""
     return RadioBot(
         settings,
         voice_cls=fake_voice_class(voice, FRAME_DELAY),
         worker_config=template_worker(settings, **worker),
+        training_options=training,
         guild_ready_timeout=0.05,
     )
 
 
 @contextlib.asynccontextmanager
 async def start_bot(
-    fake: FakeDiscord, settings: Settings, voice: VoiceLog, **worker: Any
+    fake: FakeDiscord,
+    settings: Settings,
+    voice: VoiceLog,
+    training: dict[str, Any] | None = None,
+    **worker: Any,
 ) -> AsyncIterator[RadioBot]:
     """Run the bot until the block ends; it is logged in and has every guild then."""
-    bot = make_bot(settings, voice, **worker)
+    bot = make_bot(settings, voice, training, **worker)
     async with bot:
         runner = asyncio.create_task(bot.start(fake.token))
         ready = asyncio.create_task(bot.wait_until_ready())
