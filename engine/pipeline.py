@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -60,10 +61,12 @@ class EngineError(RuntimeError):
 
 
 def track_file_name(spec: SongSpec, seed: int, suffix: str) -> str:
-    """`20261121-093000-rainy-night-in-tokyo-1234.ogg`: sortable, safe on any filesystem."""
+    """`20261121-093000-rainy-night-in-tokyo-1234-5f3a9c.ogg`: sortable, safe on any
+    filesystem, and unique: the same song and seed made twice (e.g. with and without an
+    adapter) never overwrites the first file."""
     slug = re.sub(r"[^a-z0-9]+", "-", spec.title.lower()).strip("-")[:40] or "song"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{slug}-{seed}.{suffix}"
+    return f"{stamp}-{slug}-{seed}-{secrets.token_hex(3)}.{suffix}"
 
 
 class _StageClock:

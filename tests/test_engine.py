@@ -265,3 +265,11 @@ def test_generate_command_explains_bad_input(env_file: Path, tmp_path: Path) -> 
         env_file,
     )
     assert result.returncode == 1 and "setup.sh --models" in result.stderr
+
+
+def test_the_same_song_twice_gets_two_files(engine: MusicEngine) -> None:
+    first = engine.generate(SPEC)[0]
+    second = engine.generate(SPEC)[0]
+    assert first.path != second.path
+    assert Path(first.path).exists() and Path(second.path).exists()
+    assert "rainy-night-1234-" in Path(first.path).name
