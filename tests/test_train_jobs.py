@@ -49,6 +49,8 @@ def test_a_launched_job_streams_progress_and_stops_cleanly(
         tiny_checkpoint_dir, tmp_path, dataset_dir=dataset[1], output_dir=tmp_path / "out",
         epochs=100_000, log_every=100,
     )  # fmt: skip
+    config.output_dir.mkdir()
+    config.progress_path.write_text('{"event": "done", "time": 0}\n')  # an earlier run's
     job = launch_training(config, env=CHILD_ENV)
     events = wait_for(job, "step")
     assert events[0]["event"] == "start" and events[0]["total_steps"] == 400_000

@@ -107,6 +107,9 @@ def launch_training(
     config_path = output / CONFIG_FILE
     config_path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     config.stop_path.unlink(missing_ok=True)
+    # Events of earlier runs in the same folder are not this job's.
+    progress = config.progress_path
+    offset = progress.stat().st_size if progress.is_file() else 0
     console = open(output / CONSOLE_FILE, "ab")  # noqa: SIM115 (handed to the child)
     try:
         process = subprocess.Popen(
@@ -120,7 +123,7 @@ def launch_training(
         )
     finally:
         console.close()
-    return TrainingJob(process, config)
+    return TrainingJob(process, config, _offset=offset)
 
 
 def main(argv: list[str] | None = None) -> int:
