@@ -214,7 +214,10 @@ class MusicEngine:
     ) -> list[Track]:
         clamped = clamp_request(spec.duration, batch, self.policy)
         warnings = list(clamped.warnings)
-        cfg = not self.is_turbo and (guidance or self.defaults.guidance) > 1.0
+        steps = steps or self.defaults.steps
+        guidance = guidance if guidance is not None else self.defaults.guidance
+        shift = shift or self.defaults.shift
+        cfg = not self.is_turbo and guidance > 1.0
         free_gb = self._free_gb()
         batch = clamped.batch
         if free_gb is not None:
@@ -223,9 +226,6 @@ class MusicEngine:
             warnings += decision.warnings
         duration = clamped.duration
         seed = spec.seed if spec.seed is not None else random.randrange(2**31)
-        steps = steps or self.defaults.steps
-        guidance = guidance if guidance is not None else self.defaults.guidance
-        shift = shift or self.defaults.shift
         if not 1 <= steps <= 200:
             raise EngineError(f"steps={steps} is not allowed: use 1 to 200")
 
