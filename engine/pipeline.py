@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch._dynamo.exc import TorchDynamoException
 
 from engine import audio, placement, vram
 from engine.adapters import AdapterInfo, AdapterManager
@@ -142,7 +143,8 @@ class MusicEngine:
         pipe = self.pipe
         if self.policy.quantization == "int8":
             placement.quantize_int8(pipe.transformer)
-        if self.policy.torch_compile:
+        self.compiled = self.policy.torch_compile
+        if self.compiled:
             placement.compile_modules([pipe.transformer])
         self._offloader = placement.apply_placement(pipe, self.placement, self.device)
         self._vae_home = self.device if self.placement == "resident" else torch.device("cpu")
@@ -231,17 +233,15 @@ class MusicEngine:
 
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)]
 
         def on_step(_pipe, index: int, _t, kwargs: dict) -> dict:
             if progress is not None:
                 progress(index + 1, steps)
             return kwargs
 
-        clock = _StageClock(self.pipe.condition_encoder, self.device)
-        started = clock.now()
-        try:
-            latents = self.pipe(
+        def sing() -> torch.Tensor:
+            generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)]
+            return self.pipe(
                 prompt=[spec.caption] * batch,
                 lyrics=[spec.lyrics] * batch,
                 vocal_language=[spec.language] * batch,
@@ -256,6 +256,18 @@ class MusicEngine:
                 output_type="latent",
                 callback_on_step_end=on_step,
             ).audios
+
+        clock = _StageClock(self.pipe.condition_encoder, self.device)
+        started = clock.now()
+        try:
+            try:
+                latents = sing()
+            except TorchDynamoException as exc:
+                if not self.compiled:
+                    raise
+                warnings.append(self._stop_compiling(exc))
+                started, clock.text_done = clock.now(), None
+                latents = sing()
             dit_done = clock.now()
         except torch.OutOfMemoryError as exc:
             raise EngineError(
@@ -301,7 +313,7 @@ class MusicEngine:
             "attention": self.policy.attention,
             "placement": self.placement,
             "quantization": self.policy.quantization or "none",
-            "torch_compile": self.policy.torch_compile,
+            "torch_compile": self.compiled,
             "vae_decode": report.strategy,
             "vae_chunk_frames": report.chunk_frames,
             "adapter": self.adapters.active,
@@ -353,6 +365,17 @@ class MusicEngine:
             decoded - dit_done,
         )
         return tracks
+
+    def _stop_compiling(self, error: Exception) -> str:
+        """torch.compile failed on this system (no compiler, an old driver, an op it
+        cannot trace): run the DiT eagerly from now on rather than fail every song."""
+        placement.uncompile(self.pipe.transformer)
+        self.compiled = False
+        cause = getattr(error, "inner_exception", None) or error.__cause__ or error
+        summary = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+        message = f"TORCH_COMPILE failed ({summary}); the DiT runs without compiling from now on"
+        log.warning("%s. Set TORCH_COMPILE=false to skip the attempt.", message)
+        return message
 
     def _after_stages(self) -> None:
         """Send offloaded models back to the CPU between songs."""

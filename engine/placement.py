@@ -133,7 +133,12 @@ def quantize_int8(transformer: torch.nn.Module) -> int:
     return len(linears)
 
 
-def compile_modules(modules: Iterable[torch.nn.Module]) -> None:
+def compile_modules(modules: Iterable[torch.nn.Module], backend: object = "inductor") -> None:
     """`torch.compile` each module in place (the first song pays the compile time)."""
     for module in modules:
-        module.compile()
+        module.compile(backend=backend)
+
+
+def uncompile(module: torch.nn.Module) -> None:
+    """Undo `compile_modules`: the module runs eagerly again."""
+    module._compiled_call_impl = None

@@ -273,3 +273,22 @@ def test_the_same_song_twice_gets_two_files(engine: MusicEngine) -> None:
     assert first.path != second.path
     assert Path(first.path).exists() and Path(second.path).exists()
     assert "rainy-night-1234-" in Path(first.path).name
+
+
+def test_a_failing_torch_compile_falls_back_to_eager(settings, tmp_path: Path, monkeypatch) -> None:
+    def broken_backend(_graph, _inputs):
+        raise RuntimeError("no C compiler on this system")
+
+    real = placement.compile_modules
+    monkeypatch.setattr(
+        placement, "compile_modules", lambda modules: real(modules, backend=broken_backend)
+    )
+    engine = make_engine(settings, torch_compile=True)
+    assert engine.compiled
+    first = engine.generate(SPEC, out_path=tmp_path / "first.wav", fmt="wav")[0]
+    assert any("TORCH_COMPILE failed" in w and "no C compiler" in w for w in first.warnings)
+    assert first.settings["torch_compile"] is False and not engine.compiled
+    second = engine.generate(SPEC, out_path=tmp_path / "second.wav", fmt="wav")[0]
+    assert second.warnings == ()
+    _, eager = _outputs_match(settings, tmp_path, "eager")
+    assert np.array_equal(wave(first), eager) and np.array_equal(wave(second), eager)
