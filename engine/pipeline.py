@@ -141,8 +141,18 @@ class MusicEngine:
     def _prepare(self) -> None:
         """Quantize, compile and place the models, once."""
         pipe = self.pipe
-        if self.policy.quantization == "int8":
-            placement.quantize_int8(pipe.transformer)
+        self.quantization = self.policy.quantization
+        if self.quantization == "int8":
+            try:
+                placement.quantize_int8(pipe.transformer)
+            except Exception as exc:  # torchao missing or unsupported here: run unquantized
+                log.warning(
+                    "QUANTIZATION=int8 could not be applied (%s: %s); the DiT runs unquantized. "
+                    "Set QUANTIZATION=none to skip the attempt.",
+                    type(exc).__name__,
+                    exc,
+                )
+                self.quantization = None
         self.compiled = self.policy.torch_compile
         if self.compiled:
             placement.compile_modules([pipe.transformer])
@@ -157,7 +167,7 @@ class MusicEngine:
             self.policy.tier.name,
             self.policy.dtype,
             self.placement,
-            self.policy.quantization or "none",
+            self.quantization or "none",
             "on" if self.policy.torch_compile else "off",
         )
 
@@ -312,7 +322,7 @@ class MusicEngine:
             "dtype": self.policy.dtype,
             "attention": self.policy.attention,
             "placement": self.placement,
-            "quantization": self.policy.quantization or "none",
+            "quantization": self.quantization or "none",
             "torch_compile": self.compiled,
             "vae_decode": report.strategy,
             "vae_chunk_frames": report.chunk_frames,

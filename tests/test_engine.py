@@ -292,3 +292,19 @@ def test_a_failing_torch_compile_falls_back_to_eager(settings, tmp_path: Path, m
     assert second.warnings == ()
     _, eager = _outputs_match(settings, tmp_path, "eager")
     assert np.array_equal(wave(first), eager) and np.array_equal(wave(second), eager)
+
+
+def test_int8_that_cannot_be_applied_runs_unquantized(
+    settings, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    def unavailable(_transformer):
+        raise ImportError("torchao is not installed")
+
+    monkeypatch.setattr(placement, "quantize_int8", unavailable)
+    engine = make_engine(settings, quantization="int8")
+    assert (
+        "QUANTIZATION=int8 could not be applied (ImportError: torchao is not installed)"
+        in caplog.text
+    )
+    track = engine.generate(SPEC, out_path=tmp_path / "plain.ogg")[0]
+    assert track.settings["quantization"] == "none"
