@@ -30,10 +30,9 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -53,7 +52,10 @@ from engine.jobs import (
     read_to_worker,
 )
 from engine.settings import Settings
-from engine.spec import SongSpec, StationStyle
+from engine.spec import SongSpec
+
+if TYPE_CHECKING:  # the bot imports this module; only the worker process loads the model
+    from engine.songwriter import Songwriter
 
 log = logging.getLogger("engine.worker")
 
@@ -91,20 +93,6 @@ class WorkerConfig(BaseModel):
         return cls(settings=values, **changes)
 
 
-class SpecWriter(Protocol):
-    """What the worker needs of a songwriter (`engine.songwriter.Songwriter`)."""
-
-    def compose(
-        self,
-        theme: str = "",
-        style: StationStyle | None = None,
-        *,
-        duration: int | None = None,
-        seed: int | None = None,
-        recent: Sequence[SongSpec] = (),
-    ) -> Any: ...
-
-
 class _Stopped(Exception):
     """Raised inside a progress callback to abort the song being sung."""
 
@@ -135,7 +123,7 @@ class _JobServer:
         self,
         conn: Connection,
         engine: Any,
-        writer: SpecWriter,
+        writer: Songwriter,
         config: WorkerConfig,
         adapters: AdapterCache,
     ):
@@ -305,7 +293,7 @@ class _JobServer:
         )
 
 
-def _load(config: WorkerConfig) -> tuple[Any, SpecWriter, str, Path]:
+def _load(config: WorkerConfig) -> tuple[Any, Songwriter, str, Path]:
     """Engine, songwriter, device name and adapters folder, as the config says."""
     import dataclasses
 
