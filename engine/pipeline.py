@@ -42,8 +42,6 @@ from engine.vae_decode import decode_adaptive, hop_length
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-#: Tiers whose DiT offload streams blocks instead of moving whole models (<= 6 GB).
-STREAMED_TIERS = ("tier1", "tier2")
 
 
 @dataclass(frozen=True)
@@ -105,10 +103,13 @@ class MusicEngine:
         pipeline=None,
         is_turbo: bool | None = None,
         is_xl: bool = False,
+        device: torch.device | None = None,
     ):
+        """`device` overrides where the models run (by default the policy's device);
+        the tests use it to run a GPU tier's whole memory policy on the CPU."""
         self.settings = settings
         self.policy = policy or resolve(settings, detect_device(settings))
-        self.device = torch.device(self.policy.device.torch_device)
+        self.device = device or torch.device(self.policy.device.torch_device)
         self._lock = threading.Lock()
         if pipeline is None:
             pipeline, is_turbo, is_xl = self._load(checkpoint, variant)
@@ -117,13 +118,13 @@ class MusicEngine:
         self.is_xl = is_xl
         self.defaults = TURBO_DEFAULTS if self.is_turbo else BASE_DEFAULTS
         self.placement = placement.choose_placement(
-            on_accelerator=self.device.type != "cpu",
+            on_accelerator=self.policy.device.kind == "cuda",
             cpu_offload=self.policy.cpu_offload,
             dit_offload=self.policy.dit_offload,
-            streamed=self.policy.tier.name in STREAMED_TIERS,
+            streamed=self.policy.streamed_offload,
         )
         self._prepare()
-        self.adapters = AdapterManager(self.pipe)
+        self.adapters = AdapterManager(self.pipe, self.device)
 
     def _load(self, checkpoint: Path | None, variant: str | None):
         from engine.models import converted_cache_dir, find_checkpoint, load_pipeline

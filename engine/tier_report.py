@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from engine.tiers import CPU_TIER, TIERS, EffectivePolicy, Tier, tier_range
+from engine.tiers import (
+    CPU_TIER,
+    STREAMED_TIERS,
+    TIERS,
+    EffectivePolicy,
+    Tier,
+    compile_works_with,
+    tier_range,
+)
 
 
 def _minutes(seconds: int) -> str:
@@ -11,7 +19,7 @@ def _minutes(seconds: int) -> str:
 
 def _offload(tier: Tier) -> str:
     if tier.dit_offload:
-        return "CPU + DiT"
+        return "CPU + DiT streamed" if tier.name in STREAMED_TIERS else "CPU + DiT"
     return "CPU" if tier.cpu_offload else "none"
 
 
@@ -78,7 +86,8 @@ def format_policy(policy: EffectivePolicy) -> str:
         f"dtype:             {policy.dtype}",
         f"attention:         {policy.attention}",
         f"CPU_OFFLOAD:       {yes_no[policy.cpu_offload]}",
-        f"DIT_OFFLOAD:       {yes_no[policy.dit_offload]}",
+        f"DIT_OFFLOAD:       {yes_no[policy.dit_offload]}"
+        + (" (blocks streamed to the GPU)" if policy.streamed_offload else ""),
         f"QUANTIZATION:      {policy.quantization or 'none'}",
         f"TORCH_COMPILE:     {yes_no[policy.torch_compile]}",
         f"OVERLAPPED_DECODE: {yes_no[policy.overlapped_decode]}",
@@ -90,10 +99,14 @@ def format_policy(policy: EffectivePolicy) -> str:
         f"BATCH_SIZE:        {policy.batch_size}",
     ]
     if device.kind == "cpu" and device.simulated:
+        compiles = compile_works_with(
+            streamed_offload=tier.dit_offload and tier.name in STREAMED_TIERS,
+            quantization=tier.quantization,
+        )
         lines.append(
             f"on a real {device.vram_gb:g} GB GPU this tier uses: offload {_offload(tier)}, "
-            f"quantization {tier.quantization or 'none'}, TORCH_COMPILE on, songwriter on "
-            f"{'GPU' if tier.songwriter_on_gpu else 'CPU'}"
+            f"quantization {tier.quantization or 'none'}, TORCH_COMPILE {yes_no[compiles]}, "
+            f"songwriter on {'GPU' if tier.songwriter_on_gpu else 'CPU'}"
         )
     lines += [f"note: {note}" for note in policy.notes]
     return "\n".join(lines)

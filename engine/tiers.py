@@ -64,6 +64,10 @@ TIERS: tuple[Tier, ...] = (
     Tier("unlimited", 23.5, "24 GB and more", 600, 600, 8, 8, False, False, None, True),
 )
 
+#: Tiers whose DiT offload streams blocks to the GPU (diffusers' group offloading)
+#: instead of moving whole models: on 6 GB and less the DiT never fits whole.
+STREAMED_TIERS = ("tier1", "tier2")
+
 #: No GPU: tier 1's limits, run on the CPU, where offload and INT8 do not apply.
 CPU_TIER = Tier("cpu", 0.0, "no GPU", 240, 360, 1, 1, False, False, None, False)
 
@@ -162,6 +166,7 @@ class EffectivePolicy:
     attention: str
     cpu_offload: bool
     dit_offload: bool
+    streamed_offload: bool
     quantization: str | None
     torch_compile: bool
     overlapped_decode: bool
@@ -183,6 +188,14 @@ def _dtype_for(device: DeviceInfo) -> str:
     if device.kind == "cpu" or device.capability is None:
         return "float32"
     return "bfloat16" if device.capability >= (8, 0) else "float16"
+
+
+def compile_works_with(*, streamed_offload: bool, quantization: str | None) -> bool:
+    """Whether `torch.compile` can run with this memory policy. Not with streamed
+    offload of INT8 weights: group offloading swaps the quantized weight tensors
+    while the compiled graph runs, and torch refuses to swap a tensor that the
+    graph's guards still reference ("Couldn't swap Linear.weight")."""
+    return not (streamed_offload and quantization == "int8")
 
 
 def flash_attention_installed() -> bool:
@@ -237,6 +250,17 @@ def resolve(settings: Settings, device: DeviceInfo) -> EffectivePolicy:
     else:
         quantization = None if settings.quantization == "none" else settings.quantization
 
+    streamed_offload = dit_offload and tier.name in STREAMED_TIERS
+    if torch_compile and not compile_works_with(
+        streamed_offload=streamed_offload, quantization=quantization
+    ):
+        torch_compile = False
+        notes.append(
+            "TORCH_COMPILE is off: it cannot run with the DiT streamed to the GPU in INT8 "
+            "(the offload swaps quantized weights inside the compiled graph). "
+            "QUANTIZATION=none allows compiling."
+        )
+
     if settings.llm_gpu_layers is None:
         llm_gpu_layers = -1 if (on_gpu and tier.songwriter_on_gpu) else 0
     else:
@@ -267,6 +291,7 @@ def resolve(settings: Settings, device: DeviceInfo) -> EffectivePolicy:
         attention=_attention_for(settings, device, notes),
         cpu_offload=cpu_offload,
         dit_offload=dit_offload,
+        streamed_offload=streamed_offload,
         quantization=quantization,
         torch_compile=torch_compile,
         overlapped_decode=settings.overlapped_decode,

@@ -119,6 +119,21 @@ def test_fp16_before_ampere(env_file: Path) -> None:
     assert resolve(load_settings(), _cuda(8.0, capability=(7, 5))).dtype == "float16"
 
 
+@pytest.mark.parametrize(("gb", "streamed"), [(3.8, True), (5.8, True), (7.0, False), (8.0, False)])
+def test_smallest_tiers_stream_the_dit_and_do_not_compile_int8(
+    env_file: Path, gb: float, streamed: bool
+) -> None:
+    p = resolve(load_settings(), _cuda(gb))
+    assert p.dit_offload and p.quantization == "int8"
+    assert p.streamed_offload is streamed
+    assert p.torch_compile is not streamed
+    assert any("TORCH_COMPILE is off" in n for n in p.notes) is streamed
+    assert ("blocks streamed to the GPU" in format_policy(p)) is streamed
+    env_file.write_text("QUANTIZATION=none\nTORCH_COMPILE=true\n")
+    unquantized = resolve(load_settings(), _cuda(gb))
+    assert unquantized.streamed_offload is streamed and unquantized.torch_compile
+
+
 def test_cpu_defaults_and_explicit_gpu_only_options_are_noted(env_file: Path) -> None:
     p = resolve(load_settings(), _cpu())
     assert p.tier is CPU_TIER and p.dtype == "float32" and p.attention == "sdpa"
