@@ -8,6 +8,12 @@ Formats read:
   holding rank and alpha);
 - LoKR, LyCORIS naming (`lycoris_layers_0_self_attn_to_q.lokr_w1`, ...).
 
+LoKR runs in LyCORIS's bypass mode: the layer's own output plus the adapter's,
+never a rebuilt weight, because INT8 weights cannot be added to. Only LoKR with
+weight decomposition (DoRA-style) needs the rebuilt weight, to normalise it; it
+reads INT8 weights dequantized. The LoKR weights (a few MB) stay on the engine's
+device, so layers moved in and out by the offload always find them there.
+
 At most one adapter is active at a time (a station has one sound); others stay
 loaded and can be switched to instantly. A file that cannot be loaded raises
 `AdapterError` and leaves the engine exactly as it was.
@@ -15,6 +21,7 @@ loaded and can be switched to instantly. A file that cannot be loaded raises
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -109,8 +116,11 @@ def _peft_metadata(weights: Path, state: dict[str, torch.Tensor]) -> dict | None
 class AdapterManager:
     """Loads, switches, scales and unloads adapters on one pipeline's transformer."""
 
-    def __init__(self, pipe):
+    def __init__(self, pipe, device: torch.device | None = None):
+        """`device`: where the models run (LoKR weights are kept there); by default
+        wherever the transformer is now."""
         self.pipe = pipe
+        self.device = device
         self.loaded: dict[str, AdapterInfo] = {}
         self.active: str | None = None
         self._lokr: dict[str, object] = {}
@@ -174,8 +184,14 @@ class AdapterManager:
         )
         if not network.loras:
             raise AdapterError(f"LoKR adapter '{name}' matches no layer of this model")
+        for module in network.loras:
+            if module.wd:
+                module._current_weight = functools.partial(_dequantized_weight, module)
+            else:
+                module.bypass_mode = True
         network.apply_to()
-        network.to(device=_device_of(self.transformer), dtype=_float_dtype(self.transformer))
+        device = self.device or _device_of(self.transformer)
+        network.to(device=device, dtype=_float_dtype(self.transformer))
         self._lokr[name] = network
 
     def _peft_adapters(self) -> set[str]:
@@ -224,6 +240,12 @@ class AdapterManager:
 def _check_scale(scale: float) -> None:
     if not (isinstance(scale, (int, float)) and 0.0 <= scale <= 4.0):
         raise AdapterError(f"adapter scale {scale!r} is not allowed: use a number from 0 to 4")
+
+
+def _dequantized_weight(lokr_module) -> torch.Tensor:
+    """The weight of the layer a LoKR module adapts, as a plain tensor (INT8
+    weights dequantized): what a weight-decomposed LoKR rebuilds from."""
+    return lokr_module.org_module[0].weight.detach().dequantize()
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from adapter_files import lora_weights, write_diffusers_lora, write_lokr, write_peft_lora
 from safetensors.torch import save_file
 
 from engine.adapters import AdapterError
@@ -22,74 +22,6 @@ from engine.tiny import build_tiny_pipeline
 
 SPEC = SongSpec(title="T", caption="synthwave", bpm=120, key="C major", duration=10, seed=5)
 CPU = DeviceInfo("cpu", None, "CPU", None, None, None, False)
-TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-
-
-def lora_weights(rank: int = 4, seed: int = 1) -> dict[str, torch.Tensor]:
-    """Random LoRA weights for the tiny DiT, in diffusers naming (without prefix)."""
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    transformer = build_tiny_pipeline("turbo", seed=0).transformer
-    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=TARGETS))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in transformer.named_parameters():
-            if "lora_" in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-    return get_peft_model_state_dict(transformer)
-
-
-def write_diffusers_lora(folder: Path, rank: int = 4, alpha: float = 4, seed: int = 1) -> Path:
-    from diffusers import AceStepPipeline
-
-    AceStepPipeline.save_lora_weights(
-        folder,
-        transformer_lora_layers=lora_weights(rank, seed),
-        transformer_lora_adapter_metadata={
-            "r": rank,
-            "lora_alpha": alpha,
-            "target_modules": TARGETS,
-        },
-    )
-    return folder
-
-
-def write_peft_lora(folder: Path, rank: int = 4, alpha: float = 8, seed: int = 1) -> Path:
-    """The original ACE-Step trainer's format: PEFT names, q_proj..o_proj, config beside."""
-    renames = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out.0": "o_proj"}
-    state = {}
-    for key, value in lora_weights(rank, seed).items():
-        for new, old in renames.items():
-            key = key.replace(f".{new}.", f".{old}.")
-        state[f"base_model.model.{key}"] = value.contiguous()
-    folder.mkdir(parents=True)
-    save_file(state, folder / "adapter_model.safetensors")
-    (folder / "adapter_config.json").write_text(
-        json.dumps(
-            {
-                "r": rank,
-                "lora_alpha": alpha,
-                "peft_type": "LORA",
-                "target_modules": list(renames.values()),
-            }
-        )
-    )
-    return folder
-
-
-def write_lokr(file: Path, seed: int = 2) -> Path:
-    from lycoris import create_lycoris
-
-    transformer = build_tiny_pipeline("turbo", seed=0).transformer
-    network = create_lycoris(transformer, 1.0, linear_dim=4, linear_alpha=4, algo="lokr", factor=4)
-    network.apply_to()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in network.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
-    network.save_weights(str(file), torch.float32, None)
-    return file
 
 
 @pytest.fixture
