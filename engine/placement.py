@@ -9,8 +9,12 @@ Four placements, from most to least GPU memory:
   accelerator for its stage (diffusers' model CPU offload), so between songs
   the GPU holds nothing of ACE-Step and the songwriter can use it.
 - `streamed` (DIT offload on the smallest tiers): diffusers' group offloading
-  with CUDA streams; blocks of each model are copied in just before they run,
-  overlapping transfer and compute, so the DiT never sits whole on the GPU.
+  with CUDA streams for the condition encoder and the DiT; their blocks are
+  copied in just before they run, overlapping transfer and compute, so the DiT
+  never sits whole on the GPU. The text encoder visits whole for its stage
+  (`StageOffloader`): the pipeline looks up lyric tokens in its embedding table
+  after its forward has returned, when group offloading would already have sent
+  that table back to the CPU.
 
 INT8 weight-only quantization (torchao) is applied to the DiT's linear layers
 before compiling. LoRA adapters still apply on top: peft wraps torchao's INT8
@@ -43,14 +47,16 @@ def choose_placement(
 
 class StageOffloader:
     """Keeps `offloaded` modules on the CPU and moves each to `device` when its
-    forward starts; any module's forward first sends the other offloaded ones
-    back. `resident` modules are moved to `device` once and stay."""
+    forward starts; the forward of any module named here first sends the other
+    offloaded ones back. `resident` modules are moved to `device` once and stay;
+    `placed_elsewhere` ones are left where they are (another offload moves them)."""
 
     def __init__(
         self,
         device: torch.device,
         offloaded: dict[str, torch.nn.Module],
         resident: dict[str, torch.nn.Module],
+        placed_elsewhere: dict[str, torch.nn.Module] | None = None,
     ):
         self.device = device
         self.offloaded = offloaded
@@ -60,7 +66,7 @@ class StageOffloader:
             module.to(device)
         for module in offloaded.values():
             module.to("cpu")
-        for name, module in {**offloaded, **resident}.items():
+        for name, module in {**offloaded, **resident, **(placed_elsewhere or {})}.items():
             self._handles.append(module.register_forward_pre_hook(self._hook(name)))
 
     def _hook(self, name: str):
@@ -107,6 +113,7 @@ def apply_placement(pipe, placement: str, device: torch.device) -> StageOffloade
         return None
     from diffusers.hooks import apply_group_offloading
 
+    text_encoder = {"text_encoder": models.pop("text_encoder")}
     for module in models.values():
         apply_group_offloading(
             module,
@@ -116,7 +123,7 @@ def apply_placement(pipe, placement: str, device: torch.device) -> StageOffloade
             num_blocks_per_group=1,
             use_stream=device.type == "cuda",
         )
-    return None
+    return StageOffloader(device, offloaded=text_encoder, resident={}, placed_elsewhere=models)
 
 
 def quantize_int8(transformer: torch.nn.Module) -> int:

@@ -70,10 +70,33 @@ def test_each_tiers_placement_gives_the_same_song(
         track, got = song(engine, tmp_path, name)
         assert np.array_equal(got, reference)
         assert track.settings["placement"] == placement
-    if placement == "cpu-offload":
+    if placement in ("cpu-offload", "streamed"):
         assert engine._offloader.on_device == set()  # text encoder released after the song
     if placement == "dit-offload":
         assert engine.pipe._all_hooks  # accelerate's offload hooks are in place
+
+
+@pytest.mark.parametrize("vram_gb", [4, 12])
+def test_the_text_encoder_visits_the_gpu_for_its_stage_only(
+    settings, tmp_path: Path, vram_gb: float
+) -> None:
+    """Tiers that keep the text encoder on the CPU (streamed on 1-2, CPU offload on
+    5-6a) bring it in for its stage. It must still be there when the pipeline looks
+    up the lyric tokens in its embedding table after its forward, and gone before
+    the DiT runs."""
+    policy = gpu_policy(settings, vram_gb, quantization=None, torch_compile=False)
+    engine = engine_for(settings, policy)
+    offloader, pipe = engine._offloader, engine.pipe
+    seen: dict[str, set[str]] = {}
+
+    def note(stage: str):
+        return lambda *_: seen.__setitem__(stage, set(offloader.on_device))
+
+    pipe.text_encoder.get_input_embeddings().register_forward_pre_hook(note("last lookup"))
+    pipe.transformer.register_forward_pre_hook(note("dit"))
+    song(engine, tmp_path, "song")
+    assert seen == {"last lookup": {"text_encoder"}, "dit": set()}
+    assert offloader.on_device == set()
 
 
 def test_smallest_tiers_stream_int8_blocks_without_compiling(
