@@ -11,7 +11,7 @@ On out-of-memory, three strategies are tried in order (each logged):
    at once, so only one window's audio is ever on the accelerator.
 3. `cpu`: the VAE moves to the CPU and decodes there (slow, but it finishes).
 On a CPU-only machine all three run on the CPU.
-With `OVERLAPPED_DECODE` off, step 1 decodes the whole song in one go.
+With `OVERLAPPED_DECODE` off, step 1 (`whole`) decodes the whole song in one go.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from dataclasses import dataclass
 import torch
 
 log = logging.getLogger(__name__)
-
-STRATEGIES = ("tiled", "tiled-audio-to-cpu", "cpu")
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ def decode_adaptive(
     cpu = torch.device("cpu")
     fallbacks: list[str] = []
     attempts: list[tuple[str, torch.device, int, torch.device]] = [
-        ("tiled", device, chunk if overlapped else 0, device),
+        ("tiled", device, chunk, device) if overlapped else ("whole", device, 0, device),
         ("tiled-audio-to-cpu", device, chunk, cpu),
         ("cpu", cpu, chunk, cpu),
     ]

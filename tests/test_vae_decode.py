@@ -98,3 +98,21 @@ def test_out_of_memory_at_every_step_is_raised(vae, latents, monkeypatch) -> Non
     monkeypatch.setattr(vae, "decode", FlakyDecode(vae, 100))
     with pytest.raises(torch.OutOfMemoryError):
         decode_adaptive(vae, latents, torch.device("cpu"), chunk=128, overlap=32)
+
+
+@pytest.mark.parametrize(("failures", "calls"), [(0, 2), (1, 1 + 2 * 2)])
+def test_without_overlapped_decode_each_song_decodes_whole_until_memory_runs_out(
+    vae, latents, expected, monkeypatch, failures, calls
+) -> None:
+    """OVERLAPPED_DECODE=false: one decode per sample; after an out-of-memory
+    the fallback decodes in windows anyway (150 frames in 128-frame windows)."""
+    flaky = FlakyDecode(vae, failures)
+    monkeypatch.setattr(vae, "decode", flaky)
+    audio, report = decode_adaptive(
+        vae, latents, torch.device("cpu"), chunk=128, overlap=32, overlapped=False
+    )
+    assert torch.allclose(audio, expected, atol=1e-5)
+    assert flaky.calls == calls
+    assert (report.strategy, report.chunk_frames) == (
+        ("whole", 0) if failures == 0 else ("tiled-audio-to-cpu", 128)
+    )
