@@ -23,6 +23,7 @@ from engine.settings import load_settings
 from engine.spec import SongSpec
 from engine.tiers import DeviceInfo, resolve
 from engine.tiny import build_tiny_pipeline
+from engine.vram import VramError
 
 SPEC = SongSpec(title="Tiers", caption="dub techno", bpm=118, key="F minor", duration=10, seed=7)
 CPU = torch.device("cpu")
@@ -149,3 +150,28 @@ def test_eight_gb_tier_runs_int8_compiled_offloaded_with_adapters(
     engine.switch_adapter(None)
     # Back to the base sound, within one step of 16-bit audio (the DiT was recompiled).
     assert np.allclose(song(engine, tmp_path, "off")[1], plain, atol=1 / 2**15 + 1e-7)
+
+
+def test_the_vram_guard_lowers_the_batch_or_refuses_before_singing(
+    settings, tmp_path: Path, monkeypatch
+) -> None:
+    """On a GPU the engine asks how much memory is free before each song (faked
+    here): a batch that does not fit is lowered, a song that cannot fit is refused
+    before anything runs, and the VAE window follows the free memory."""
+    policy = gpu_policy(settings, 24, quantization=None, torch_compile=False)
+    engine = engine_for(settings, policy)
+    runs: list[int] = []
+    engine.pipe.transformer.register_forward_pre_hook(lambda *_: runs.append(1))
+
+    monkeypatch.setattr(engine, "_free_gb", lambda: 2.2)  # one 10 s song needs 2.0 GB
+    tracks = engine.generate(SPEC, batch=2, out_path=tmp_path / "guarded.wav", fmt="wav")
+    assert len(tracks) == 1 and tracks[0].settings["batch"] == 1
+    assert any("batch lowered from 2 to 1" in w for w in tracks[0].warnings)
+    assert tracks[0].settings["vae_chunk_frames"] == 128
+    assert runs
+
+    runs.clear()
+    monkeypatch.setattr(engine, "_free_gb", lambda: 1.2)
+    with pytest.raises(VramError, match=r"not enough GPU memory for a 10 s track"):
+        engine.generate(SPEC, out_path=tmp_path / "refused.wav", fmt="wav")
+    assert runs == [] and not (tmp_path / "refused.wav").exists()

@@ -50,3 +50,17 @@ def test_guard_refuses_what_cannot_fit_even_alone() -> None:
 )
 def test_vae_chunk_follows_free_memory(free, frames) -> None:
     assert vae_chunk_frames(free) == frames
+
+
+def test_free_memory_counts_torchs_cache_and_honours_max_cuda_vram(monkeypatch) -> None:
+    """What the driver reports free, plus what torch has cached but not allocated;
+    with MAX_CUDA_VRAM the cap counts as the card's size."""
+    import torch
+
+    gib = 1024**3
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _index: (70 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda _index: 4 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda _index: 3 * gib)
+    assert vram.free_vram_gb(0) == pytest.approx(71.0)
+    assert vram.free_vram_gb(0, cap_gb=8) == pytest.approx(5.0)  # 8 - 4 reserved + 1 cached
+    assert vram.free_vram_gb(0, cap_gb=3) == 0.0  # over the cap already: nothing is free
