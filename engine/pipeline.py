@@ -289,6 +289,7 @@ class MusicEngine:
             clock.close()
             self._after_stages()
         text_done = clock.text_done or dit_done
+        self._check_finite(latents)
 
         chunk = vram.vae_chunk_frames(free_gb)
         try:
@@ -376,6 +377,18 @@ class MusicEngine:
             decoded - dit_done,
         )
         return tracks
+
+    def _check_finite(self, latents: torch.Tensor) -> None:
+        """NaN or infinite latents would decode to noise or silence; stop the song and
+        say why instead. float16 overflowing is the usual cause (GPUs before Ampere)."""
+        if torch.isfinite(latents).all():
+            return
+        hint = (
+            "float16 overflows on some songs: set PRECISION=fp32 in .env (more memory)"
+            if self.policy.dtype == "float16"
+            else "the checkpoint or the active adapter may be damaged"
+        )
+        raise EngineError(f"the DiT produced NaN or infinite values in {self.policy.dtype}; {hint}")
 
     def _stop_compiling(self, error: Exception) -> str:
         """torch.compile failed on this system (no compiler, an old driver, an op it

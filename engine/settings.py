@@ -121,6 +121,7 @@ class Settings(BaseSettings):
     attention_backend: Literal["auto", "sdpa", "flash_attention_2"] = _field(
         "auto", "auto, sdpa or flash_attention_2"
     )
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = _field("auto", "auto, bf16, fp16 or fp32")
 
     # Songwriter LLM
     llm_model_name: str = _field(
@@ -195,7 +196,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("quantization", "attention_backend", mode="before")
+    @field_validator("quantization", "attention_backend", "precision", mode="before")
     @classmethod
     def _lower_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

@@ -184,8 +184,18 @@ class EffectivePolicy:
         return data
 
 
-def _dtype_for(device: DeviceInfo) -> str:
-    if device.kind == "cpu" or device.capability is None:
+_PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def _dtype_for(device: DeviceInfo, precision: str, notes: list[str]) -> str:
+    """`PRECISION`, or by default bf16 on Ampere and newer, fp16 before, fp32 on the CPU."""
+    on_cpu = device.kind == "cpu" or device.capability is None
+    if precision == "fp16" and on_cpu:
+        notes.append("PRECISION=fp16 does not run on the CPU; using fp32.")
+        return "float32"
+    if precision != "auto":
+        return _PRECISIONS[precision]
+    if on_cpu:
         return "float32"
     return "bfloat16" if device.capability >= (8, 0) else "float16"
 
@@ -287,7 +297,7 @@ def resolve(settings: Settings, device: DeviceInfo) -> EffectivePolicy:
     return EffectivePolicy(
         device=device,
         tier=tier,
-        dtype=_dtype_for(device),
+        dtype=_dtype_for(device, settings.precision, notes),
         attention=_attention_for(settings, device, notes),
         cpu_offload=cpu_offload,
         dit_offload=dit_offload,

@@ -292,3 +292,17 @@ def test_int8_that_cannot_be_applied_runs_unquantized(
     )
     track = engine.generate(SPEC, out_path=tmp_path / "plain.ogg")[0]
     assert track.settings["quantization"] == "none"
+
+
+def test_nan_latents_stop_the_song_with_the_likely_cause(settings, tmp_path: Path) -> None:
+    """float16 overflowing in the DiT (GPUs before Ampere) gives NaN latents, which
+    would decode to noise: the song is refused and PRECISION=fp32 suggested."""
+    engine = make_engine(settings, dtype="float16")
+
+    def overflow(_module, _args, output):
+        return (torch.full_like(output[0], float("nan")), *output[1:])
+
+    engine.pipe.transformer.register_forward_hook(overflow)
+    with pytest.raises(EngineError, match=r"NaN or infinite values in float16.*PRECISION=fp32"):
+        engine.generate(SPEC, out_path=tmp_path / "nan.ogg")
+    assert not (tmp_path / "nan.ogg").exists()

@@ -61,6 +61,7 @@ def test_reads_the_env_file_and_environment_wins(
         ("QUANTIZATION", "int4", "auto, none or int8"),
         ("DEVICE", "gpu", "auto, cpu, cuda or cuda:N"),
         ("ATTENTION_BACKEND", "xformers", "auto, sdpa or flash_attention_2"),
+        ("PRECISION", "fp8", "auto, bf16, fp16 or fp32"),
         ("LOG_LEVEL", "LOUD", "DEBUG, INFO, WARNING or ERROR"),
     ],
 )

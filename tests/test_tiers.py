@@ -119,6 +119,20 @@ def test_fp16_before_ampere(env_file: Path) -> None:
     assert resolve(load_settings(), _cuda(8.0, capability=(7, 5))).dtype == "float16"
 
 
+@pytest.mark.parametrize(
+    ("precision", "gpu", "cpu"),
+    [("FP32", "float32", "float32"), ("bf16", "bfloat16", "bfloat16"), ("fp16", "float16", None)],
+)
+def test_precision_overrides_the_default_dtype(
+    env_file: Path, precision: str, gpu: str, cpu: str | None
+) -> None:
+    env_file.write_text(f"PRECISION={precision}\n")
+    assert resolve(load_settings(), _cuda(8.0, capability=(7, 5))).dtype == gpu
+    on_cpu = resolve(load_settings(), _cpu())
+    assert on_cpu.dtype == (cpu or "float32")
+    assert any("PRECISION=fp16 does not run on the CPU" in n for n in on_cpu.notes) is (cpu is None)
+
+
 @pytest.mark.parametrize(("gb", "streamed"), [(3.8, True), (5.8, True), (7.0, False), (8.0, False)])
 def test_smallest_tiers_stream_the_dit_and_do_not_compile_int8(
     env_file: Path, gb: float, streamed: bool
