@@ -47,26 +47,23 @@ def choose_placement(
 
 class StageOffloader:
     """Keeps `offloaded` modules on the CPU and moves each to `device` when its
-    forward starts; the forward of any module named here first sends the other
-    offloaded ones back. `resident` modules are moved to `device` once and stay;
-    `placed_elsewhere` ones are left where they are (another offload moves them)."""
+    forward starts; the forward of another offloaded module, or of `next_stage`
+    (the model that runs after them), first sends the others back. No hook sits
+    on the DiT, so a compiled DiT's graph never sees one."""
 
     def __init__(
         self,
         device: torch.device,
         offloaded: dict[str, torch.nn.Module],
-        resident: dict[str, torch.nn.Module],
-        placed_elsewhere: dict[str, torch.nn.Module] | None = None,
+        next_stage: torch.nn.Module,
     ):
         self.device = device
         self.offloaded = offloaded
         self.on_device: set[str] = set()
         self._handles = []
-        for module in resident.values():
-            module.to(device)
         for module in offloaded.values():
             module.to("cpu")
-        for name, module in {**offloaded, **resident, **(placed_elsewhere or {})}.items():
+        for name, module in {**offloaded, "next stage": next_stage}.items():
             self._handles.append(module.register_forward_pre_hook(self._hook(name)))
 
     def _hook(self, name: str):
@@ -104,16 +101,17 @@ def apply_placement(pipe, placement: str, device: torch.device) -> StageOffloade
         for module in models.values():
             module.to(device)
         return None
+    text_encoder = {"text_encoder": models.pop("text_encoder")}
     if placement == "cpu-offload":
-        text_encoder = {"text_encoder": models.pop("text_encoder")}
-        return StageOffloader(device, offloaded=text_encoder, resident=models)
+        for module in models.values():
+            module.to(device)
+        return StageOffloader(device, text_encoder, next_stage=pipe.condition_encoder)
     if placement == "dit-offload":
         pipe.model_cpu_offload_seq = "->".join(MODEL_COMPONENTS)
         pipe.enable_model_cpu_offload(device=device)
         return None
     from diffusers.hooks import apply_group_offloading
 
-    text_encoder = {"text_encoder": models.pop("text_encoder")}
     for module in models.values():
         apply_group_offloading(
             module,
@@ -123,7 +121,7 @@ def apply_placement(pipe, placement: str, device: torch.device) -> StageOffloade
             num_blocks_per_group=1,
             use_stream=device.type == "cuda",
         )
-    return StageOffloader(device, offloaded=text_encoder, resident={}, placed_elsewhere=models)
+    return StageOffloader(device, text_encoder, next_stage=pipe.condition_encoder)
 
 
 def quantize_int8(transformer: torch.nn.Module) -> int:

@@ -135,13 +135,13 @@ def _outputs_match(
 
 def test_stage_offloader_moves_one_module_at_a_time() -> None:
     seen: list[set[str]] = []
-    a, b, resident = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
-    offloader = placement.StageOffloader(torch.device("cpu"), {"a": a, "b": b}, {"r": resident})
+    a, b, following = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    offloader = placement.StageOffloader(torch.device("cpu"), {"a": a, "b": b}, following)
     a(torch.ones(2))
     seen.append(set(offloader.on_device))
     b(torch.ones(2))
     seen.append(set(offloader.on_device))
-    resident(torch.ones(2))
+    following(torch.ones(2))
     seen.append(set(offloader.on_device))
     assert seen == [{"a"}, {"b"}, set()]
 
