@@ -116,9 +116,8 @@ def _peft_metadata(weights: Path, state: dict[str, torch.Tensor]) -> dict | None
 class AdapterManager:
     """Loads, switches, scales and unloads adapters on one pipeline's transformer."""
 
-    def __init__(self, pipe, device: torch.device | None = None):
-        """`device`: where the models run (LoKR weights are kept there); by default
-        wherever the transformer is now."""
+    def __init__(self, pipe, device: torch.device):
+        """`device`: where the models run; LoKR weights are kept there."""
         self.pipe = pipe
         self.device = device
         self.loaded: dict[str, AdapterInfo] = {}
@@ -190,8 +189,7 @@ class AdapterManager:
             else:
                 module.bypass_mode = True
         network.apply_to()
-        device = self.device or _device_of(self.transformer)
-        network.to(device=device, dtype=_float_dtype(self.transformer))
+        network.to(device=self.device, dtype=_float_dtype(self.transformer))
         self._lokr[name] = network
 
     def _peft_adapters(self) -> set[str]:
@@ -246,10 +244,6 @@ def _dequantized_weight(lokr_module) -> torch.Tensor:
     """The weight of the layer a LoKR module adapts, as a plain tensor (INT8
     weights dequantized): what a weight-decomposed LoKR rebuilds from."""
     return lokr_module.org_module[0].weight.detach().dequantize()
-
-
-def _device_of(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
 def _float_dtype(module: torch.nn.Module) -> torch.dtype:

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from engine.tiers import (
-    CPU_TIER,
-    STREAMED_TIERS,
-    TIERS,
-    EffectivePolicy,
-    Tier,
-    compile_works_with,
-    tier_range,
-)
+from engine.tiers import CPU_TIER, TIERS, EffectivePolicy, Tier, compile_works_with, tier_range
 
 
 def _minutes(seconds: int) -> str:
@@ -19,7 +11,7 @@ def _minutes(seconds: int) -> str:
 
 def _offload(tier: Tier) -> str:
     if tier.dit_offload:
-        return "CPU + DiT streamed" if tier.name in STREAMED_TIERS else "CPU + DiT"
+        return "CPU + DiT streamed" if tier.streams_dit_offload else "CPU + DiT"
     return "CPU" if tier.cpu_offload else "none"
 
 
@@ -100,7 +92,7 @@ def format_policy(policy: EffectivePolicy) -> str:
     ]
     if device.kind == "cpu" and device.simulated:
         compiles = compile_works_with(
-            streamed_offload=tier.dit_offload and tier.name in STREAMED_TIERS,
+            streamed_offload=tier.dit_offload and tier.streams_dit_offload,
             quantization=tier.quantization,
         )
         lines.append(

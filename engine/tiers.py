@@ -51,6 +51,11 @@ class Tier:
     def max_batch(self, songwriter_on_gpu: bool) -> int:
         return self.max_batch_with_lm if songwriter_on_gpu else self.max_batch_without_lm
 
+    @property
+    def streams_dit_offload(self) -> bool:
+        """Whether DiT offload on this tier streams blocks (see `STREAMED_TIERS`)."""
+        return self.name in STREAMED_TIERS
+
 
 #: Ordered by `min_gb`; a GPU gets the last tier whose `min_gb` it reaches.
 TIERS: tuple[Tier, ...] = (
@@ -260,7 +265,7 @@ def resolve(settings: Settings, device: DeviceInfo) -> EffectivePolicy:
     else:
         quantization = None if settings.quantization == "none" else settings.quantization
 
-    streamed_offload = dit_offload and tier.name in STREAMED_TIERS
+    streamed_offload = dit_offload and tier.streams_dit_offload
     if torch_compile and not compile_works_with(
         streamed_offload=streamed_offload, quantization=quantization
     ):
