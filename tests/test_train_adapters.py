@@ -17,7 +17,6 @@ from train_helpers import (
     CHILD_ENV,
     fast_config,
     make_audio_dir,
-    shared_dataset,
     single_torch_thread,  # noqa: F401 (autouse)
 )
 
@@ -29,11 +28,6 @@ from training.model import load_model
 
 SPEC = SongSpec(title="T", caption="bright synth arpeggio", bpm=120, key="A minor", duration=10,
                 seed=7)  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def dataset(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path):
-    return shared_dataset(tmp_path_factory.getbasetemp(), tiny_checkpoint_dir)
 
 
 def make_engine(tmp_path: Path):

@@ -9,7 +9,6 @@ import pytest
 import torch
 from train_helpers import (
     fast_config,
-    shared_dataset,
     single_torch_thread,  # noqa: F401 (autouse)
 )
 
@@ -18,11 +17,6 @@ from training.estimate import estimate
 from training.model import load_model
 
 PLANTED = "layers.0.cross_attn.to_out.0"
-
-
-@pytest.fixture(scope="session")
-def dataset(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path):
-    return shared_dataset(tmp_path_factory.getbasetemp(), tiny_checkpoint_dir)
 
 
 def plant(transformer: torch.nn.Module, factor: float = 20.0) -> None:

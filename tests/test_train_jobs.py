@@ -12,7 +12,6 @@ import pytest
 from train_helpers import (
     CHILD_ENV,
     fast_config,
-    shared_dataset,
     single_torch_thread,  # noqa: F401 (autouse)
 )
 
@@ -20,11 +19,6 @@ from training.config import ConfigError
 from training.jobs import launch_training
 from training.loop import train
 from training.progress import read_events
-
-
-@pytest.fixture(scope="session")
-def dataset(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path):
-    return shared_dataset(tmp_path_factory.getbasetemp(), tiny_checkpoint_dir)
 
 
 def wait_for(job, event: str, timeout: float = 240.0) -> list[dict]:

@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import (
     fast_config,
-    shared_dataset,
     single_torch_thread,  # noqa: F401 (autouse)
     structured_dataset,
     wide_tiny_checkpoint,
@@ -21,11 +20,6 @@ from training.config import ConfigError, TrainConfig
 from training.devices import resolve_runtime
 from training.loop import make_objective, train
 from training.model import load_model
-
-
-@pytest.fixture(scope="session")
-def dataset(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path):
-    return shared_dataset(tmp_path_factory.getbasetemp(), tiny_checkpoint_dir)
 
 
 @pytest.fixture

@@ -15,17 +15,11 @@ from train_helpers import (
     CLIP_SECONDS,
     copy_tree,
     fast_config,
-    shared_dataset,
     single_torch_thread,  # noqa: F401 (autouse)
 )
 
 from training.storage import Manifest, file_sha256
 from training.tracks import find_tracks, parse_sidecar_text
-
-
-@pytest.fixture(scope="session")
-def dataset(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path):
-    return shared_dataset(tmp_path_factory.getbasetemp(), tiny_checkpoint_dir)
 
 
 def test_every_format_is_encoded_and_a_broken_file_is_reported(dataset) -> None:

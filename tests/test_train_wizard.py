@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from train_helpers import (
     make_audio_dir,
-    shared_dataset,
     single_torch_thread,  # noqa: F401 (autouse)
 )
 
@@ -26,11 +25,6 @@ FAST = TrainConfig(
     rank=4, alpha=4.0, gradient_accumulation=1, warmup_steps=0, num_workers=0, save_every=0,
     log_every=1, gradient_checkpointing=False, device="cpu",
 )  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def dataset(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path):
-    return shared_dataset(tmp_path_factory.getbasetemp(), tiny_checkpoint_dir)
 
 
 @pytest.fixture
