@@ -28,6 +28,7 @@ from pathlib import Path
 
 from engine.nvidia_smi import Driver, read_driver
 from engine.torch_builds import (
+    BUILDS,
     CPU_REQUIREMENT,
     MIN_TORCH,
     TESTED_TORCH,
@@ -128,8 +129,10 @@ def _replace_reason(
     return judge(installed, driver)
 
 
-def failure_advice(failures: list[tuple[CudaBuild, str]], plan: Plan) -> list[str]:
-    """What the user can do when no CUDA build fits, from why each failed."""
+def failure_advice(
+    failures: list[tuple[CudaBuild, str]], plan: Plan, driver: Driver | None
+) -> list[str]:
+    """What the user can do when no CUDA build fits, from why each one failed."""
     why = " ".join(reason for _build, reason in failures) + " ".join(r for _t, r in plan.skipped)
     advice = []
     if "pip could not install" in why:
@@ -137,18 +140,25 @@ def failure_advice(failures: list[tuple[CudaBuild, str]], plan: Plan) -> list[st
             "check the connection to download.pytorch.org (behind a proxy set HTTPS_PROXY) "
             f"and that this Python ({sys.version.split()[0]}) is one torch has wheels for"
         )
-    if "sees no GPU" in why or "driver" in why:
+    if "sees no GPU" in why:
         advice.append(
-            "update the NVIDIA driver (a CUDA 13 driver runs every build) and make sure "
-            "nvidia-smi works; reboot after installing a driver"
+            "make sure nvidia-smi works and the GPU is visible (reboot after installing a "
+            "driver; in WSL or a container, pass the GPU through)"
         )
-    if "kernels" in why:
+    capabilities = [card.capability for card in driver.cards if card.capability] if driver else []
+    if any(capability < (5, 0) for capability in capabilities):
         advice.append(
             "cards older than Maxwell (compute capability 5.0) have no current torch build: "
-            "use the CPU (./setup.sh --cpu)"
+            "run on the CPU (./setup.sh --cpu)"
         )
+    elif driver and driver.cuda < (13, 0) and ("kernels" in why or "driver" in why):
+        advice.append(
+            f"update the NVIDIA driver (this one runs CUDA {driver.cuda[0]}.{driver.cuda[1]}): "
+            "with a CUDA 13 driver setup also tries cu130"
+        )
+    tags = " ".join(build.tag for build in BUILDS)
     advice.append(
-        "try one build by hand: TORCH_CUDA=cu126 ./setup.sh (setup.bat likewise); "
+        f"name the builds to try yourself: TORCH_CUDA='cu128 cu126' ./setup.sh (tags: {tags}); "
         "'python -m engine doctor' checks the result"
     )
     return advice
@@ -208,7 +218,8 @@ def install_torch(
         lines = ["no CUDA build of torch runs on this machine. Tried:"]
         lines += [f"  - {build.describe()}: {reason}" for build, reason in failures]
         lines += [f"  - {tag} (not tried): {reason}" for tag, reason in plan.skipped]
-        lines += ["What you can do:"] + [f"  - {line}" for line in failure_advice(failures, plan)]
+        lines.append("What you can do:")
+        lines += [f"  - {line}" for line in failure_advice(failures, plan, driver)]
         lines.append("Meanwhile the CPU build is installed: the radio runs, slowly.")
         warn("\n".join(lines))
     say(f"installing {CPU_REQUIREMENT} (the CPU build)")
@@ -298,7 +309,7 @@ def install(python: Path, *, cpu: bool, dry_run: bool, environ: Mapping[str, str
         warn(f"{reading.problem}: torch is chosen as for a machine without an NVIDIA GPU")
     else:
         say("no NVIDIA GPU (nvidia-smi is not on PATH)")
-    plan = Plan((), note="--cpu") if cpu else plan_builds(reading.driver, override)
+    plan = Plan(()) if cpu else plan_builds(reading.driver, override)
     torch = install_torch(runner, plan, reading.driver, override=override is not None and not cpu)
     if torch is None:
         return 1

@@ -111,12 +111,11 @@ def runs_on(arch_list: tuple[str, ...] | list[str], capability: tuple[int, int])
 
 @dataclass(frozen=True)
 class Plan:
-    """The builds to try in order, the ones left out and why, and a note (why the
-    CPU build, or what the override was)."""
+    """The CUDA builds to try, in order (none: the CPU build), and the ones left
+    out with the reason."""
 
     builds: tuple[CudaBuild, ...]
     skipped: tuple[tuple[str, str], ...] = ()
-    note: str | None = None
 
 
 class OverrideError(ValueError):
@@ -162,10 +161,9 @@ def plan_builds(driver: Driver | None, override: tuple[CudaBuild, ...] | None = 
     """The CUDA builds to try on this machine, best first. `override` (from
     `TORCH_CUDA`) is tried as given; () or no driver means the CPU build."""
     if override is not None:
-        note = "TORCH_CUDA=cpu" if not override else "the order TORCH_CUDA gives"
-        return Plan(override, note=note)
+        return Plan(override)
     if driver is None:
-        return Plan((), note="no NVIDIA GPU")
+        return Plan(())
     fitting, skipped = [], []
     for build in BUILDS:
         reason = _why_not(build, driver)
@@ -174,8 +172,7 @@ def plan_builds(driver: Driver | None, override: tuple[CudaBuild, ...] | None = 
         else:
             skipped.append((build.tag, reason))
     fitting.sort(key=lambda b: (version_tuple(b.torch or TESTED_TORCH), b.cuda), reverse=True)
-    note = None if fitting else "no torch build fits this driver and card"
-    return Plan(tuple(fitting), tuple(skipped), note)
+    return Plan(tuple(fitting), tuple(skipped))
 
 
 @dataclass(frozen=True)
