@@ -68,7 +68,7 @@ class Runner:
     def pip(self, *args: str, env: Mapping[str, str] | None = None) -> bool:
         command = [str(self.python), "-m", "pip", "--disable-pip-version-check", *args]
         shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
-        say(f"$ {shown + ' ' if shown else ''}{shlex.join(command)}")
+        say(f"$ {shown + ' ' if shown else ''}{_shell_words(command)}")
         if self.dry_run:
             return True
         full_env = {**os.environ, **env} if env else None
@@ -82,6 +82,11 @@ class Runner:
             [str(self.python), "-c", code], cwd=PROJECT_ROOT, capture_output=True
         )
         return result.returncode == 0
+
+
+def _shell_words(command: list[str]) -> str:
+    """The command as the user's shell would take it."""
+    return subprocess.list2cmdline(command) if os.name == "nt" else shlex.join(command)
 
 
 def probe_environment(runner: Runner) -> TorchReport | None:
@@ -261,6 +266,7 @@ def install_stack(
         nvcc,
         llama_cuda=environ.get("LLAMA_CUDA", ""),
         flash_attn=environ.get("FLASH_ATTN", ""),
+        windows=sys.platform == "win32",
     )
     for note in choice.notes:
         warn(note)

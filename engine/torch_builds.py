@@ -291,11 +291,13 @@ def choose_stack(
     *,
     llama_cuda: str = "",
     flash_attn: str = "",
+    windows: bool = False,
 ) -> StackChoice:
     """The llama.cpp and flash-attn choices for a torch built for `torch_cuda` (None:
     the CPU build), with the toolkit `nvcc` (None: not found). `llama_cuda` and
     `flash_attn` are the LLAMA_CUDA / FLASH_ATTN variables (LLAMA_CUDA=1 builds with
-    any nvcc found; =0, like FLASH_ATTN=0, skips)."""
+    any nvcc found; =0, like FLASH_ATTN=0, skips). flash-attn has no Windows build
+    that setup could rely on, so `windows` skips it."""
     notes: list[str] = []
     mismatch = None
     if nvcc and torch_cuda and version_tuple(torch_cuda)[0] != nvcc[0]:
@@ -333,8 +335,10 @@ def choose_stack(
         install_flash = False
     else:
         install_flash = gpu_ready and ampere and nvcc is not None and mismatch is None
+        install_flash = install_flash and not windows
         if gpu_ready and not install_flash:
             why = "it needs an Ampere or newer GPU" if not ampere else None
             why = why or ("it needs nvcc" if nvcc is None else mismatch)
+            why = why or "setup does not build it on Windows"
             notes.append(f"flash-attn is not installed ({why}); attention uses SDPA")
     return StackChoice(build_llama, install_flash, notes)
