@@ -17,6 +17,7 @@ import torch
 from packaging.requirements import Requirement
 
 from engine.nvidia_smi import Card, Driver, parse_cards, parse_cuda_version
+from engine.settings import PROJECT_ROOT
 from engine.setup_helper import Runner, install_torch
 from engine.torch_builds import (
     BUILDS,
@@ -205,3 +206,26 @@ def test_torchao_follows_torch(torch_version: str, torchao: str) -> None:
 def test_the_installed_torchao_matches_the_installed_torch() -> None:
     wanted = Requirement(torchao_requirement(torch.__version__)).specifier
     assert wanted.contains(importlib.metadata.version("torchao"))
+
+
+def test_the_card_table_in_docs_setup_md_is_what_setup_does() -> None:
+    """Each row of docs/setup.md's table of card generations, for each of its
+    compute capabilities and each driver column, is the order `plan_builds` gives."""
+    text = (PROJECT_ROOT / "docs" / "setup.md").read_text()
+    row = r"^\| (\w+) \| ([\d., ]+) \| [^|]+ \|([^|]+)\|([^|]+)\|([^|]+)\|$"
+    rows = re.findall(row, text, re.M)
+    assert len(rows) == 9
+    drivers = ((13, 0), (12, 8), (11, 8))
+    for generation, capabilities, *cells in rows:
+        for capability in capabilities.split(","):
+            major, minor = (int(part) for part in capability.strip().split("."))
+            for cuda, cell in zip(drivers, cells, strict=True):
+                if "needs" in cell:
+                    continue
+                expected = re.findall(r"cu\d+", cell)
+                driver = Driver("x", cuda, (Card(generation, (major, minor)),))
+                assert [b.tag for b in plan_builds(driver).builds] == expected, (
+                    generation,
+                    capability,
+                    cuda,
+                )
