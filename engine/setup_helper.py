@@ -94,13 +94,16 @@ def probe_environment(runner: Runner) -> TorchReport | None:
     is no environment or no torch in it."""
     if not runner.python.exists():
         return None
-    result = subprocess.run(
-        [str(runner.python), "-m", "engine.setup_helper", "probe"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=PROBE_TIMEOUT_S,
-    )
+    try:
+        result = subprocess.run(
+            [str(runner.python), "-m", "engine.setup_helper", "probe"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return TorchReport(import_error=f"the check did not finish in {PROBE_TIMEOUT_S} s")
     lines = result.stdout.strip().splitlines()
     try:
         report = TorchReport.from_dict(json.loads(lines[-1]))
@@ -191,6 +194,7 @@ def install_torch(
             say(f"torch {installed.version} is installed and fits this machine; keeping it")
             return installed.version or TESTED_TORCH, installed.cuda
         say(f"torch {installed.version} is installed, but {reason}: replacing it")
+        runner.pip("uninstall", "-q", "-y", "torch")
 
     failures: list[tuple[CudaBuild, str]] = []
     for build in plan.builds:
@@ -198,7 +202,7 @@ def install_torch(
             say(f"(if the build before is rejected:) installing {build.describe()}")
         else:
             say(f"installing {build.describe()}: a few GB to download")
-        if not runner.pip("install", "-q", build.requirement, "--index-url", build.index_url):
+        if not runner.pip("install", build.requirement, "--index-url", build.index_url):
             failures.append((build, "pip could not install it (its message is above)"))
             continue
         if runner.dry_run:

@@ -34,7 +34,7 @@ SETUP_FILES = (
     "engine/setup_helper.py",
 )
 _TORCH_INSTALL = re.compile(
-    r"pip .*install -q '?(torch[=<>][^ ']*)'?(?: --index-url \S+/whl/(\S+))?$"
+    r"pip .*install (?:-q )?'?(torch[=<>][^ ']*)'?(?: --index-url \S+/whl/(\S+))?$"
 )
 
 

@@ -75,67 +75,96 @@ def test_which_kernels_run_on_which_card(arch_list, capability, runs: bool) -> N
     assert runs_on(arch_list, capability) is runs
 
 
+class FakeEnvironment:
+    """Stands in for pip and for what the installed torch says. pip "installs" a
+    requirement by remembering it (those in `failing` cannot be downloaded); the
+    probe answers as that torch would on an RTX 5060, with the arch list that
+    `arch_lists` gives for its build tag (by default one with sm_120)."""
+
+    def __init__(
+        self,
+        installed: str | None = None,
+        *,
+        failing: tuple[str, ...] = (),
+        arch_lists: dict[str, tuple[str, ...]] | None = None,
+        sees_gpu: bool = True,
+    ):
+        self.installed = installed
+        self.failing = failing
+        self.arch_lists = arch_lists or {}
+        self.sees_gpu = sees_gpu
+        self.commands: list[tuple[str, ...]] = []
+
+    def runner(self) -> Runner:
+        fake = self
+
+        class FakePip(Runner):
+            def pip(self, *args: str, env=None) -> bool:
+                fake.commands.append(args)
+                if any(requirement in args for requirement in fake.failing):
+                    return False
+                if "uninstall" in args:
+                    fake.installed = None
+                elif "install" in args:
+                    fake.installed = next(a for a in args if a.startswith("torch=="))[7:]
+                return True
+
+        return FakePip(Path("python"), dry_run=False)
+
+    def probe(self, _runner: Runner) -> TorchReport | None:
+        if self.installed is None:
+            return None
+        tag = self.installed.partition("+")[2]
+        if not tag.startswith("cu"):
+            return TorchReport(self.installed)
+        arch_list = self.arch_lists.get(tag, (*UP_TO_HOPPER, "sm_120"))
+        kernel_error = None if runs_on(arch_list, (12, 0)) else NO_KERNEL
+        devices = (("NVIDIA GeForce RTX 5060", (12, 0)),) if self.sees_gpu else ()
+        cuda = f"{tag[2:-1]}.{tag[-1]}"
+        return TorchReport(self.installed, cuda, self.sees_gpu, devices, arch_list, kernel_error)
+
+    def install(self, plan=None) -> tuple[str, str | None] | None:
+        plan = plan or plan_builds(RTX_5060)
+        return install_torch(self.runner(), plan, RTX_5060, probe=self.probe)
+
+
 def test_a_build_which_does_not_list_the_card_is_rejected_and_the_next_is_tried(capsys) -> None:
     plan = plan_builds(RTX_5060)
     assert [b.tag for b in plan.builds] == ["cu128", "cu129"]
-    recorded: list[tuple[str, ...]] = []
-    installed: list[str] = []
+    fake = FakeEnvironment(arch_lists={"cu128": UP_TO_HOPPER})  # cu128 installs, lacks sm_120
 
-    class RecordingRunner(Runner):
-        def pip(self, *args: str, env=None) -> bool:
-            recorded.append(args)
-            installed[:] = [a for a in args if a.startswith("torch==")] if "install" in args else []
-            return True
-
-    def torch_says(_runner: Runner) -> TorchReport | None:
-        """Stands in for the installed torch: the first build lists no sm_120 kernels."""
-        if not installed:
-            return None
-        version = installed[0].removeprefix("torch==")
-        arch_list = UP_TO_HOPPER if version.endswith("+cu128") else (*UP_TO_HOPPER, "sm_120")
-        kernel_error = NO_KERNEL if "sm_120" not in arch_list else None
-        cuda = "12.8" if version.endswith("+cu128") else "12.9"
-        devices = (("NVIDIA GeForce RTX 5060", (12, 0)),)
-        return TorchReport(version, cuda, True, devices, arch_list, kernel_error)
-
-    result = install_torch(
-        RecordingRunner(Path("python"), dry_run=False), plan, RTX_5060, probe=torch_says
-    )
-
-    assert result == ("2.8.0+cu129", "12.9")
-    assert [a for a in recorded if "install" in a or "uninstall" in a] == [
-        ("install", "-q", "torch==2.11.0+cu128", "--index-url", plan.builds[0].index_url),
+    assert fake.install(plan) == ("2.8.0+cu129", "12.9")
+    assert fake.commands == [
+        ("install", "torch==2.11.0+cu128", "--index-url", plan.builds[0].index_url),
         ("uninstall", "-q", "-y", "torch"),
-        ("install", "-q", "torch==2.8.0+cu129", "--index-url", plan.builds[1].index_url),
+        ("install", "torch==2.8.0+cu129", "--index-url", plan.builds[1].index_url),
     ]
     err = capsys.readouterr().err
     assert "cu128 rejected: torch 2.11.0+cu128 has kernels for sm_50" in err
     assert "but not for sm_120 (NVIDIA GeForce RTX 5060)" in err and NO_KERNEL in err
 
 
-def test_when_no_build_fits_setup_says_what_was_tried_why_and_what_to_do(capsys) -> None:
-    installed: list[str] = []
-
-    class FlakyRunner(Runner):
-        def pip(self, *args: str, env=None) -> bool:
-            if "torch==2.11.0+cu128" in args:
-                return False  # this download fails
-            installed[:] = [a for a in args if a.startswith("torch==")] if "install" in args else []
-            return True
-
-    def torch_says(_runner: Runner) -> TorchReport | None:
-        """cu129 installs, but torch cannot reach the GPU."""
-        return TorchReport(installed[0].removeprefix("torch=="), "12.9") if installed else None
-
-    result = install_torch(
-        FlakyRunner(Path("python"), dry_run=False),
-        plan_builds(RTX_5060),
-        RTX_5060,
-        probe=torch_says,
+def test_an_installed_torch_is_kept_when_it_runs_on_the_card_and_replaced_when_not(
+    capsys,
+) -> None:
+    fits = FakeEnvironment("2.11.0+cu128")
+    assert fits.install() == ("2.11.0+cu128", "12.8") and fits.commands == []
+    assert "torch 2.11.0+cu128 is installed and fits this machine; keeping it" in (
+        capsys.readouterr().out
     )
+
+    old = FakeEnvironment("2.13.0+cu126", arch_lists={"cu126": UP_TO_HOPPER})
+    assert old.install() == ("2.11.0+cu128", "12.8")
+    assert old.commands[0] == ("uninstall", "-q", "-y", "torch")
+    assert "is installed, but torch 2.13.0+cu126 has kernels for" in capsys.readouterr().out
+
+
+def test_when_no_build_fits_setup_says_what_was_tried_why_and_what_to_do(capsys) -> None:
+    fake = FakeEnvironment(failing=("torch==2.11.0+cu128",), sees_gpu=False)
+
+    assert fake.install() == (TESTED_TORCH, None)  # the CPU build, so the radio still runs
+    assert fake.installed == TESTED_TORCH
     err = capsys.readouterr().err
-    assert result == (TESTED_TORCH, None)  # the CPU build, so the radio still runs
-    assert installed == [f"torch=={TESTED_TORCH}"]
     assert "cu128 (torch 2.11.0, CUDA 12.8): pip could not install it" in err
     assert "cu129 (torch 2.8.0, CUDA 12.9): torch 2.8.0+cu129 (CUDA 12.9) sees no GPU" in err
     assert "cu126 (not tried): has no kernels for sm_120" in err
