@@ -21,7 +21,6 @@ QUERY_WITHOUT_CAPABILITY = ("--query-gpu=name,driver_version", "--format=csv,noh
 TIMEOUT_S = 30
 
 _CUDA_VERSION = re.compile(r"CUDA Version:\s*(\d+)\.(\d+)")
-_DRIVER_VERSION = re.compile(r"Driver Version:\s*([0-9.]+)")
 
 
 @dataclass(frozen=True)
@@ -123,9 +122,6 @@ def read_driver() -> DriverReading:
     if isinstance(listing, str) or listing.returncode != 0:
         listing = _run(executable, *QUERY_WITHOUT_CAPABILITY)
     cards, version = parse_cards(listing.stdout) if not isinstance(listing, str) else ((), None)
-    if not cards:
+    if not cards or version is None:
         return DriverReading(None, "nvidia-smi lists no GPU")
-    if version is None:
-        match = _DRIVER_VERSION.search(header.stdout)
-        version = match.group(1) if match else "?"
     return DriverReading(Driver(version, cuda, cards))

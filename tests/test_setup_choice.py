@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from engine.settings import PROJECT_ROOT
-from tests.stub_tools import SYSTEM_PATH, stub_nvidia_smi, write_tool
+from tests.stub_tools import HEADER, SYSTEM_PATH, stub_nvidia_smi, write_tool
 
 #: What a fresh clone needs for the dry run.
 SETUP_FILES = (
@@ -202,3 +202,19 @@ def test_help_lists_dry_run() -> None:
         ["bash", "setup.sh", "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True
     )
     assert out.returncode == 0 and "--dry-run" in out.stdout and "TORCH_CUDA" in out.stdout
+
+
+def test_a_driver_too_old_to_report_compute_capability_still_gets_a_plan(fresh) -> None:
+    project, tools = fresh
+    header = HEADER.format(driver="470.256.02", cuda="11.4").replace("\n", "\\n")
+    write_tool(
+        tools,
+        "nvidia-smi",
+        'case "$*" in\n'
+        "  *compute_cap*) echo 'Field \"compute_cap\" is not a valid field to query.'; exit 2 ;;\n"
+        '  *--query-gpu*) echo "Tesla T4, 470.256.02" ;;\n'
+        f'  *) printf "{header}" ;;\nesac\n',
+    )
+    result = dry_run(project, tools)
+    assert "GPU 0: Tesla T4 (compute capability unknown)" in result.stdout
+    assert torch_builds(result.stdout) == ["cu118"]  # checked on the GPU after installing
