@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from engine.doctor import add_doctor_command
 from engine.download import VARIANT_REPOS, DownloadError, download_acestep, download_gguf
 from engine.generate_command import add_generate_command
 from engine.logs import setup_logging
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_write_command(commands)
     add_generate_command(commands)
+    add_doctor_command(commands)
     return parser
 
 
