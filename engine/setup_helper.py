@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -47,6 +48,15 @@ from engine.torch_builds import (
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROBE_TIMEOUT_S = 600
+#: llama.cpp's build options on x86-64: a portable AVX2 build instead of `-march=native`.
+#: A native build on a CPU that reports AMX but runs in a VM that does not enable AMX
+#: state dies with SIGILL ("Illegal instruction") at its first decode; this was seen on
+#: this project's own machines. The songwriter's model is small enough that AVX-512 and
+#: AMX gain little.
+LLAMA_PORTABLE = "-DGGML_NATIVE=OFF" if platform.machine().lower() in ("x86_64", "amd64") else ""
+#: Written into the environment after a build, so that a later run can tell whether the
+#: installed llama-cpp-python was built with today's options.
+LLAMA_MARK = "llama-cpp-build.txt"
 
 
 def say(text: str) -> None:
@@ -279,19 +289,8 @@ def install_stack(
     with tempfile.TemporaryDirectory() as folder:
         pinned = Path(folder) / "constraints.txt"
         pinned.write_text("\n".join(pins) + "\n")
-        gpu_llama = "import llama_cpp, sys; sys.exit(not llama_cpp.llama_supports_gpu_offload())"
-        built_for_gpu = False
-        if choice.llama_cuda and not runner.check(gpu_llama):
-            say(f"building {llama} with CUDA: this takes several minutes")
-            cuda_env = {"CMAKE_ARGS": "-DGGML_CUDA=on", "FORCE_CMAKE": "1"}
-            flags = ("--no-cache-dir", "--force-reinstall", "--no-deps")
-            built_for_gpu = runner.pip("install", "-q", *flags, llama, env=cuda_env)
-            if not built_for_gpu:
-                warn("the CUDA build of llama-cpp-python failed; the songwriter runs on the CPU")
-        if not built_for_gpu and not runner.check("import llama_cpp"):
-            say(f"building {llama} for the CPU (several minutes the first time)")
-            if not runner.pip("install", "-q", "-c", str(pinned), llama):
-                return False
+        if not install_llama(runner, llama, cuda=choice.llama_cuda, environ=environ):
+            return False
         say(f"installing requirements (torch stays at {version})")
         files = ("-r", "requirements.txt", "-r", "requirements-dev.txt")
         if not runner.pip("install", "-q", "-c", str(pinned), *files):
@@ -301,6 +300,56 @@ def install_stack(
             gpu_files = ("--no-build-isolation", "-r", "requirements-gpu.txt")
             if not runner.pip("install", "-q", "-c", str(pinned), *gpu_files):
                 warn("flash-attn did not install; attention uses SDPA")
+    return True
+
+
+def _llama_wheel_dir(llama: str, cmake_args: str, environ: Mapping[str, str]) -> Path:
+    """Our own cache of the CPU build, one folder per version and build options: pip's
+    wheel cache is keyed by the source alone, so it would hand back a build made with
+    other options (a native one) to every fresh checkout."""
+    cache = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    options = re.sub(r"[^A-Za-z0-9]+", "-", cmake_args).strip("-") or "default"
+    return cache / "ai-radio" / "wheels" / f"{llama.replace('==', '-')}-{options}"
+
+
+def install_llama(runner: Runner, llama: str, *, cuda: bool, environ: Mapping[str, str]) -> bool:
+    """llama-cpp-python with CUDA when `cuda`, else for the CPU; an installed build made
+    with other options (or by an older setup) is replaced."""
+    cmake_args = " ".join(filter(None, ("-DGGML_CUDA=on" if cuda else "", LLAMA_PORTABLE)))
+    mark = runner.python.parent.parent / LLAMA_MARK
+    wanted = f"{llama} {cmake_args}".strip()
+    current = mark.read_text().strip() if mark.is_file() else ""
+    if current == wanted and runner.check("import llama_cpp"):
+        return True
+    if cuda:
+        say(f"building {llama} with CUDA: this takes several minutes")
+        env = {"CMAKE_ARGS": cmake_args, "FORCE_CMAKE": "1"}
+        flags = ("--no-cache-dir", "--force-reinstall", "--no-deps")
+        if runner.pip("install", "-q", *flags, llama, env=env):
+            return _mark_llama(runner, mark, wanted)
+        warn("the CUDA build of llama-cpp-python failed; the songwriter runs on the CPU")
+        return install_llama(runner, llama, cuda=False, environ=environ)
+    wheels = _llama_wheel_dir(llama, cmake_args, environ)
+    built = sorted(wheels.glob("*.whl")) if wheels.is_dir() else []
+    if not built:
+        say(f"building {llama} for the CPU (several minutes the first time; kept in {wheels})")
+        env = {"CMAKE_ARGS": cmake_args} if cmake_args else None
+        if not runner.pip(
+            "wheel", "-q", "--no-deps", "--no-cache-dir", "-w", str(wheels), llama, env=env
+        ):
+            return False
+        built = (
+            sorted(wheels.glob("*.whl")) if wheels.is_dir() else [wheels / "llama_cpp_python.whl"]
+        )
+    # Its dependencies come with requirements.txt, which names llama-cpp-python too.
+    if not runner.pip("install", "-q", "--force-reinstall", "--no-deps", str(built[-1])):
+        return False
+    return _mark_llama(runner, mark, wanted)
+
+
+def _mark_llama(runner: Runner, mark: Path, wanted: str) -> bool:
+    if not runner.dry_run:
+        mark.write_text(wanted + "\n")
     return True
 
 

@@ -10,6 +10,7 @@ builds setup would try, in order. The setup helper runs with `python -S`
 
 from __future__ import annotations
 
+import platform
 import re
 import shutil
 import subprocess
@@ -187,7 +188,7 @@ def test_llama_cpp_is_built_with_cuda_only_for_torchs_cuda_major(fresh) -> None:
     stub_nvidia_smi(tools, "570.86.15", "12.8", [("NVIDIA GeForce RTX 4060", "8.9")])
     write_tool(tools, "nvcc", 'echo "Cuda compilation tools, release 12.8, V12.8.93"\n')
     same = dry_run(project, tools)
-    assert "CMAKE_ARGS=-DGGML_CUDA=on FORCE_CMAKE=1" in same.stdout
+    assert "CMAKE_ARGS='-DGGML_CUDA=on -DGGML_NATIVE=OFF' FORCE_CMAKE=1" in same.stdout
     assert "--no-build-isolation -r requirements-gpu.txt" in same.stdout  # flash-attn: Ada
 
     write_tool(tools, "nvcc", 'echo "Cuda compilation tools, release 13.0, V13.0.88"\n')
@@ -218,3 +219,19 @@ def test_a_driver_too_old_to_report_compute_capability_still_gets_a_plan(fresh) 
     result = dry_run(project, tools)
     assert "GPU 0: Tesla T4 (compute capability unknown)" in result.stdout
     assert torch_builds(result.stdout) == ["cu118"]  # checked on the GPU after installing
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"), reason="the portable build is for x86-64"
+)
+def test_llama_cpp_for_the_cpu_is_a_portable_build_kept_in_our_own_cache(fresh) -> None:
+    """A native build dies with SIGILL on a CPU that reports AMX inside a VM that does not
+    enable it (this machine): the CPU build is portable, and cached per build options
+    rather than in pip's cache, which would hand back a native wheel."""
+    project, tools = fresh
+    result = dry_run(project, tools)
+    assert result.returncode == 0, result.stderr
+    wheel = next(line for line in result.stdout.splitlines() if " wheel " in line)
+    assert "CMAKE_ARGS=-DGGML_NATIVE=OFF" in wheel and "--no-cache-dir" in wheel
+    assert f"-w {project}/.cache/ai-radio/wheels/llama-cpp-python-" in wheel
+    assert "-DGGML-NATIVE-OFF" in wheel
