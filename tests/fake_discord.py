@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import itertools
 import json
@@ -180,6 +181,13 @@ class FakeMessage:
     edits: int = 0
     components: list[dict[str, Any]] = field(default_factory=list)
     files: list[FakeFile] = field(default_factory=list)
+
+    def forged(self, custom_id: str) -> FakeMessage:
+        """A copy of this message whose first button has `custom_id` instead: what a
+        hostile payload for a press could look like."""
+        rows = json.loads(json.dumps(self.components))
+        next(item for row in rows for item in row["components"])["custom_id"] = custom_id
+        return dataclasses.replace(self, components=rows)
 
     @property
     def buttons(self) -> list[dict[str, Any]]:
@@ -754,8 +762,9 @@ class FakeDiscord:
     async def press(
         self, guild: FakeGuild, user: FakeUser, message: FakeMessage, custom_id: str
     ) -> FakeInteraction:
-        """A member presses the button `custom_id` on `message` (any custom id: a client
-        can forge one, so it need not be on the message)."""
+        """A member presses the button `custom_id` on `message`. discord.py ignores a
+        press whose custom id is not among the message's components, so a forged id
+        comes with a message that carries it (`FakeMessage.forged`)."""
         channel = guild.channels[message.channel_id]
         data = {"custom_id": custom_id, "component_type": 2}
         return await self._send_interaction(

@@ -62,8 +62,9 @@ def baseline(tag: str, songs: int = 400) -> float:
     style = StationStyle(genre=GENRE)
     found = 0
     for seed in range(songs):
-        spec = template_spec(make_brief("", style, duration=60, seed=seed), DurationRange(40, 60),
-                             seed)  # fmt: skip
+        spec = template_spec(
+            make_brief("", style, duration=60, seed=seed), DurationRange(40, 60), seed
+        )
         found += tag in caption_tags(spec.caption)
     return found / songs
 
@@ -92,13 +93,25 @@ async def test_auto_songs_lean_to_what_the_audience_likes(tmp_path: Path) -> Non
         taken = await station.take_job()
         assert taken is not None, f"no auto job queued before song {number}"
         job, song = taken
-        spec = writer.compose(song.theme, song.style, duration=song.duration,
-                              seed=rng.randrange(2**32), recent=song.recent).spec  # fmt: skip
+        spec = writer.compose(
+            song.theme,
+            song.style,
+            duration=song.duration,
+            seed=rng.randrange(2**32),
+            recent=song.recent,
+        ).spec
         path = tmp_path / f"{number}.ogg"
         path.write_bytes(b"OggS" + bytes(64))
-        track = Track(path=str(path), spec=spec, duration=float(spec.duration), sample_rate=48000,
-                      seed=spec.seed or 0, timings={"text": 0.01}, peak_memory_mb=None,
-                      settings={})  # fmt: skip
+        track = Track(
+            path=str(path),
+            spec=spec,
+            duration=float(spec.duration),
+            sample_rate=48000,
+            seed=spec.seed or 0,
+            timings={"text": 0.01},
+            peak_memory_mb=None,
+            settings={},
+        )
         record = store.add_track(GUILD, track, job_id=job.id, generation_seconds=1.0)
         play = store.start_playing(record.id)
         tags = caption_tags(spec.caption)
@@ -124,10 +137,12 @@ async def test_auto_songs_lean_to_what_the_audience_likes(tmp_path: Path) -> Non
     disliked_before, _ = run.share(DISLIKED, slice(0, EARLY))
     disliked_after, _ = run.share(DISLIKED, late)
     p_liked, p_disliked = baseline(LIKED), baseline(DISLIKED)
-    print(f"{LIKED}: {p_liked:.2f} without taste, {liked_before:.2f} in the first {n_early}, "
-          f"{liked_after:.2f} in the last {n_late}; {DISLIKED}: {p_disliked:.2f}, "
-          f"{disliked_before:.2f}, {disliked_after:.2f}; explored "
-          f"{sum(run.explored)}/{SONGS}")  # fmt: skip
+    print(
+        f"{LIKED}: {p_liked:.2f} without taste, {liked_before:.2f} in the first {n_early}, "
+        f"{liked_after:.2f} in the last {n_late}; {DISLIKED}: {p_disliked:.2f}, "
+        f"{disliked_before:.2f}, {disliked_after:.2f}; explored "
+        f"{sum(run.explored)}/{SONGS}"
+    )
 
     # The liked tag rises clearly above what the songwriter writes without a taste,
     # the disliked one falls clearly below it, and both moved since the start.

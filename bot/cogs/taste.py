@@ -35,7 +35,7 @@ DM_FILE_LIMIT = 10 * 1024**2
 CANNOT_DM = 50007
 SONG_OPTION = "A song from /radio_history or /radio_favorites, e.g. #12 (default: playing now)"
 _SONG_ID = re.compile(r"^\s*#?\s*([0-9]{1,19})\s*$")
-SAVES_PER_MINUTE = 5
+SAVES_PER_MINUTE = 10  # per listener: refusals count too
 
 
 def song_id(value: object) -> int:
