@@ -27,6 +27,11 @@ When the GPU is busy (paused for training) or the worker is unavailable, the
 station plays its buffer and then replays its library, and says so in its
 status.
 
+Taste. An auto-fill job carries the lean the listeners' reactions taught
+(bot.taste: `StationStyle.lean`), unless taste is off or the job is one of
+the one in five that explore; the library replay prefers favourites
+(bot.favorites).
+
 Adapters. A station may sing with a LoRA/LoKR adapter (`set_adapter`: a
 folder name in ADAPTERS_DIR and a scale); every job it hands out carries them
 and the worker switches to them before singing. A job that fails because the
