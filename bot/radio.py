@@ -27,7 +27,7 @@ from bot.permissions import NotAllowedError, require_dj
 from bot.player import VoicePlayer
 from bot.station import Station
 from bot.stations import StationManager
-from bot.store import TrackRecord, UnknownGuildError
+from bot.store import ReactionTally, StoreError, TrackRecord, UnknownGuildError
 from bot.taste_buttons import reaction_view
 from engine.settings import Settings
 
@@ -86,7 +86,13 @@ class Radio:
         return player
 
     async def _reaction_view(self, record: TrackRecord) -> discord.ui.View:
-        tally = await asyncio.to_thread(self.stations.store.reaction_tally, record.id)
+        """The 👍/👎 buttons under a now-playing message (counts of 0 if the store fails)."""
+        try:
+            tally = await asyncio.to_thread(self.stations.store.reaction_tally, record.id)
+        except StoreError as exc:
+            log.warning("guild %d: cannot count the reactions to %d: %s", record.guild_id,
+                        record.id, exc)  # fmt: skip
+            tally = ReactionTally(0, 0)
         return reaction_view(record.id, tally)
 
     def _text_channel_id(self, guild_id: int) -> int | None:

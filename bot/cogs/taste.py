@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.listening import member_of
+from bot.cogs.listening import aired_station, member_of
 from bot.radio import Radio
 from bot.render import safe
 from bot.render_taste import favorites_embed, saved_song_embed, taste_embed
@@ -62,11 +62,16 @@ class Taste(commands.Cog):
         return self.bot.radio
 
     def _station(self, guild_id: int) -> Station:
-        station = self.radio.known_station(guild_id)
-        if station is None:
-            raise RadioError("The radio has not been on air here yet: join a voice channel "
-                             "and run /radio_join.")  # fmt: skip
-        return station
+        return aired_station(self.radio, guild_id)
+
+    async def _suggest(
+        self,
+        interaction: discord.Interaction,
+        current: str,
+        songs: Callable[[Station], Awaitable[Iterable[TrackRecord]]],
+    ) -> list[app_commands.Choice[str]]:
+        station = self.radio.known_station(interaction.guild_id or 0)
+        return [] if station is None else _choices(await songs(station), current)
 
     @app_commands.command(
         name="radio_taste", description="What this server likes and dislikes, and why"
@@ -121,12 +126,7 @@ class Taste(commands.Cog):
     async def _recent_songs(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        station = self.radio.known_station(interaction.guild_id or 0)
-        if station is None:
-            return []
-        plays = await station.history(25)
-        records = {play.track.id: play.track for play in plays}
-        return _choices(records.values(), current)
+        return await self._suggest(interaction, current, _recent)
 
     @app_commands.command(
         name="radio_favorites", description="The songs this server liked; a DJ can queue one again"
@@ -155,11 +155,17 @@ class Taste(commands.Cog):
     async def _favorite_songs(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        station = self.radio.known_station(interaction.guild_id or 0)
-        if station is None:
-            return []
-        favorites = await asyncio.to_thread(station.store.favorites, station.guild_id, 25)
-        return _choices([f.record for f in favorites], current)
+        return await self._suggest(interaction, current, _favorites)
+
+
+async def _recent(station: Station) -> list[TrackRecord]:
+    plays = await station.history(25)
+    return list({play.track.id: play.track for play in plays}.values())
+
+
+async def _favorites(station: Station) -> list[TrackRecord]:
+    favorites = await asyncio.to_thread(station.store.favorites, station.guild_id, 25)
+    return [favorite.record for favorite in favorites]
 
 
 def _choices(records: Iterable[TrackRecord], current: str) -> list[app_commands.Choice[str]]:
