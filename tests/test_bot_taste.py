@@ -131,11 +131,13 @@ async def test_buttons_count_one_vote_per_listener_in_the_voice_channel(world: W
 
 
 async def test_taste_shows_its_evidence_and_a_reset_clears_it(world: World, server: Server):
-    """Alice and bob like every song with bright piano; the DJ skips the others at once."""
+    """Alice and bob like every song with bright piano; the DJ skips the others at once.
+    Taste is off meanwhile, so the songs keep their variety and both kinds come."""
     station = await on_air(world, server, server.alice, server.bob)
-    liked = skipped = 0
-    last = 0
-    while liked < 2 or skipped < 2 or liked + skipped < 5:
+    _, answer = await world.run(server, server.dj, "radio_settings", taste="off")
+    assert "Taste: off" in answer.text and not station.settings.taste
+    liked = skipped = last = 0
+    for _ in range(20):
         play, message = await playing(world, server, station, after=last)
         last = play.track.id
         if "bright piano" in caption_tags(play.track.spec.caption):
@@ -145,7 +147,14 @@ async def test_taste_shows_its_evidence_and_a_reset_clears_it(world: World, serv
         else:
             await world.run(server, server.dj, "radio_skip")
             skipped += 1
+        if liked >= 2 and skipped >= 2 and liked + skipped >= 5:
+            break
+    await world.run(server, server.dj, "radio_pause")  # no new plays from here on
 
+    _, answer = await world.run(server, server.alice, "radio_taste")
+    assert "Taste is off" in answer.text
+    assert "Auto songs lean to: nothing: taste is off" in answer.text
+    await world.run(server, server.dj, "radio_settings", taste="on")
     profile = await asyncio.to_thread(station.store.taste_profile, server.id)
     assert profile.likes and profile.dislikes
     _, answer = await world.run(server, server.alice, "radio_taste")
@@ -157,27 +166,20 @@ async def test_taste_shows_its_evidence_and_a_reset_clears_it(world: World, serv
     assert f"**{worst.feature.label}** −{abs(worst.score):.1f}" in text
     assert "early skip" in text and "Auto songs lean to: more " in text
 
-    _, answer = await world.run(server, server.dj, "radio_settings", taste="off")
-    assert "Taste: off" in answer.text and not station.settings.taste
-    _, answer = await world.run(server, server.alice, "radio_taste")
-    assert (
-        "Taste is off" in answer.text and "Auto songs lean to: nothing: taste is off" in answer.text
-    )
     _, answer = await world.run(server, server.alice, "radio_settings", taste="reset")
     assert answer.ephemeral and "Manage Server" in answer.content  # DJs only
     _, answer = await world.run(server, server.dj, "radio_settings", taste="reset")
     assert "Settings saved" in answer.content and station.settings.taste_since > 0
-    await world.run(server, server.dj, "radio_settings", taste="on")
     _, answer = await world.run(server, server.alice, "radio_taste")
-    assert (
-        "Likes: nothing clear yet" in answer.text and "Dislikes: nothing clear yet" in answer.text
-    )
+    assert "Likes: nothing clear yet" in answer.text
+    assert "Dislikes: nothing clear yet" in answer.text
     assert "Learning from 0 songs since the reset" in answer.text
     _, answer = await world.run(server, server.dj, "radio_settings", taste="maybe")
     assert answer.ephemeral and "give on, off or reset" in answer.content
     # The stats tell the like ratio and the skip rate of the latest songs.
     _, answer = await world.run(server, server.alice, "radio_stats")
     assert "Reception (newest first): last " in answer.text and "👍" in answer.text
+    await world.run(server, server.dj, "radio_resume")
 
 
 async def test_save_sends_the_song_in_a_dm_or_says_why_not(world: World) -> None:
