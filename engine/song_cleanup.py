@@ -184,7 +184,10 @@ def clean_caption(text: str, brief: SongBrief) -> str:
     tags: list[str] = []
     seen: set[str] = set()
     station = [brief.genre, brief.mood]
-    wanted = lean_tags([*station, *sanitize_text(text).split(",")], brief.lean, keep=station)
+    lean = brief.lean
+    if lean is not None and brief.instrumental:  # no liked voice in an instrumental
+        lean = lean.model_copy(update={"prefer": ()})
+    wanted = lean_tags([*station, *sanitize_text(text).split(",")], lean, keep=station)
     if brief.instrumental:
         wanted.append("instrumental")
     for raw in wanted:

@@ -250,6 +250,17 @@ def test_the_model_prompt_and_cleanup_lean_to_the_taste() -> None:
     written = spec_from_answer(answer, brief, DurationRange(40, 60), seed=1)
     tags = caption_tags(written.caption)
     assert "male vocals" not in tags and "warm rhodes" in tags and written.bpm == 99
+    # An instrumental station avoids what listeners skip but gets no liked voice.
+    instrumental = make_brief(
+        "",
+        StationStyle(
+            genre="ambient instrumental", lean=TasteLean(prefer=("female vocals",), avoid=("pads",))
+        ),
+        duration=60,
+        seed=1,
+    )
+    caption = template_spec(instrumental, DurationRange(60, 60), 1).caption
+    assert "female vocals" not in caption and "pads" not in caption.split(", ")
     # A request's theme wins: without a lean (requests never get one) nothing changes.
     plain = make_brief("", StationStyle(genre="lofi hip hop"), duration=60, seed=1)
     assert "listeners like" not in plain.request_json()
