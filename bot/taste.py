@@ -16,18 +16,20 @@ and only the latest `WINDOW` songs are read. Evidence from before a reset
 (`/radio_settings taste: reset`) is not counted.
 
 Every song has features (bot.taste_features: caption tags, tempo band, key
-mode, language, adapter). A feature's *score* is how much better the songs
-with it did than the songs without it (weighted mean signal with, minus
-without), shrunk towards 0 while either side has few songs. Comparing with
-the songs *without* it keeps a feature that is in every song (the station's
-genre) at 0, and keeps a liked feature liked once most songs have it.
-`/radio_taste` shows a feature's *points*: its score times its songs, with the
-evidence behind it ("female vocals +13 from 9 songs: 7 likes, 2 requests").
+mode, language, adapter). A feature's *score* is what it adds to a song's
+signal, found by one weighted ridge regression of the songs' signals on all
+their features at once (weights: the decay above; `RIDGE` pulls features with
+few recent songs towards 0). Fitting all features together gives little
+credit to a feature that only came along with a liked or skipped one, and a
+liked feature stays liked once most songs have it. A feature in every song
+(the station's genre) says nothing and is left out, and so is a feature of a
+single song. `/radio_taste` shows the score with the evidence behind it
+("female vocals +1.0 · 9 songs: 14 likes, 1 early skip").
 
 The lean for an auto song (`TasteLean`, engine.spec) takes the clearest
 features, at least `MIN_SONGS` songs and a score of at least `LEAN_SCORE`
-either way: up to 3 preferred tags, up to 6 avoided tags, a preferred and
-avoided tempo bands, a key mode. Never the station's own genre or style
+either way: up to 3 preferred tags, up to 6 avoided tags, a preferred tempo
+band and avoided ones, a key mode. Never the station's own genre or style
 words (the genre of the station stays), never a foreign genre word as a
 preference. One song in five (`EXPLORE_SHARE`, chosen by the job's id) has
 no lean, so the station keeps trying what it has not learnt about.
