@@ -147,9 +147,12 @@ async def test_taste_shows_its_evidence_and_a_reset_clears_it(world: World, serv
         else:
             await world.run(server, server.dj, "radio_skip")
             skipped += 1
-        if liked >= 2 and skipped >= 2 and liked + skipped >= 5:
-            break
-    await world.run(server, server.dj, "radio_pause")  # no new plays from here on
+        if liked >= 2 and skipped >= 2:
+            await world.run(server, server.dj, "radio_pause")  # no new plays meanwhile
+            profile = await asyncio.to_thread(station.store.taste_profile, server.id)
+            if profile.likes and profile.dislikes:
+                break
+            await world.run(server, server.dj, "radio_resume")
 
     _, answer = await world.run(server, server.alice, "radio_taste")
     assert "Taste is off" in answer.text
@@ -186,9 +189,11 @@ async def test_save_sends_the_song_in_a_dm_or_says_why_not(world: World) -> None
     server, other = world.servers.pop(), world.servers.pop()
     station = await on_air(world, server, server.alice, server.carol)
     other_station = await on_air(world, other, other.alice)
-    play, _ = await playing(world, server, station)
+    await playing(world, server, station)
+    await world.run(server, server.dj, "radio_pause")  # the song playing now stays
     other_play, _ = await playing(world, other, other_station)
     await world.bot.radio.leave(other.id)
+    play = await world.fake.wait_for(lambda: station.now_playing, timeout=60)  # the paused one
     record = play.track
     _, answer = await world.run(server, server.alice, "radio_save")
     assert answer.ephemeral and "Sent **" in answer.content and "direct messages" in answer.content
