@@ -2,7 +2,8 @@
 
 `setup_hook` (after login, before the gateway connects) opens the store,
 starts the GPU worker and the stations, the adapter trainer service
-(bot.training_runs), loads the cogs and syncs the slash
+(bot.training_runs), registers the persistent 👍/👎 buttons
+(bot.taste_buttons), loads the cogs and syncs the slash
 commands: to the `DEV_GUILD_ID` server only when it is set (they show at
 once), else globally. A worker that cannot start (no checkpoint, say) is
 logged and the bot runs on: stations replay their libraries and say why.
@@ -31,6 +32,7 @@ from bot.radio import Radio
 from bot.replies import on_command_error
 from bot.stations import StationManager, manager_from_settings
 from bot.store import StoreError
+from bot.taste_buttons import ReactionButton
 from bot.training_runs import TrainingRuns
 from engine.logs import setup_logging
 from engine.settings import Settings, SettingsError, load_settings
@@ -39,7 +41,13 @@ from engine.worker_client import WorkerStartError
 
 log = logging.getLogger("bot.app")
 
-COGS = ("bot.cogs.listening", "bot.cogs.dj", "bot.cogs.adapters", "bot.cogs.voice_events")
+COGS = (
+    "bot.cogs.listening",
+    "bot.cogs.dj",
+    "bot.cogs.adapters",
+    "bot.cogs.taste",
+    "bot.cogs.voice_events",
+)
 EXIT_USAGE = 2
 
 
@@ -105,6 +113,8 @@ class RadioBot(commands.Bot):
         self._radio = Radio(self, manager, self.settings, voice_cls=self.voice_cls)
         self._training = TrainingRuns(manager, self.settings, **self.training_options)
         self.tree.error(on_command_error)
+        # The 👍/👎 buttons answer by their custom id, also on messages from before a restart.
+        self.add_dynamic_items(ReactionButton)
         for cog in COGS:
             await self.load_extension(cog)
         await self.sync_commands()

@@ -136,6 +136,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             CHECK (adapter_scale BETWEEN 0 AND 4);
         """,
     ),
+    Migration(
+        4,
+        "listeners' taste: 👍/👎 reactions per song, the taste switch and its reset time",
+        """
+        -- One reaction per listener per track: +1 (👍) or -1 (👎); a new press replaces it.
+        CREATE TABLE reactions (
+            track_id INTEGER NOT NULL REFERENCES tracks (id) ON DELETE CASCADE,
+            guild_id INTEGER NOT NULL REFERENCES guild_settings (guild_id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL,
+            value INTEGER NOT NULL CHECK (value IN (-1, 1)),
+            created_at REAL NOT NULL,
+            PRIMARY KEY (track_id, user_id)
+        );
+        CREATE INDEX reactions_by_guild ON reactions (guild_id, created_at);
+        CREATE INDEX plays_by_track ON plays (track_id);
+        -- taste: learn from reactions and lean auto songs to it; taste_since: evidence
+        -- older than this (a reset) is not counted.
+        ALTER TABLE guild_settings ADD COLUMN taste INTEGER NOT NULL DEFAULT 1
+            CHECK (taste IN (0, 1));
+        ALTER TABLE guild_settings ADD COLUMN taste_since REAL NOT NULL DEFAULT 0;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

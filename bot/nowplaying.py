@@ -2,7 +2,8 @@
 
 Each track gets a fresh message at the bottom of the channel (the previous
 one is deleted, so the channel holds one), and that message is edited every
-`refresh_seconds` while the track plays, so its progress bar moves. Posting
+`refresh_seconds` while the track plays, so its progress bar moves. Under it
+are the 👍/👎 buttons with their counts (bot.taste_buttons). Posting
 is best effort: a channel the bot cannot write to is logged, never fatal.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import discord
 
@@ -34,10 +36,13 @@ class NowPlayingBoard:
         channel_id: Callable[[], int | None],
         *,
         refresh_seconds: float = REFRESH_SECONDS,
+        view: Callable[[TrackRecord], Awaitable[discord.ui.View]] | None = None,
     ):
+        """`view` makes the buttons under a track's message (the 👍/👎 reactions)."""
         self.client = client
         self.player = player
         self.channel_id = channel_id
+        self.view = view
         self.refresh_seconds = refresh_seconds
         self.message: discord.Message | None = None
         self._task: asyncio.Task[None] | None = None
@@ -73,8 +78,11 @@ class NowPlayingBoard:
             with contextlib.suppress(discord.HTTPException):
                 await old.delete()
         try:
+            extra: dict[str, Any] = {}
+            if self.view is not None:
+                extra["view"] = await self.view(record)
             self.message = await channel.send(
-                embed=self._embed(record), allowed_mentions=discord.AllowedMentions.none()
+                embed=self._embed(record), allowed_mentions=discord.AllowedMentions.none(), **extra
             )
             while self.player.current is record:
                 await asyncio.sleep(self.refresh_seconds)  # a timer, not synchronisation

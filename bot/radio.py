@@ -27,7 +27,8 @@ from bot.permissions import NotAllowedError, require_dj
 from bot.player import VoicePlayer
 from bot.station import Station
 from bot.stations import StationManager
-from bot.store import UnknownGuildError
+from bot.store import ReactionTally, StoreError, TrackRecord, UnknownGuildError
+from bot.taste_buttons import reaction_view
 from engine.settings import Settings
 
 log = logging.getLogger("bot.radio")
@@ -79,9 +80,20 @@ class Radio:
             )
             self.players[guild_id] = player
             self.boards[guild_id] = NowPlayingBoard(
-                self.client, player, lambda: self._text_channel_id(guild_id)
-            )
+                self.client, player, lambda: self._text_channel_id(guild_id),
+                view=self._reaction_view,
+            )  # fmt: skip
         return player
+
+    async def _reaction_view(self, record: TrackRecord) -> discord.ui.View:
+        """The 👍/👎 buttons under a now-playing message (counts of 0 if the store fails)."""
+        try:
+            tally = await asyncio.to_thread(self.stations.store.reaction_tally, record.id)
+        except StoreError as exc:
+            log.warning("guild %d: cannot count the reactions to %d: %s", record.guild_id,
+                        record.id, exc)  # fmt: skip
+            tally = ReactionTally(0, 0)
+        return reaction_view(record.id, tally)
 
     def _text_channel_id(self, guild_id: int) -> int | None:
         station = self.known_station(guild_id)

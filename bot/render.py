@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import discord
 
+from bot.reception import ReceptionWindow
 from bot.station import StationStatus
 from bot.stats import StationStats
 from bot.store import GuildSettings, Job, Play, TrackRecord
@@ -140,7 +141,7 @@ def history_embed(plays: Sequence[Play]) -> discord.Embed:
             how = " (playing)"
         replay = " · replay" if play.source == "replay" else ""
         lines.append(
-            f"<t:{int(play.started_at)}:t> {safe(play.track.title, 80)} — "
+            f"<t:{int(play.started_at)}:t> `#{play.track.id}` {safe(play.track.title, 80)} — "
             f"{requester(play.track)}{replay}{how}"
         )
     return discord.Embed(
@@ -178,7 +179,21 @@ def stats_embed(stats: StationStats) -> discord.Embed:
         for i, r in enumerate(stats.top_requesters, 1)
     ]
     embed.add_field(name="Top requesters", value=_lines(top, "no requests yet"), inline=False)
+    embed.add_field(
+        name="Reception (newest first)",
+        value=_lines([reception_line(i, w) for i, w in enumerate(stats.reception)], "no plays yet"),
+        inline=False,
+    )
     return embed
+
+
+def reception_line(index: int, window: ReceptionWindow) -> str:
+    """`last 20 songs: 75% 👍 (9 of 12 votes), 10% skipped`."""
+    which = f"last {window.plays}" if index == 0 else f"{window.plays} before"
+    ratio = window.like_ratio
+    votes = window.likes + window.dislikes
+    liked = "no votes" if ratio is None else f"{ratio:.0%} 👍 ({window.likes} of {votes} votes)"
+    return f"{which} songs: {liked}, {window.skip_rate:.0%} skipped"
 
 
 def settings_embed(settings: GuildSettings, dj_role: str, vote_ratio: float) -> discord.Embed:
@@ -202,6 +217,10 @@ def settings_embed(settings: GuildSettings, dj_role: str, vote_ratio: float) -> 
         inline=True,
     )
     embed.add_field(name="Vote-skip", value=f"{vote_ratio:.0%} of the listeners", inline=True)
+    taste = "on: auto songs lean to it" if settings.taste else "off"
+    if settings.taste_since:
+        taste += f" (reset <t:{int(settings.taste_since)}:R>)"
+    embed.add_field(name="Taste", value=taste, inline=True)
     return embed
 
 

@@ -27,6 +27,11 @@ When the GPU is busy (paused for training) or the worker is unavailable, the
 station plays its buffer and then replays its library, and says so in its
 status.
 
+Taste. An auto-fill job carries the lean the listeners' reactions taught
+(bot.taste: `StationStyle.lean`), unless taste is off or the job is one of
+the one in five that explore; the library replay prefers favourites
+(bot.favorites).
+
 Adapters. A station may sing with a LoRA/LoKR adapter (`set_adapter`: a
 folder name in ADAPTERS_DIR and a scale); every job it hands out carries them
 and the worker switches to them before singing. A job that fails because the
@@ -44,6 +49,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from bot.adapter_library import require_adapter
+from bot.favorites import ReplayPicker
 from bot.presets import PRESETS
 from bot.store import (
     GuildSettings,
@@ -57,6 +63,7 @@ from bot.store import (
 )
 from bot.store_checks import MAX_HISTORY, MAX_QUEUE_LIMIT, check_bool, check_int
 from bot.store_records import JobKind
+from bot.taste import explores, lean_from
 from engine.jobs import JobDone, JobProgress, JobWritten, SongJob
 from engine.settings import Settings
 from engine.spec import MAX_DURATION, MIN_DURATION, SongSpec, Track
@@ -196,7 +203,7 @@ class Station:
         self._paused = False
         self._now: Play | None = None
         self._has_played = False
-        self._last_replay = 0
+        self._replays = ReplayPicker()
         self._dry = False
         self.skipped_missing = 0
         self.adapter_problem: str | None = None  # why the adapter was switched off
@@ -315,6 +322,31 @@ class Station:
         self._notify()
         return self._settings
 
+    async def set_taste(self, mode: str) -> GuildSettings:
+        """`on`: learn the listeners' taste and lean auto songs to it; `off`: write as
+        if nothing was learnt (reactions are still recorded); `reset`: forget what was
+        learnt so far (favourites stay)."""
+        changes: dict[str, Any]
+        if mode == "reset":
+            changes = {"taste_since": self.store.now()}
+        elif mode in ("on", "off"):
+            changes = {"taste": mode == "on"}
+        else:
+            raise InvalidValueError("taste", mode, "on, off or reset")
+        self._settings = await self._db(
+            lambda: self.store.update_guild_settings(self.guild_id, **changes)
+        )
+        return self._settings
+
+    async def queue_favorite(self, track_id: int) -> TrackRecord:
+        """Put a favourite back in the buffer: it plays next, after listeners' requests."""
+        record = await self._db(self.store.requeue_favorite, self.guild_id, track_id)
+        self._buffer.insert(0, record)
+        self._prepare_next()
+        self._notify()
+        await self.top_up()
+        return record
+
     async def top_up(self) -> None:
         """Keep `buffer_size` songs buffered or in the making (auto mode), no more."""
         async with self._fill_lock:
@@ -356,6 +388,9 @@ class Station:
         style = self.settings.style
         if job.genre:
             style = style.model_copy(update={"genre": job.genre})
+        if job.kind == "auto" and self.settings.taste and not explores(job.id):
+            profile = await self._db(self.store.taste_profile, self.guild_id)
+            style = style.model_copy(update={"lean": lean_from(profile, self.settings)})
         duration = job.length or min(self.config.default_duration, self.settings.max_length)
         song = SongJob(
             job_id=f"job-{job.id}-{job.attempts}",  # unique even if an old attempt lingers
@@ -647,14 +682,8 @@ class Station:
         return self.settings.auto_mode or bool(self._making)
 
     async def _pick_replay(self) -> TrackRecord | None:
-        """The library track after the last one replayed (oldest first, round and round)."""
-        library = await self._db(self.store.library, self.guild_id)
-        if not library:
-            return None
-        later = [record for record in library if record.id > self._last_replay]
-        pick = later[0] if later else library[0]
-        self._last_replay = pick.id
-        return pick
+        """The next library track to replay, favourites first (bot.favorites)."""
+        return self._replays.pick(await self._db(self.store.replay_library, self.guild_id))
 
     async def _start_play(self, record: TrackRecord) -> Play | None:
         try:

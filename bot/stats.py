@@ -11,7 +11,9 @@ Definitions (the tests check them against hand-computed values):
   so 5.0 means five times faster than real time; the figure shown is the mean
   over songs;
 - failures by reason: every failed attempt, including ones that were retried;
-- top requesters: songs generated for a listener's requests.
+- top requesters: songs generated for a listener's requests;
+- reception: like ratio and skip rate of the latest plays, in windows of 20
+  (bot.reception).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from bot.reception import ReceptionWindow, compute_reception
 
 TOP_REQUESTERS = 5
 
@@ -46,6 +50,7 @@ class StationStats:
     underruns: int
     failures_by_reason: dict[str, int] = field(default_factory=dict)
     top_requesters: list[RequesterCount] = field(default_factory=list)
+    reception: tuple[ReceptionWindow, ...] = ()  # newest first
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -107,4 +112,5 @@ def compute_stats(conn: sqlite3.Connection, guild_id: int | None) -> StationStat
             RequesterCount(user_id=row["requester_id"], name=row["name"] or "", songs=row["n"])
             for row in requesters
         ],
+        reception=compute_reception(conn, guild_id),
     )

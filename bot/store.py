@@ -15,8 +15,9 @@ with a log line. Nothing here imports discord.
 
 Guilds are created explicitly with `ensure_guild()` (when the bot joins or first
 hears from one); any other call naming an unknown guild raises `UnknownGuildError`.
-The parts live in `store_core` (connection), `store_jobs` (queue) and
-`store_tracks` (buffer, plays, disk); records in `store_records`, checks in
+The parts live in `store_core` (connection), `store_jobs` (queue),
+`store_tracks` (buffer, plays, disk) and `store_taste` (reactions, the taste's
+evidence, favourites); records in `store_records`, checks in
 `store_checks`, errors in `store_errors`.
 """
 
@@ -65,10 +66,11 @@ from bot.store_records import (
     job_from_row,
     track_from_row,
 )
-from bot.store_tracks import TrackStore
+from bot.store_taste import Favorite, ReactionTally, TasteStore
 from engine.settings import Settings
 
 __all__ = [
+    "Favorite",
     "GuildSettings",
     "InvalidValueError",
     "Job",
@@ -76,6 +78,7 @@ __all__ = [
     "Play",
     "PruneReport",
     "QueueFullError",
+    "ReactionTally",
     "RecoveryReport",
     "SchemaError",
     "StateError",
@@ -100,10 +103,12 @@ SETTING_KEYS = (
     "voice_channel_id",
     "adapter",
     "adapter_scale",
+    "taste",
+    "taste_since",
 )
 
 
-class Store(JobStore, TrackStore):
+class Store(JobStore, TasteStore):
     """The radio's database. See the module docstring for threading and recovery."""
 
     @classmethod
@@ -161,8 +166,10 @@ class Store(JobStore, TrackStore):
             return check_int(
                 key, value, MIN_STATION_LENGTH, self.max_length_max, " seconds (MAX_LENGTH_MAX)"
             )
-        if key == "auto_mode":
+        if key in ("auto_mode", "taste"):
             return check_bool(key, value)
+        if key == "taste_since":
+            return check_seconds(key, value, positive=False)
         if key == "preset":
             return None if value is None else check_text(key, value, MAX_PRESET_CHARS)
         if key in ("dj_role_id", "text_channel_id", "voice_channel_id"):

@@ -39,6 +39,10 @@ class GuildSettings:
     #: The adapter the station sings with (a folder in ADAPTERS_DIR), None: the base model.
     adapter: str | None = None
     adapter_scale: float = 1.0
+    #: Learn the listeners' taste and lean auto songs to it (`/radio_settings taste:`).
+    taste: bool = True
+    #: Evidence of the taste from before this time (a reset) is not counted.
+    taste_since: float = 0.0
 
     @property
     def style(self) -> StationStyle:
@@ -154,7 +158,7 @@ def _from_row(cls: type[_R], row: sqlite3.Row, **parsed: Any) -> _R:
 
 
 def settings_from_row(row: sqlite3.Row) -> GuildSettings:
-    return _from_row(GuildSettings, row, auto_mode=bool(row["auto_mode"]))
+    return _from_row(GuildSettings, row, auto_mode=bool(row["auto_mode"]), taste=bool(row["taste"]))
 
 
 def job_from_row(row: sqlite3.Row) -> Job:

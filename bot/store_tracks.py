@@ -179,7 +179,12 @@ class TrackStore(StoreCore):
                     f"guild {record.guild_id} is already playing track {playing['id']}; "
                     "finish it first"
                 )
-            source = "fresh" if record.status == "buffered" else "replay"
+            # A favourite a DJ put back in the buffer was played before: a replay too.
+            played_before = db.execute(
+                "SELECT 1 FROM plays WHERE track_id = ? AND outcome IN ('finished', 'skipped')",
+                (track_id,),
+            ).fetchone()
+            source = "fresh" if record.status == "buffered" and not played_before else "replay"
             db.execute("UPDATE tracks SET status = 'playing' WHERE id = ?", (track_id,))
             cursor = db.execute(
                 "INSERT INTO plays (guild_id, track_id, source, started_at) VALUES (?, ?, ?, ?)",
@@ -257,7 +262,8 @@ class TrackStore(StoreCore):
         ).fetchone()[0]
 
     def prune_tracks(self, budget_bytes: int) -> PruneReport:
-        """Delete the oldest played track files until all track files fit in `budget_bytes`.
+        """Delete the oldest played track files until all track files fit in `budget_bytes`;
+        favourites last.
 
         Buffered and playing tracks are never touched; when they alone exceed the
         budget, the report says so (`over_budget`). Pruned tracks stay in the
@@ -272,8 +278,11 @@ class TrackStore(StoreCore):
             pruned: list[int] = []
             freed = 0
             if total > budget_bytes:
+                # Favourites (more 👍 than 👎) go last: they are kept the longest.
                 candidates = db.execute(
-                    "SELECT id, path, size_bytes FROM tracks WHERE status = 'played' ORDER BY id"
+                    "SELECT id, path, size_bytes FROM tracks WHERE status = 'played' ORDER BY"
+                    " (SELECT COALESCE(SUM(value), 0) FROM reactions WHERE track_id = tracks.id)"
+                    " > 0, id"
                 ).fetchall()
                 for row in candidates:
                     if total <= budget_bytes:

@@ -6,10 +6,12 @@ been seen), and the text is untrusted. Every field is therefore cleaned here:
 - text: `sanitize_text` (no mentions, links, control or invisible characters),
   one line for title and caption, lengths capped;
 - caption: comma-separated tags, de-duplicated, led by the station's genre and
-  mood, and filled out with the genre's instruments when it has under 4 tags;
-- bpm clamped to 40-220; key and time signature checked against the 24 keys
-  and the 4 metres, the metre fitted to the genre (`fit_metre`); duration
-  clamped to the range the songwriter allows;
+  mood, leaning to the listeners' taste (`engine.taste_lean`: avoided tags out,
+  preferred ones in), and filled out with the genre's instruments when it has
+  under 4 tags;
+- bpm clamped to 40-220 (and into the taste's band, when it has one); key and
+  time signature checked against the 24 keys and the 4 metres, the metre fitted
+  to the genre (`fit_metre`); duration clamped to the range the songwriter allows;
 - lyrics: section tags normalised to lower-case names ACE-Step knows
   (`[verse]`, `[chorus]`, ...) on their own lines, unknown tags dropped, long
   prose lines split, the number of sung lines capped by the song's length;
@@ -38,6 +40,7 @@ from engine.spec import (
     TIME_SIGNATURES,
     SongSpec,
 )
+from engine.taste_lean import lean_bpm, lean_tags
 from engine.text_safety import sanitize_text
 
 #: Section names kept in lyrics, and the spellings mapped onto them.
@@ -142,7 +145,7 @@ def spec_from_answer(text: str, brief: SongBrief, durations: DurationRange, seed
         title=title,
         caption=caption,
         lyrics=lyrics,
-        bpm=max(MIN_BPM, min(MAX_BPM, 100 if bpm is None else bpm)),
+        bpm=lean_bpm(max(MIN_BPM, min(MAX_BPM, 100 if bpm is None else bpm)), brief.lean),
         key=key,
         time_signature=signature,
         duration=duration,
@@ -180,7 +183,11 @@ def clean_caption(text: str, brief: SongBrief) -> str:
     """Comma-separated tags, de-duplicated, with the station's genre and mood."""
     tags: list[str] = []
     seen: set[str] = set()
-    wanted = [brief.genre, brief.mood, *sanitize_text(text).split(",")]
+    station = [brief.genre, brief.mood]
+    lean = brief.lean
+    if lean is not None and brief.instrumental:  # no liked voice in an instrumental
+        lean = lean.model_copy(update={"prefer": ()})
+    wanted = lean_tags([*station, *sanitize_text(text).split(",")], lean, keep=station)
     if brief.instrumental:
         wanted.append("instrumental")
     for raw in wanted:

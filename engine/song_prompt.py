@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-from engine.spec import KEYS, TIME_SIGNATURES, StationStyle
+from engine.spec import KEYS, TIME_SIGNATURES, StationStyle, TasteLean
 from engine.text_safety import sanitize_text
 
 #: Longest theme that reaches a prompt, in characters.
@@ -74,13 +74,28 @@ class SongBrief:
     duration: int
     instrumental: bool = False
     recent_titles: tuple[str, ...] = field(default=())
+    #: The listeners' taste (auto songs only); its tags are already `prompt_safe`.
+    lean: TasteLean | None = None
 
     def request_json(self) -> str:
         """The request as one line of JSON: the delimited data field of the prompt."""
         request = {"genre": self.genre, "mood": self.mood, "theme": self.theme}
         request["language"] = "instrumental" if self.instrumental else self.language
         request["seconds"] = self.duration
+        request.update(lean_request(self.lean))
         return json.dumps(request, ensure_ascii=False)
+
+
+def lean_request(lean: TasteLean | None) -> dict[str, str]:
+    """The lean as request fields: the sound listeners like, what they skip, a tempo."""
+    if lean is None:
+        return {}
+    fields = {"listeners like": ", ".join(lean.prefer), "avoid": ", ".join(lean.avoid)}
+    if lean.bpm is not None:
+        fields["bpm"] = f"{lean.bpm.low}-{lean.bpm.high}"
+    if lean.mode is not None:
+        fields["mode"] = lean.mode
+    return {name: value for name, value in fields.items() if value}
 
 
 #: What auto mode writes about when neither the listener nor the station gives a theme.
@@ -126,7 +141,19 @@ def make_brief(
         duration=duration,
         instrumental=re.search(r"\binstrumental\b", words) is not None,
         recent_titles=tuple(prompt_safe(t, PROMPT_MAX_TITLE) for t in recent_titles),
+        lean=_safe_lean(style.lean),
     )
+
+
+def _safe_lean(lean: TasteLean | None) -> TasteLean | None:
+    """The lean with its tags (model output from earlier songs) made prompt-safe."""
+    if lean is None:
+        return None
+
+    def clean(tags: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(t for t in (prompt_safe(tag, 40) for tag in tags) if t)
+
+    return lean.model_copy(update={"prefer": clean(lean.prefer), "avoid": clean(lean.avoid)})
 
 
 def prompt_safe(text: str, max_length: int) -> str:

@@ -9,9 +9,9 @@ they can cross process (and later machine) boundaries unchanged.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NOTES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 #: The 24 major/minor keys, in ACE-Step's `keyscale` spelling ("F# minor").
@@ -112,6 +112,44 @@ class Track(BaseModel):
     warnings: tuple[str, ...] = ()
 
 
+#: A lean holds at most this many preferred and avoided tags and avoided bpm bands.
+MAX_LEAN_PREFER, MAX_LEAN_AVOID, MAX_LEAN_TAG, MAX_LEAN_BANDS = 3, 6, 40, 4
+LeanTag = Annotated[str, Field(min_length=1, max_length=MAX_LEAN_TAG)]
+Bpm = Annotated[int, Field(ge=MIN_BPM, le=MAX_BPM)]
+
+
+class BpmBand(BaseModel):
+    """An inclusive bpm range."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    low: Bpm
+    high: Bpm
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BpmBand:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+
+class TasteLean(BaseModel):
+    """What an auto song leans to and away from, learnt from the station's listeners
+    (bot.taste); `engine.taste_lean` applies it. Empty fields change nothing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prefer: tuple[LeanTag, ...] = Field(default=(), max_length=MAX_LEAN_PREFER)
+    avoid: tuple[LeanTag, ...] = Field(default=(), max_length=MAX_LEAN_AVOID)
+    bpm: BpmBand | None = None
+    avoid_bpm: tuple[BpmBand, ...] = Field(default=(), max_length=MAX_LEAN_BANDS)
+    mode: Literal["major", "minor"] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.prefer or self.avoid or self.bpm or self.avoid_bpm or self.mode)
+
+
 class StationStyle(BaseModel):
     """What a station sounds like; the songwriter writes within it."""
 
@@ -122,3 +160,5 @@ class StationStyle(BaseModel):
     mood: str = Field(default="", max_length=100)
     language: Language = "en"
     max_duration: int = Field(default=60, ge=MIN_DURATION, le=MAX_DURATION)
+    #: The listeners' taste for auto songs (None: none learnt, off, or this song explores).
+    lean: TasteLean | None = None

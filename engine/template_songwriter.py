@@ -3,7 +3,9 @@
 Used when the GGUF model is missing, fails, times out or writes junk twice.
 The same brief and seed always give the same spec; different seeds vary the
 title, tags, key, tempo and lyrics, and a title the station played recently
-is skipped. Tempo and metre follow the genre when it is a known one.
+is skipped. Tempo and metre follow the genre when it is a known one. An auto
+song leans to the listeners' taste (`engine.taste_lean`): preferred instruments
+and voices first, avoided ones last, tempo and mode within the preferred band.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import random
 from engine.genres import genre_profile
 from engine.song_cleanup import DurationRange, clean_caption, clean_lyrics, clean_title
 from engine.song_prompt import SongBrief
-from engine.spec import KEYS, SongSpec
+from engine.spec import KEYS, SongSpec, TasteLean
+from engine.taste_lean import lean_bpm_range, lean_choice, lean_keys
 
 _VOICES = ("female vocals", "male vocals", "duet vocals", "choir backing vocals")
 _TITLES = ("{t}", "{t} Tonight", "Ballad of {t}", "{t} Again", "Song for {t}", "{t} (Reprise)")
@@ -42,20 +45,28 @@ def template_spec(
     title = next(
         (t for t in map(clean_title, titles) if t.casefold() not in recent), clean_title(titles[0])
     )
-    picked = rng.sample(instruments, k=min(2, len(instruments)))
-    tags = ", ".join([*picked, "" if brief.instrumental else rng.choice(_VOICES), brief.theme])
+    lean = brief.lean
+    picked = lean_choice(instruments, 2, lean, rng)
+    voice = "" if brief.instrumental else _voice(lean, rng)
+    tags = ", ".join([*picked, voice, brief.theme])
     duration = durations.high
     return SongSpec(
         title=title or "Untitled",
         caption=clean_caption(tags, brief),
         lyrics="" if brief.instrumental else _lyrics(brief, short_theme, rng, duration),
-        bpm=rng.randint(low, high),
-        key=rng.choice(KEYS),
+        bpm=rng.randint(*lean_bpm_range(low, high, lean)),
+        key=rng.choice(lean_keys(KEYS, lean)),
         time_signature=signature,
         duration=duration,
         language=brief.language,
         seed=seed,
     )
+
+
+def _voice(lean: TasteLean | None, rng: random.Random) -> str:
+    if lean is None:
+        return rng.choice(_VOICES)
+    return lean_choice(_VOICES, 1, lean, rng)[0]
 
 
 def _short_theme(theme: str) -> str:

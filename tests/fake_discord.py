@@ -17,8 +17,16 @@ to the bot:
   404 "Unknown interaction" after 3 s, like Discord. After a deferral the
   first follow-up fills the deferred message and keeps its ephemeral flag,
   unless the original response was deleted first;
-- channel messages can be posted, edited, fetched and deleted; every message
-  the bot sends keeps its `allowed_mentions` for checks.
+- channel messages can be posted (JSON, or multipart with files), edited,
+  fetched and deleted; every message the bot sends keeps its
+  `allowed_mentions`, its components (buttons) and its files for checks;
+- message components: `press()` sends a MESSAGE_COMPONENT interaction (type
+  3, with `data.custom_id` and the message) as a client does when a member
+  presses a button; the bot may answer by updating the message (callback
+  type 7) or as usual;
+- direct messages: the bot opens a DM channel (`POST /users/@me/channels`) and
+  posts there; a user whose DMs are closed (`FakeUser.dms_open = False`) gets
+  Discord's 403 error 50007 "Cannot send messages to this user".
 
 Test helpers change the guild (members joining or leaving voice) and wait for
 conditions with a deadline (`wait_for`).
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import itertools
 import json
@@ -39,7 +48,7 @@ from typing import Any
 
 import discord
 import yarl
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 JSON_TYPE = "application/json"  # exactly: discord.py rejects a charset suffix
 INTERACTION_TIMEOUT = 3.0  # seconds Discord waits for the first answer
@@ -75,6 +84,7 @@ class FakeUser:
     id: int
     name: str
     bot: bool = False
+    dms_open: bool = True  # False: DMs from the bot answer 403 (code 50007)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -152,6 +162,15 @@ class FakeAttachment:
 
 
 @dataclass
+class FakeFile:
+    """A file the bot attached to a message."""
+
+    filename: str
+    data: bytes
+    content_type: str | None = None
+
+
+@dataclass
 class FakeMessage:
     id: int
     channel_id: int
@@ -160,6 +179,32 @@ class FakeMessage:
     flags: int = 0
     allowed_mentions: dict[str, Any] | None = None
     edits: int = 0
+    components: list[dict[str, Any]] = field(default_factory=list)
+    files: list[FakeFile] = field(default_factory=list)
+
+    def forged(self, custom_id: str) -> FakeMessage:
+        """A copy of this message whose first button has `custom_id` instead: what a
+        hostile payload for a press could look like."""
+        rows = json.loads(json.dumps(self.components))
+        next(item for row in rows for item in row["components"])["custom_id"] = custom_id
+        return dataclasses.replace(self, components=rows)
+
+    @property
+    def buttons(self) -> list[dict[str, Any]]:
+        """Every button of the message's action rows."""
+        return [
+            item
+            for row in self.components
+            for item in row.get("components", [])
+            if item.get("type") == 2
+        ]
+
+    def button(self, custom_id_prefix: str) -> dict[str, Any]:
+        """The button whose custom id starts with `custom_id_prefix`."""
+        for button in self.buttons:
+            if button.get("custom_id", "").startswith(custom_id_prefix):
+                return button
+        raise KeyError(f"no button {custom_id_prefix!r} on message {self.id}")
 
     @property
     def ephemeral(self) -> bool:
@@ -183,6 +228,8 @@ class FakeMessage:
             self.embeds = body["embeds"] or []
         if "allowed_mentions" in body:
             self.allowed_mentions = body["allowed_mentions"]
+        if "components" in body:
+            self.components = body["components"] or []
 
     def payload(self, author: FakeUser, guild_id: int | None) -> dict[str, Any]:
         data = {
@@ -196,12 +243,21 @@ class FakeMessage:
             "mention_everyone": False,
             "mentions": [],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": [
+                {
+                    "id": str(snowflake()),
+                    "filename": f.filename,
+                    "size": len(f.data),
+                    "url": f"https://cdn.invalid/{f.filename}",
+                    "proxy_url": f"https://cdn.invalid/{f.filename}",
+                }
+                for f in self.files
+            ],
             "embeds": self.embeds,
             "pinned": False,
             "type": 0,
             "flags": self.flags,
-            "components": [],
+            "components": self.components,
         }
         if guild_id is not None:
             data["guild_id"] = str(guild_id)
@@ -218,7 +274,7 @@ class FakeInteraction:
     user: FakeUser
     channel_id: int
     created: float
-    kind: int  # 2 command, 4 autocomplete
+    kind: int  # 2 command, 3 message component, 4 autocomplete
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     callback_delays: list[float] = field(default_factory=list)
     original: FakeMessage | None = None
@@ -226,6 +282,7 @@ class FakeInteraction:
     followups: list[FakeMessage] = field(default_factory=list)
     choices: list[dict[str, Any]] | None = None
     late_callbacks: int = 0
+    message: FakeMessage | None = None  # the message whose component was pressed
 
     @property
     def messages(self) -> list[FakeMessage]:
@@ -417,6 +474,9 @@ class FakeDiscord:
         self.channel_messages: dict[int, list[FakeMessage]] = {}
         self.deleted_messages: list[FakeMessage] = []
         self.attachments: dict[str, FakeAttachment] = {}
+        self.dm_channels: dict[int, FakeUser] = {}  # DM channel id -> the user
+        self.direct_messages: dict[int, list[FakeMessage]] = {}  # user id -> DMs received
+        self.refused_dms: list[int] = []  # user ids a DM was refused to (closed DMs)
         self.bot_voice_requests: list[dict[str, Any]] = []
         self.identifies = 0
         self.sessions: list[_Session] = []
@@ -437,6 +497,7 @@ class FakeDiscord:
                 web.get("/api/v10/oauth2/applications/@me", self._application),
                 web.put("/api/v10/applications/{app}/commands", self._sync),
                 web.put("/api/v10/applications/{app}/guilds/{guild}/commands", self._sync),
+                web.post("/api/v10/users/@me/channels", self._open_dm),
                 web.post("/api/v10/interactions/{id}/{token}/callback", self._callback),
                 web.post("/api/v10/webhooks/{app}/{token}", self._followup),
                 web.get("/api/v10/webhooks/{app}/{token}/messages/{message}", self._get_webhook),
@@ -689,6 +750,37 @@ class FakeDiscord:
             if key == focused:
                 option["focused"] = True
             typed.append(option)
+        data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1, "options": typed}
+        if "guild_id" in command:
+            data["guild_id"] = command["guild_id"]
+        if resolved:
+            data["resolved"] = resolved
+        return await self._send_interaction(
+            guild, user, channel, name, 2 if focused is None else 4, data
+        )
+
+    async def press(
+        self, guild: FakeGuild, user: FakeUser, message: FakeMessage, custom_id: str
+    ) -> FakeInteraction:
+        """A member presses the button `custom_id` on `message`. discord.py ignores a
+        press whose custom id is not among the message's components, so a forged id
+        comes with a message that carries it (`FakeMessage.forged`)."""
+        channel = guild.channels[message.channel_id]
+        data = {"custom_id": custom_id, "component_type": 2}
+        return await self._send_interaction(
+            guild, user, channel, custom_id, 3, data, message=message
+        )
+
+    async def _send_interaction(
+        self,
+        guild: FakeGuild,
+        user: FakeUser,
+        channel: FakeChannel,
+        name: str,
+        kind: int,
+        data: dict[str, Any],
+        message: FakeMessage | None = None,
+    ) -> FakeInteraction:
         interaction = FakeInteraction(
             id=snowflake(),
             token=f"token-{snowflake()}",
@@ -696,18 +788,14 @@ class FakeDiscord:
             user=user,
             channel_id=channel.id,
             created=time.monotonic(),
-            kind=2 if focused is None else 4,
+            kind=kind,
+            message=message,
         )
         self.interactions[interaction.id] = interaction
-        data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1, "options": typed}
-        if "guild_id" in command:
-            data["guild_id"] = command["guild_id"]
-        if resolved:
-            data["resolved"] = resolved
-        await self.dispatch("INTERACTION_CREATE", {
+        payload: dict[str, Any] = {
             "id": str(interaction.id),
             "application_id": str(self.application_id),
-            "type": interaction.kind,
+            "type": kind,
             "token": interaction.token,
             "version": 1,
             "guild_id": str(guild.id),
@@ -722,7 +810,10 @@ class FakeDiscord:
             "authorizing_integration_owners": {"0": str(guild.id)},
             "context": 0,
             "attachment_size_limit": 10 * 1024 * 1024,
-        })  # fmt: skip
+        }
+        if message is not None:
+            payload["message"] = message.payload(self.bot, guild.id)
+        await self.dispatch("INTERACTION_CREATE", payload)
         return interaction
 
     def _option_value(self, kind: int, value: Any, resolved: dict[str, Any]) -> Any:
@@ -773,6 +864,10 @@ class FakeDiscord:
         resource: dict[str, Any] = {"type": kind}
         if kind == 8:
             interaction.choices = data.get("choices", [])
+        elif kind == 7 and interaction.message is not None:  # update the pressed message
+            interaction.message.update(data)
+            interaction.message.edits += 1
+            resource["message"] = interaction.message.payload(self.bot, None)
         elif kind in (4, 5):
             message = FakeMessage(snowflake(), interaction.channel_id, flags=data.get("flags", 0))
             interaction.original = message
@@ -864,16 +959,46 @@ class FakeDiscord:
         return None
 
     async def _post_message(self, request: web.Request) -> web.Response:
+        body, files = await _read_body(request)
+        channel_id = int(request.match_info["channel"])
+        if channel_id in self.dm_channels:
+            return self._direct_message(self.dm_channels[channel_id], channel_id, body, files)
         found = self._channel(request)
         if found is None:
             return _error(404, "Unknown Channel", 10003)
         guild, channel = found
-        body = await request.json()
-        message = FakeMessage(snowflake(), channel.id, flags=body.get("flags", 0))
+        message = FakeMessage(snowflake(), channel.id, flags=body.get("flags", 0), files=files)
         message.update(body)
         self.channel_messages.setdefault(channel.id, []).append(message)
         self._notify()
         return _response(message.payload(self.bot, guild.id))
+
+    # --- REST: direct messages ------------------------------------------------
+    async def _open_dm(self, request: web.Request) -> web.Response:
+        recipient = int((await request.json())["recipient_id"])
+        user = next((m.user for g in self.guilds.values() for m in g.members.values()
+                     if m.user.id == recipient), None)  # fmt: skip
+        if user is None:
+            return _error(404, "Unknown User", 10013)
+        channel_id = next((cid for cid, u in self.dm_channels.items() if u is user), snowflake())
+        self.dm_channels[channel_id] = user
+        return _response({
+            "id": str(channel_id), "type": 1, "last_message_id": None,
+            "recipients": [user.payload()],
+        })  # fmt: skip
+
+    def _direct_message(
+        self, user: FakeUser, channel_id: int, body: dict[str, Any], files: list[FakeFile]
+    ) -> web.Response:
+        if not user.dms_open:
+            self.refused_dms.append(user.id)
+            self._notify()
+            return _error(403, "Cannot send messages to this user", 50007)
+        message = FakeMessage(snowflake(), channel_id, flags=body.get("flags", 0), files=files)
+        message.update(body)
+        self.direct_messages.setdefault(user.id, []).append(message)
+        self._notify()
+        return _response(message.payload(self.bot, None))
 
     def _find_message(self, request: web.Request) -> tuple[FakeGuild, FakeMessage] | None:
         found = self._channel(request)
@@ -920,3 +1045,21 @@ class FakeDiscord:
         return web.Response(
             body=attachment.data, content_type=attachment.content_type or "application/octet-stream"
         )
+
+
+async def _read_body(request: web.Request) -> tuple[dict[str, Any], list[FakeFile]]:
+    """A message body as discord.py sends it: JSON, or multipart with `payload_json` and
+    `files[n]` parts when files are attached."""
+    if not request.content_type.startswith("multipart/"):
+        return await request.json(), []
+    body: dict[str, Any] = {}
+    files: list[FakeFile] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        assert isinstance(part, BodyPartReader), "nested multipart is not expected"
+        if part.name == "payload_json":
+            body = json.loads(await part.text())
+        elif part.name and part.name.startswith("files["):
+            files.append(FakeFile(part.filename or "", bytes(await part.read()),
+                                  part.headers.get("Content-Type")))  # fmt: skip
+    return body, files

@@ -30,7 +30,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 SERVERS = 14
 LISTENING = {
     "radio_join", "radio_leave", "radio_nowplaying", "radio_queue", "radio_request",
-    "radio_skip", "radio_history", "radio_stats", "radio_help",
+    "radio_skip", "radio_history", "radio_stats", "radio_help", "radio_taste", "radio_save",
+    "radio_favorites",
 }  # fmt: skip
 STATION = {
     "radio_auto", "radio_genre", "radio_theme", "radio_style", "radio_language",

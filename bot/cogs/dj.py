@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from bot.app import RadioBot
 
 SWITCH = {"on": True, "off": False}
+TASTE_MODES = ("on", "off", "reset")
 
 
 def station_command(name: str, description: str) -> Callable[[Any], app_commands.Command]:
@@ -184,14 +185,21 @@ class StationControl(commands.Cog):
     @app_commands.describe(
         dj_role="The role that may use the station commands (besides Manage Server)",
         channel="The text channel for now-playing messages",
+        taste="on: auto songs lean to what listeners like; off: they do not; reset: forget it",
     )
+    @app_commands.choices(taste=[app_commands.Choice(name=m, value=m) for m in TASTE_MODES])
     async def radio_settings(
         self,
         interaction: discord.Interaction,
         dj_role: discord.Role | None = None,
         channel: discord.TextChannel | None = None,
+        taste: str | None = None,
     ) -> None:
+        if taste is not None and taste not in TASTE_MODES:
+            raise RadioError(f"taste {safe(taste, 20)!r} is not allowed: give on, off or reset.")
         station = await self._station(interaction)
+        if taste is not None:
+            await station.set_taste(taste)
         changes: dict[str, Any] = {}
         if dj_role is not None:
             if dj_role.is_default():
@@ -203,7 +211,8 @@ class StationControl(commands.Cog):
         settings = await station.update_settings(**changes) if changes else station.settings
         role = describe_dj_role(interaction.guild, settings.dj_role_id, self.bot.settings.dj_role)
         embed = settings_embed(settings, role, self.bot.settings.vote_skip_ratio)
-        await answer(interaction, "Settings saved." if changes else None, embed=embed)
+        saved = changes or taste is not None
+        await answer(interaction, "Settings saved." if saved else None, embed=embed)
 
     @station_command("radio_upload", "Put your own audio file in the queue")
     @app_commands.describe(

@@ -54,6 +54,15 @@ def listener_name(member: discord.Member) -> str:
     return sanitize_text(member.display_name, 100) or f"listener {member.id}"
 
 
+def aired_station(radio: Radio, guild_id: int) -> Station:
+    """The guild's station; a refusal when the radio was never on air there."""
+    station = radio.known_station(guild_id)
+    if station is None:
+        raise RadioError("The radio has not been on air here yet: join a voice channel "
+                         "and run /radio_join.")  # fmt: skip
+    return station
+
+
 class Listening(commands.Cog):
     def __init__(self, bot: RadioBot):
         self.bot = bot
@@ -63,11 +72,7 @@ class Listening(commands.Cog):
         return self.bot.radio
 
     def _station(self, guild_id: int) -> Station:
-        station = self.radio.known_station(guild_id)
-        if station is None:
-            raise RadioError("The radio has not been on air here yet: join a voice channel "
-                             "and run /radio_join.")  # fmt: skip
-        return station
+        return aired_station(self.radio, guild_id)
 
     @app_commands.command(name="radio_join", description="Bring the radio into your voice channel")
     @app_commands.guild_only()
