@@ -136,6 +136,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             CHECK (adapter_scale BETWEEN 0 AND 4);
         """,
     ),
+    Migration(
+        4,
+        "the station's lyrics rating (NULL: LYRICS_RATING from .env)",
+        """
+        ALTER TABLE guild_settings ADD COLUMN lyrics_rating TEXT
+            CHECK (lyrics_rating IN ('clean', 'explicit'));
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -181,8 +181,11 @@ def stats_embed(stats: StationStats) -> discord.Embed:
     return embed
 
 
-def settings_embed(settings: GuildSettings, dj_role: str, vote_ratio: float) -> discord.Embed:
-    """The station's settings; `dj_role` is already rendered (a mention or a name)."""
+def settings_embed(
+    settings: GuildSettings, dj_role: str, vote_ratio: float, lyrics_rating: str
+) -> discord.Embed:
+    """The station's settings; `dj_role` is already rendered (a mention or a name),
+    `lyrics_rating` is the one in force (the station's, else LYRICS_RATING)."""
     embed = discord.Embed(title="Station settings", colour=COLOR)
     embed.add_field(name="Auto mode", value="on" if settings.auto_mode else "off", inline=True)
     embed.add_field(name="Preset", value=safe(settings.preset, 50) or "none", inline=True)
@@ -190,6 +193,8 @@ def settings_embed(settings: GuildSettings, dj_role: str, vote_ratio: float) -> 
     embed.add_field(name="Theme", value=safe(settings.theme, 200) or "none", inline=True)
     embed.add_field(name="Style", value=safe(settings.mood, 100) or "none", inline=True)
     embed.add_field(name="Language", value=settings.language, inline=True)
+    own = "" if settings.lyrics_rating else " (LYRICS_RATING)"
+    embed.add_field(name="Lyrics", value=f"{lyrics_rating}{own}", inline=True)
     embed.add_field(name="Longest song", value=f"{settings.max_length} s", inline=True)
     embed.add_field(name="DJ role", value=dj_role, inline=True)
     adapter = "none (the base model)"

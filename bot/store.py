@@ -39,6 +39,7 @@ from bot.store_checks import (
     check_int,
     check_language,
     check_optional_id,
+    check_rating,
     check_seconds,
     check_text,
 )
@@ -100,6 +101,7 @@ SETTING_KEYS = (
     "voice_channel_id",
     "adapter",
     "adapter_scale",
+    "lyrics_rating",
 )
 
 
@@ -171,6 +173,8 @@ class Store(JobStore, TrackStore):
             return None if value is None else check_adapter_name(value)
         if key == "adapter_scale":
             return check_adapter_scale(value)
+        if key == "lyrics_rating":
+            return None if value is None else check_rating(value)
         raise InvalidValueError("setting", key, f"one of {', '.join(SETTING_KEYS)}")
 
     def record_underrun(self, guild_id: int, *, seconds: float | None = None) -> None:

@@ -8,15 +8,23 @@ is done the other way round ("sample, then check"): take the 64 most likely
 tokens after the repeat penalty, let the grammar strike out the ones it
 forbids, and sample among the rest; only when the grammar forbids all 64 is it
 run over the whole vocabulary (a few times per answer, about 0.1 s each time).
-Same grammar guarantee; checking 64 tokens takes 0.04 ms, and the same answers
-came out at 35-45 tokens/s, prompt included.
 
-Sampling runs on a `numpy` generator seeded per call, after a full
-re-evaluation of the prompt, so a fixed seed gives the same text every time
-on the same machine and thread count. Calls are serialised by a lock: one
-`GGUFModel` can be shared by threads (the worker writes song N+1 while the
-engine sings song N). llama.cpp cannot be interrupted inside a call, so a
-deadline is checked between tokens and the number of tokens is bounded.
+The prompt is not evaluated from scratch each time. The tokens already in the
+KV cache that the new prompt starts with are kept (a song is written in a few
+steps, each continuing the last), and `fixed_prefix`, the part of the prompt
+that is the same for every song in a language (heading and worked example), is
+evaluated once and its state kept in memory (`PrefixStates`), so a request
+pays only for its own few dozen tokens.
+
+`Steering` adds two nudges to the grammar: banned n-grams (the songwriter bans
+every 4-token run of the worked example, so the model cannot copy its lines)
+and logit boosts (the theme's words, while the title is written).
+
+Sampling runs on a `numpy` generator seeded per call, so a fixed seed gives
+the same text on the same machine and thread count. Calls are serialised by a
+lock: one `GGUFModel` can be shared by threads (the worker writes song N+1
+while the engine sings song N). llama.cpp cannot be interrupted inside a call,
+so a deadline is checked between tokens and the number of tokens is bounded.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ import ctypes
 import os
 import threading
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import llama_cpp
@@ -34,6 +44,12 @@ from llama_cpp import Llama
 
 #: How many of the most likely tokens the grammar checks before it checks them all.
 CANDIDATES = 64
+#: Saved prompt prefixes kept in memory (one per language a station writes in).
+PREFIX_STATES = 8
+#: Tokens before the current one that the repeat penalty looks at.
+PENALTY_WINDOW = 64
+#: Logit added to the line break per character past `Steering.soft_line_chars`.
+LINE_BREAK_PULL = 0.4
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
 
 
@@ -58,14 +74,36 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class Steering:
+    """Nudges on top of the grammar. `banned` holds token runs (of any length up to
+    `ngram`) that may not be completed; with `no_repeats`, nor may a run of
+    `ngram` tokens the answer has already written; `boosts` adds to the logits
+    of tokens."""
+
+    banned: frozenset[tuple[int, ...]] = frozenset()
+    ngram: int = 4
+    no_repeats: bool = False
+    boosts: Mapping[int, float] = field(default_factory=dict)
+    #: Past this many characters in a line, a line break grows more likely
+    #: (`LINE_BREAK_PULL` per character), so lines end near where songs end them.
+    soft_line_chars: int | None = None
+
+
+@dataclass(frozen=True)
 class Completion:
     """One generated answer. `finish` is "stop" (the grammar was complete and the
-    model ended), "length" (max_tokens reached) or "timeout" (deadline passed)."""
+    model ended), "length" (max_tokens reached) or "timeout" (deadline passed).
+    `prompt_tokens` is the prompt's length, `evaluated` how many of its tokens
+    had to be evaluated (the rest came from the cache), in `prompt_seconds`."""
 
     text: str
     tokens: int
     finish: str
     seconds: float
+    ids: tuple[int, ...] = ()
+    prompt_tokens: int = 0
+    evaluated: int = 0
+    prompt_seconds: float = 0.0
 
 
 def default_threads() -> int:
@@ -84,12 +122,23 @@ def default_threads() -> int:
     return max(1, min(16, cores - 1 if cores <= 4 else cores // 2))
 
 
+def common_prefix(a, b) -> int:
+    """How many leading items two sequences share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class GGUFModel:
     """A GGUF file loaded with llama-cpp-python, shared safely between threads."""
 
     def __init__(self, path: Path, *, context_size: int, gpu_layers: int, threads: int):
         self.path = path
         self._lock = threading.Lock()
+        self._prefixes: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
         try:
             self._llm = Llama(
                 model_path=str(path),
@@ -97,9 +146,9 @@ class GGUFModel:
                 n_threads=threads,
                 n_threads_batch=threads,
                 n_gpu_layers=gpu_layers,
-                # Each call clears the cache, so a sliding-window cache need not be
-                # full-size (and llama.cpp then stops logging that it is, as an error).
-                swa_full=False,
+                # The cache is rolled back to a shared prefix between calls, which a
+                # sliding-window cache that dropped old positions could not do.
+                swa_full=True,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -112,6 +161,8 @@ class GGUFModel:
         architecture = metadata.get("general.architecture", "")
         #: Transformer layers: what LLM_GPU_LAYERS counts (None if the file does not say).
         self.layers: int | None = int(metadata.get(f"{architecture}.block_count", 0)) or None
+        self._eog = np.array([self._llm.token_eos()], dtype=np.int64)
+        self._newline = self._llm.tokenize(b"\n", add_bos=False, special=False)[-1]
         self.bos_token = self._token_text(self._llm.token_bos())
         self.eos_token = self._token_text(self._llm.token_eos())
 
@@ -121,35 +172,102 @@ class GGUFModel:
         return self._llm.detokenize([token], special=True).decode("utf-8", "replace")
 
     def count_tokens(self, prompt: str, *, chat: bool = False) -> int:
-        return len(self._tokenize(prompt, chat))
+        return len(self.tokenize(prompt, chat=chat))
 
-    def _tokenize(self, prompt: str, chat: bool) -> list[int]:
-        # A rendered chat template carries its own BOS and special tokens; a plain
-        # prompt gets BOS and has no special tokens, whatever text is inside it.
-        return self._llm.tokenize(prompt.encode("utf-8"), add_bos=not chat, special=chat)
+    def tokenize(self, text: str, *, chat: bool = False, bos: bool | None = None) -> list[int]:
+        """Token ids of `text`. A rendered chat template carries its own BOS and
+        special tokens; a plain prompt gets BOS and has no special tokens,
+        whatever text is inside it. `bos=False` tokenizes a fragment."""
+        add_bos = (not chat) if bos is None else bos
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=chat)
 
     def complete(
-        self, prompt: str, grammar: str, sampling: Sampling, *, deadline: float, chat: bool = False
+        self,
+        prompt: str,
+        grammar: str,
+        sampling: Sampling,
+        *,
+        deadline: float,
+        chat: bool = False,
+        fixed_prefix: str = "",
+        steering: Steering | None = None,
     ) -> Completion:
         """Continue `prompt` with text that `grammar` (GBNF) accepts.
 
-        `deadline` is a `time.monotonic()` value; decoding stops there with
-        `finish="timeout"`. Raises `PromptTooLongError` when the prompt leaves
-        fewer than 32 tokens of the context window.
+        `fixed_prefix` is a leading part of `prompt` that is worth keeping
+        evaluated for later calls. `deadline` is a `time.monotonic()` value;
+        decoding stops there with `finish="timeout"`. Raises
+        `PromptTooLongError` when the prompt leaves fewer than 32 tokens of the
+        context window.
         """
         start = time.monotonic()
-        tokens = self._tokenize(prompt, chat)
+        tokens = self.tokenize(prompt, chat=chat)
         room = self.context_size - len(tokens)
         if room < 32:
             raise PromptTooLongError(
                 f"the prompt has {len(tokens)} tokens and the context window "
                 f"(LLM_CONTEXT_SIZE) {self.context_size}; raise LLM_CONTEXT_SIZE"
             )
+        fixed = common_prefix(self.tokenize(fixed_prefix, chat=chat), tokens) if fixed_prefix else 0
         max_tokens = min(sampling.max_tokens, room)
         with self._lock:
-            output, finish = self._decode(tokens, grammar, sampling, max_tokens, deadline)
+            evaluated = self._evaluate(tokens, min(fixed, len(tokens) - 1))
+            prompt_seconds = time.monotonic() - start
+            output, finish = self._decode(tokens, grammar, sampling, max_tokens, deadline, steering)
             text = self._llm.detokenize(output).decode("utf-8", "replace")
-        return Completion(text, len(output), finish, time.monotonic() - start)
+        return Completion(
+            text,
+            len(output),
+            finish,
+            time.monotonic() - start,
+            ids=tuple(output),
+            prompt_tokens=len(tokens),
+            evaluated=evaluated,
+            prompt_seconds=prompt_seconds,
+        )
+
+    def _evaluate(self, tokens: list[int], fixed: int) -> int:
+        """Bring the KV cache to `tokens`, reusing what it holds; returns how many
+        tokens were evaluated. At least the last token is, for its logits."""
+        llm = self._llm
+        reuse = min(common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens), len(tokens) - 1)
+        key = tuple(tokens[:fixed])
+        if reuse < fixed and key in self._prefixes:
+            self._restore(key)
+            reuse = fixed
+        llm.n_tokens = reuse
+        evaluated = 0
+        if reuse < fixed:
+            llm.eval(tokens[reuse:fixed])
+            evaluated += fixed - reuse
+            self._save(key)
+            reuse = fixed
+        # The last token on its own, whatever came from the cache: the same batches
+        # every time keep the logits, and so a seeded answer, the same.
+        if reuse < len(tokens) - 1:
+            llm.eval(tokens[reuse:-1])
+        llm.eval(tokens[-1:])
+        return evaluated + len(tokens) - reuse
+
+    def _save(self, key: tuple[int, ...]) -> None:
+        """Keep the cache's state (the prefix `key`) for later calls. The raw
+        llama.cpp state, not `Llama.save_state`, which also copies a
+        vocabulary-sized score buffer per batch row (512 MB for Gemma)."""
+        ctx = self._llm.ctx
+        size = llama_cpp.llama_state_get_size(ctx)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_get_data(ctx, buffer, size)
+        self._prefixes[key] = bytes(buffer[:written])
+        while len(self._prefixes) > PREFIX_STATES:
+            self._prefixes.popitem(last=False)
+
+    def _restore(self, key: tuple[int, ...]) -> None:
+        data = self._prefixes[key]
+        self._prefixes.move_to_end(key)
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        llama_cpp.llama_state_set_data(self._llm.ctx, buffer, len(data))
+        self._llm.input_ids[: len(key)] = key
+        self._llm.n_tokens = len(key)
 
     def _decode(
         self,
@@ -158,6 +276,7 @@ class GGUFModel:
         sampling: Sampling,
         max_tokens: int,
         deadline: float,
+        steering: Steering | None,
     ) -> tuple[list[int], str]:
         rng = np.random.default_rng(sampling.seed)
         checker = llama_cpp.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
@@ -165,20 +284,39 @@ class GGUFModel:
             raise ValueError("the grammar does not parse")
         buffer = np.zeros(self._n_vocab, dtype=_TOKEN_DATA)
         output: list[int] = []
+        written: set[tuple[int, ...]] = set()  # the answer's own n-grams (no_repeats)
+        line_chars = 0  # characters since the last line break
+        boost_ids = boost_values = None
+        if steering is not None and steering.boosts:
+            boost_ids = np.fromiter(steering.boosts.keys(), dtype=np.int64)
+            boost_values = np.fromiter(steering.boosts.values(), dtype=np.float32)
         try:
-            self._llm.reset()
-            self._llm.eval(prompt)
             for _ in range(max_tokens):
                 if time.monotonic() > deadline:
                     return output, "timeout"
                 logits = self._last_logits()
-                _penalise(logits, output[-64:], sampling.repeat_penalty)
+                history = (prompt[-PENALTY_WINDOW:] + output)[-PENALTY_WINDOW:]
+                _penalise(logits, history, sampling.repeat_penalty)
+                if boost_ids is not None:
+                    logits[boost_ids] += boost_values
+                if steering is not None and steering.soft_line_chars is not None:
+                    over = line_chars - steering.soft_line_chars
+                    if over > 0:
+                        logits[self._newline] += LINE_BREAK_PULL * over
                 allowed = self._allowed(checker, buffer, logits, sampling.top_k)
+                if steering is not None and (steering.banned or steering.no_repeats):
+                    allowed = _unbanned(allowed, prompt + output, steering, written)
                 token = _sample(logits, allowed, sampling, rng)
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     return output, "stop"
                 llama_cpp.llama_sampler_accept(checker, token)
                 output.append(token)
+                if steering is not None and steering.no_repeats and len(output) >= steering.ngram:
+                    written.add(tuple(output[-steering.ngram :]))
+                piece = self._llm.detokenize([token]).decode("utf-8", "ignore")
+                line_chars = (
+                    len(piece.rsplit("\n", 1)[1]) if "\n" in piece else line_chars + len(piece)
+                )
                 self._llm.eval([token])
             return output, "length"
         finally:
@@ -191,6 +329,9 @@ class GGUFModel:
     def _allowed(self, checker, buffer: np.ndarray, logits: np.ndarray, top_k: int) -> np.ndarray:
         """Token ids the grammar allows next, most likely first (at most `top_k`)."""
         best = np.argpartition(-logits, CANDIDATES)[:CANDIDATES]
+        # End of text is always checked: when the grammar is complete it is the
+        # only token allowed, and need not be found in the whole vocabulary.
+        best = np.union1d(best, self._eog)
         best = best[np.argsort(-logits[best])]
         allowed = best[self._grammar_mask(checker, buffer, best, logits)]
         if allowed.size == 0:
@@ -224,6 +365,24 @@ def _penalise(logits: np.ndarray, recent: list[int], penalty: float) -> None:
     ids = np.unique(np.asarray(recent))
     values = logits[ids]
     logits[ids] = np.where(values > 0, values / penalty, values * penalty)
+
+
+def _unbanned(
+    allowed: np.ndarray, history: list[int], steering: Steering, written: set[tuple[int, ...]]
+) -> np.ndarray:
+    """`allowed` without the tokens that would complete a banned (or, with
+    `no_repeats`, an already written) n-gram; all of `allowed` when that would
+    leave nothing (the grammar comes first)."""
+    heads = [tuple(history[len(history) - n + 1 :]) for n in range(2, steering.ngram + 1)]
+    banned = steering.banned
+
+    def free(token: int) -> bool:
+        if any((*head, token) in banned for head in heads):
+            return False
+        return (*heads[-1], token) not in written
+
+    keep = np.fromiter((free(int(t)) for t in allowed), dtype=bool, count=allowed.size)
+    return allowed[keep] if keep.any() else allowed
 
 
 def _sample(

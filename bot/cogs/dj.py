@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
@@ -55,6 +55,16 @@ def style_line(settings: GuildSettings) -> str:
         parts.append(f"theme **{safe(settings.theme, 200)}**")
     parts += [f"language **{settings.language}**", f"songs up to **{settings.max_length} s**"]
     return ", ".join(parts)
+
+
+async def set_lyrics_rating(
+    interaction: discord.Interaction, station: Station, rating: str
+) -> None:
+    """The lyrics rating is for Manage Server only: a DJ role may be given to many."""
+    permissions = getattr(interaction.user, "guild_permissions", None)
+    if permissions is None or not permissions.manage_guild:
+        raise RadioError("Only members with Manage Server can change the lyrics rating.")
+    await station.set_lyrics_rating(rating)
 
 
 class StationControl(commands.Cog):
@@ -184,14 +194,18 @@ class StationControl(commands.Cog):
     @app_commands.describe(
         dj_role="The role that may use the station commands (besides Manage Server)",
         channel="The text channel for now-playing messages",
+        lyrics="clean: no swearing, sex, drugs, slurs or self-harm (Manage Server only)",
     )
     async def radio_settings(
         self,
         interaction: discord.Interaction,
         dj_role: discord.Role | None = None,
         channel: discord.TextChannel | None = None,
+        lyrics: Literal["clean", "explicit"] | None = None,
     ) -> None:
         station = await self._station(interaction)
+        if lyrics is not None:
+            await set_lyrics_rating(interaction, station, lyrics)
         changes: dict[str, Any] = {}
         if dj_role is not None:
             if dj_role.is_default():
@@ -202,8 +216,11 @@ class StationControl(commands.Cog):
             changes["text_channel_id"] = channel.id
         settings = await station.update_settings(**changes) if changes else station.settings
         role = describe_dj_role(interaction.guild, settings.dj_role_id, self.bot.settings.dj_role)
-        embed = settings_embed(settings, role, self.bot.settings.vote_skip_ratio)
-        await answer(interaction, "Settings saved." if changes else None, embed=embed)
+        embed = settings_embed(
+            settings, role, self.bot.settings.vote_skip_ratio, station.lyrics_rating
+        )
+        saved = changes or lyrics is not None
+        await answer(interaction, "Settings saved." if saved else None, embed=embed)
 
     @station_command("radio_upload", "Put your own audio file in the queue")
     @app_commands.describe(
