@@ -20,8 +20,8 @@ written without spaces, as a substring):
   "suicide"): `LanguageKit.blocked`, a short hand-written list per language.
 
 The lists are conservative. A few plain words that glin-profanity's lists
-mark are allowed (`ALLOWED`): Spanish "negro" is the colour black, and
-"infierno" is "hell", which the English list allows too.
+mark are allowed (`ALLOWED`): Spanish "negro" is the colour black,
+"infierno" is "hell", which the English list allows too, and so on.
 """
 
 from __future__ import annotations
@@ -44,11 +44,15 @@ _GLIN_NAMES = {
 }  # fmt: skip
 #: Scripts written without spaces between words: a blocked word is a substring there.
 _UNSPACED = {"zh", "ja", "th"}
-#: Ordinary words of a language that its profanity list marks.
+#: Ordinary words of a language that the lists mark: Spanish "negro" is black;
+#: Romanian "cum" is "how"; in Turkish, glin-profanity splits "bırak" (leave)
+#: at the dotless ı and finds "rak".
 ALLOWED = {
     "es": {"negro", "negra", "negros", "negras", "infierno", "martillo", "maldito", "maldita"},
     "pt": {"negro", "negra"},
     "it": {"negro", "negra"},
+    "ro": {"cum"},
+    "tr": {"rak"},
 }
 _lock = threading.Lock()
 

@@ -171,6 +171,10 @@ class GGUFModel:
             return ""
         return self._llm.detokenize([token], special=True).decode("utf-8", "replace")
 
+    def token_text(self, token: int) -> str:
+        """The text of one token (a piece of a word, often)."""
+        return self._llm.detokenize([token]).decode("utf-8", "ignore")
+
     def count_tokens(self, prompt: str, *, chat: bool = False) -> int:
         return len(self.tokenize(prompt, chat=chat))
 

@@ -28,6 +28,9 @@ from engine.song_prompt import Prompt, SongBrief, chat_prompt, few_shot_prompt
 
 #: Logit bonus for the theme's words while the title is written.
 THEME_BOOST = 3.0
+#: Logit malus for the worked example's words: a small model reuses them
+#: ("Durch Felder die im Dämonen" after "Durch Felder, die im Dunkeln ruhn").
+EXAMPLE_PENALTY = -2.0
 #: Logit malus for common English words in songs in other languages: a
 #: listener's English theme pulls a small model into English.
 ENGLISH_PENALTY = -5.0
@@ -38,6 +41,13 @@ ENGLISH_WORDS = (
     "I'll", "I'm", "it's", "we're", "ride", "side", "world", "life", "girl", "way", "day",
     "down", "right", "now", "dream", "through", "into", "without", "something",
 )  # fmt: skip
+#: Words a title cannot end on (articles, prepositions, conjunctions).
+DANGLING = frozenset(
+    "the a an of in to and with at on for my your that this from by "
+    "le la les de du des un une et au aux el los las del una y en con "
+    "der die das ein eine und zu im am von mit il lo di da il o os as do um e em "
+    "het een en van".split()
+)
 #: Length of the worked example's token runs that are banned, and of the
 #: model's own runs that it may not repeat.
 EXAMPLE_NGRAM, NGRAM = 3, 4
@@ -84,7 +94,8 @@ class Drafter:
         banned = self._banned_ngrams(brief.kit)
         steps: list[Completion] = []
 
-        english = self._english_penalties(brief.language)
+        # Away from English (unless the song is English) and from the example's words.
+        nudges = _merged(self._english_penalties(brief.language), self._example_penalties(brief))
         soft_line = _typical_line(brief.kit)
 
         def step(text: str, grammar: str, offset: int, cap: int, boosts=None) -> str:
@@ -94,12 +105,12 @@ class Drafter:
             )
             if offset == 0:  # the title
                 steering = Steering(
-                    banned=banned, ngram=NGRAM, boosts={**english, **(boosts or {})}
+                    banned=banned, ngram=NGRAM, boosts=_merged(nudges, boosts or {})
                 )
             else:  # nor may it repeat itself: what earlier steps wrote is banned too
                 written = {run for s in steps for run in _runs(s.ids)}
                 steering = Steering(
-                    banned=banned | written, ngram=NGRAM, no_repeats=True, boosts=english,
+                    banned=banned | written, ngram=NGRAM, no_repeats=True, boosts=nudges,
                     soft_line_chars=soft_line,
                 )  # fmt: skip
             done = model.complete(
@@ -118,7 +129,7 @@ class Drafter:
         title_text = step(
             prompt.text, title_grammar(brief.language), 0, 32, self._theme_boosts(brief)
         )
-        title = clean_title(title_text, TITLE_CHARS[1])
+        title = _trimmed(clean_title(title_text, TITLE_CHARS[1]))
         body = ""
         if not title_only and _finished(steps):
             so_far = f"{prompt.text} {title}\n"
@@ -156,13 +167,36 @@ class Drafter:
         the song is in English."""
         if language == "en":
             return {}
-        penalties: dict[int, float] = {}
-        for word in ENGLISH_WORDS:
+        return self._first_tokens(ENGLISH_WORDS, ENGLISH_PENALTY)
+
+    def _example_penalties(self, brief: SongBrief) -> dict[int, float]:
+        """`EXAMPLE_PENALTY` on the worked example's own words of four letters or
+        more (in scripts without spaces: its tokens of two characters or more),
+        but not on the theme's."""
+        kit = brief.kit
+        theme = brief.theme.lower()
+        if kit.code in _CJK:
+            theme_tokens = set(self.model.tokenize(brief.theme, bos=False))
+            penalties: dict[int, float] = {}
+            for line in (kit.example.title, *kit.example.lines):
+                for token in self.model.tokenize(line, bos=False):
+                    piece = self.model.token_text(token)
+                    if len(piece.strip()) >= 2 and token not in theme_tokens:
+                        penalties[token] = EXAMPLE_PENALTY
+            return penalties
+        text = " ".join((kit.example.title, *kit.example.lines))
+        words = {w.lower() for w in re.findall(r"\w+", text) if len(w) >= 4}
+        return self._first_tokens([w for w in words if w not in theme], EXAMPLE_PENALTY)
+
+    def _first_tokens(self, words, value: float) -> dict[int, float]:
+        """`value` for the first token of each word: as written, capitalised, after a space."""
+        found: dict[int, float] = {}
+        for word in words:
             for form in (word, word.capitalize(), f" {word}", f" {word.capitalize()}"):
                 tokens = self.model.tokenize(form, bos=False)
                 if tokens:
-                    penalties[tokens[0]] = ENGLISH_PENALTY
-        return penalties
+                    found[tokens[0]] = value
+        return found
 
     def _banned_ngrams(self, kit: LanguageKit) -> frozenset[tuple[int, ...]]:
         """Every run of `EXAMPLE_NGRAM` tokens in the worked example's title and
@@ -191,13 +225,25 @@ class Drafter:
             words = {brief.theme}
         else:
             words = {w for w in re.findall(r"\w+", brief.theme.lower()) if len(w) >= 4}
-        boosts: dict[int, float] = {}
-        for word in words:
-            for form in (word, word.capitalize(), f" {word}", f" {word.capitalize()}"):
-                tokens = self.model.tokenize(form, bos=False)
-                if tokens:
-                    boosts[tokens[0]] = THEME_BOOST
-        return boosts
+        return self._first_tokens(words, THEME_BOOST)
+
+
+def _trimmed(title: str) -> str:
+    """The title without the short words it ended on ("Dreams Of A Toaster Of" ->
+    "Dreams Of A Toaster"): the model ran out of room or words."""
+    words = title.split(" ")
+    while len(words) > 1 and words[-1].lower() in DANGLING:
+        words.pop()
+    return " ".join(words)
+
+
+def _merged(*nudges: dict[int, float]) -> dict[int, float]:
+    """Logit nudges added up."""
+    total: dict[int, float] = {}
+    for nudge in nudges:
+        for token, value in nudge.items():
+            total[token] = total.get(token, 0.0) + value
+    return total
 
 
 def _runs(tokens, n: int = NGRAM) -> set[tuple[int, ...]]:

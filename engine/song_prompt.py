@@ -67,8 +67,9 @@ class SongBrief:
 
     @property
     def lines_per_section(self) -> int:
-        """Lines in each verse and chorus: two for a half-minute song, up to four."""
-        return 2 if self.duration <= 30 else 3 if self.duration <= 50 else 4
+        """Lines in each verse and chorus: two for a half-minute song, three up to a
+        minute, four for longer songs."""
+        return 2 if self.duration <= 30 else 3 if self.duration <= 60 else 4
 
     @property
     def bridge(self) -> bool:
