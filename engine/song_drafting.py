@@ -42,12 +42,13 @@ ENGLISH_WORDS = (
     "down", "right", "now", "dream", "through", "into", "without", "something",
 )  # fmt: skip
 #: Words a title cannot end on (articles, prepositions, conjunctions).
-DANGLING = frozenset(
-    "the a an of in to and with at on for my your that this from by "
-    "le la les de du des un une et au aux el los las del una y en con "
-    "der die das ein eine und zu im am von mit il lo di da il o os as do um e em "
-    "het een en van".split()
-)
+DANGLING = frozenset((
+    "the", "a", "an", "of", "in", "to", "and", "with", "at", "on", "for", "my", "your", "that",
+    "this", "from", "by", "le", "la", "les", "de", "du", "des", "un", "une", "et", "au", "aux",
+    "el", "los", "las", "del", "una", "y", "en", "con", "der", "die", "das", "ein", "eine",
+    "und", "zu", "im", "am", "von", "mit", "il", "lo", "di", "da", "o", "os", "as", "do", "um",
+    "e", "em", "het", "een", "van",
+))  # fmt: skip
 #: Length of the worked example's token runs that are banned, and of the
 #: model's own runs that it may not repeat.
 EXAMPLE_NGRAM, NGRAM = 3, 4
