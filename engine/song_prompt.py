@@ -29,6 +29,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from engine.content_rating import check_theme
 from engine.language_id import identify
+from engine.song_grammar import MODIFIERS
 from engine.song_languages import LanguageKit, SongExample, language_kit
 from engine.spec import StationStyle
 from engine.text_safety import sanitize_text
@@ -123,14 +124,19 @@ def prompt_safe(text: str, max_length: int) -> str:
     return sanitize_text(text, max_length)
 
 
-def example_song_text(example: SongExample) -> str:
-    """A worked example's song as the model is to write one (after `Title: `)."""
+def example_song_text(example: SongExample, language: str = "en") -> str:
+    """A worked example's song as the model is to write one (after `Title: `). Its
+    tags show modifiers, which differ by language, so the model sees that it
+    may choose one."""
+    pick = sum(map(ord, language))
+    verse = MODIFIERS["Verse"][pick % len(MODIFIERS["Verse"])]
+    chorus = MODIFIERS["Chorus"][pick % len(MODIFIERS["Chorus"])]
     return "\n".join(
         [
             example.title,
-            "[Verse 1]",
+            f"[Verse 1 - {verse}]",
             *example.verse1,
-            "[Chorus]",
+            f"[Chorus - {chorus}]",
             *example.chorus,
             "[Verse 2]",
             *example.verse2,
@@ -154,7 +160,7 @@ def few_shot_prompt(brief: SongBrief) -> Prompt:
     fixed = (
         f"{kit.heading}\n\n"
         f"Request: {_request(example.genre, example.mood, example.theme)}\n"
-        f"Title: {example_song_text(example)}\n\n"
+        f"Title: {example_song_text(example, kit.code)}\n\n"
     )
     return Prompt(f"{fixed}Request: {brief.request_json()}\nTitle:", fixed)
 
@@ -191,7 +197,7 @@ def chat_prompt(template: str, brief: SongBrief, bos_token: str, eos_token: str)
             "role": "user",
             "content": f"Request: {_request(example.genre, example.mood, example.theme)}",
         },
-        {"role": "assistant", "content": f"Title: {example_song_text(example)}"},
+        {"role": "assistant", "content": f"Title: {example_song_text(example, kit.code)}"},
         {"role": "user", "content": request},
     ]
     formatter = Jinja2ChatFormatter(template=template, bos_token=bos_token, eos_token=eos_token)

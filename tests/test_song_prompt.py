@@ -68,7 +68,8 @@ def test_the_prompt_is_in_the_station_language(language: str) -> None:
     kit = language_kit(language)
     prompt = few_shot_prompt(brief("x", language=language))
     assert prompt.text.startswith(kit.heading)
-    assert prompt.text.startswith(prompt.fixed) and example_song_text(kit.example) in prompt.fixed
+    assert prompt.text.startswith(prompt.fixed)
+    assert example_song_text(kit.example, language) in prompt.fixed
     # The fixed part is the same whatever the request.
     assert few_shot_prompt(brief("other", genre="jazz", language=language)).fixed == prompt.fixed
 
@@ -113,6 +114,7 @@ def test_chat_prompts_hold_the_rules_the_example_and_the_request(template: str) 
     b = brief("rainy night", language="de", genre="jazz")
     prompt = chat_prompt(template, b, "<bos>", "<eos>")
     assert prompt.chat and prompt.text.endswith("Title:")
-    assert "German" in prompt.text and example_song_text(language_kit("de").example) in prompt.fixed
+    assert "German" in prompt.text
+    assert example_song_text(language_kit("de").example, "de") in prompt.fixed
     assert prompt.text.startswith(prompt.fixed) and b.request_json() not in prompt.fixed
     assert b.request_json() in prompt.text
