@@ -4,34 +4,35 @@
 means no swearing, sexual content, slurs, drugs or self-harm; `explicit`
 means the songwriter writes what the model writes.
 
-Two word lists, both matched on whole words (case-insensitive; for scripts
+Two word lists, both matched on whole words, case-insensitive (in scripts
 written without spaces, as a substring):
 
-- profanity, sexual words and slurs: `glin-profanity` (MIT, maintained,
-  curated lists for 20 of the bot's 26 languages, no network and no model).
-  It was chosen over `better-profanity` (English only, unmaintained since
-  2020), `alt-profanity-check` (an English classifier, scikit-learn) and
-  `detoxify` (downloads a model). The lyrics' language and English are
+- profanity, sexual words and slurs: the curated lists of `glin-profanity`
+  (MIT, maintained, lists for 20 of the bot's 26 languages, no network and
+  no model). It was chosen over `better-profanity` (English only,
+  unmaintained since 2020), `alt-profanity-check` (an English classifier on
+  scikit-learn) and `detoxify` (downloads a model). Only its lists are used:
+  its own matcher splits words at letters such as Turkish ı and ş and then
+  finds fragments ("akşama" -> "ak"). The lyrics' language and English are
   checked, since English words turn up in every language's songs; checking
   every language at once flags ordinary words ("Sie" in German is an insult
-  elsewhere). It has no lists for Vietnamese, Indonesian, Ukrainian, Greek,
+  elsewhere). It has no list for Vietnamese, Indonesian, Ukrainian, Greek,
   Hebrew or Romanian: there only the English list and the next one apply.
 - drugs and self-harm, which no profanity list covers ("cocaine",
   "suicide"): `LanguageKit.blocked`, a short hand-written list per language.
 
-The lists are conservative. A few plain words that glin-profanity's lists
-mark are allowed (`ALLOWED`): Spanish "negro" is the colour black,
-"infierno" is "hell", which the English list allows too, and so on.
+The lists are conservative. A few plain words that the lists mark are
+allowed (`ALLOWED`): Spanish "negro" is the colour black, "infierno" is
+"hell", which the English list allows too, and so on.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass
 from functools import cache
 
-from glin_profanity import Filter
+from glin_profanity.data.dictionary import dictionary
 
 from engine.song_languages import language_kit
 
@@ -42,39 +43,36 @@ _GLIN_NAMES = {
     "it": "italian", "ja": "japanese", "ko": "korean", "pl": "polish", "pt": "portuguese",
     "ru": "russian", "es": "spanish", "sv": "swedish", "th": "thai", "tr": "turkish",
 }  # fmt: skip
-#: Scripts written without spaces between words: a blocked word is a substring there.
-_UNSPACED = {"zh", "ja", "th"}
-#: Ordinary words of a language that the lists mark: Spanish "negro" is black;
-#: Romanian "cum" is "how"; in Turkish, glin-profanity splits "bırak" (leave)
-#: at the dotless ı and finds "rak".
+#: Ordinary words of a language that the lists mark: Spanish "negro" is black,
+#: Romanian "cum" is "how", Dutch "paal" is a pole.
 ALLOWED = {
     "es": {"negro", "negra", "negros", "negras", "infierno", "martillo", "maldito", "maldita"},
     "pt": {"negro", "negra"},
     "it": {"negro", "negra"},
     "ro": {"cum"},
-    "tr": {"rak"},
+    "nl": {"paal"},
 }
-_lock = threading.Lock()
 
 
 @cache
-def _profanity_filter(language: str) -> Filter:
-    names = sorted({_GLIN_NAMES["en"], _GLIN_NAMES.get(language, "english")})
-    return Filter({"languages": names})
-
-
-@cache
-def _topic_pattern(language: str) -> re.Pattern[str]:
+def _pattern(language: str) -> re.Pattern[str]:
+    """One regular expression for every blocked word of `language` (and English)."""
     terms = {*language_kit("en").blocked, *language_kit(language).blocked}
-    spaced = sorted((t for t in terms if not _unspaced(t)), key=len, reverse=True)
-    unspaced = sorted((t for t in terms if _unspaced(t)), key=len, reverse=True)
-    alternatives = [rf"(?<!\w){re.escape(t)}(?!\w)" for t in spaced]
-    alternatives += [re.escape(t) for t in unspaced]
-    return re.compile("|".join(alternatives), re.IGNORECASE)
+    for name in {_GLIN_NAMES["en"], _GLIN_NAMES.get(language, "english")}:
+        terms.update(word.lower() for word in dictionary.get_words(name))
+    terms -= ALLOWED.get(language, set())
+    ordered = sorted((t for t in terms if t.strip()), key=len, reverse=True)
+    return re.compile(
+        "|".join(
+            re.escape(t) if _unspaced(t) else rf"(?<!\w){re.escape(t)}(?!\w)" for t in ordered
+        ),
+        re.IGNORECASE,
+    )
 
 
 def _unspaced(term: str) -> bool:
-    """A term in a script without spaces (CJK, Thai): matched as a substring."""
+    """A term in Thai, Chinese, Japanese or Korean: matched as a substring (the
+    first three have no spaces, and Korean joins particles to its words)."""
     return any(
         "\u0e00" <= ch <= "\u0e7f" or "\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af"
         for ch in term
@@ -83,13 +81,8 @@ def _unspaced(term: str) -> bool:
 
 def blocked_words(text: str, language: str) -> list[str]:
     """The words of `text` a `clean` station keeps out, for lyrics in `language`."""
-    if not text.strip():
-        return []
-    with _lock:  # the filter keeps caches; one caller at a time
-        found = list(_profanity_filter(language).check_profanity(text)["profane_words"])
-    found = [word for word in found if word.lower() not in ALLOWED.get(language, ())]
-    found += [match.group(0) for match in _topic_pattern(language).finditer(text)]
-    return sorted({word.lower() for word in found})
+    found = {match.group(0).lower() for match in _pattern(language).finditer(text)}
+    return sorted(found)
 
 
 @dataclass(frozen=True)
