@@ -244,7 +244,12 @@ def test_guild_settings_have_defaults_and_survive_a_restart(db_path: Path) -> No
             False,
         )
         assert settings.dj_role_id == 555
-        assert settings.style == StationStyle(genre="synthwave", max_duration=120)
+        assert settings.style() == StationStyle(genre="synthwave", max_duration=120)
+        assert settings.lyrics_rating is None and settings.style("explicit").rating == "explicit"
+        rated = store.update_guild_settings(GUILD, lyrics_rating="explicit")
+        assert rated.style("clean").rating == "explicit"
+        with pytest.raises(InvalidValueError, match="lyrics_rating"):
+            store.update_guild_settings(GUILD, lyrics_rating="spicy")
         assert store.guild_ids() == [GUILD]
 
 
