@@ -173,7 +173,11 @@ class GGUFModel:
 
     def token_text(self, token: int) -> str:
         """The text of one token (a piece of a word, often)."""
-        return self._llm.detokenize([token]).decode("utf-8", "ignore")
+        return self.text_of((token,))
+
+    def text_of(self, tokens: tuple[int, ...] | list[int]) -> str:
+        """The text of a run of tokens."""
+        return self._llm.detokenize(list(tokens)).decode("utf-8", "ignore")
 
     def count_tokens(self, prompt: str, *, chat: bool = False) -> int:
         return len(self.tokenize(prompt, chat=chat))

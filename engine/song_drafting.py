@@ -201,8 +201,11 @@ class Drafter:
 
     def _banned_ngrams(self, kit: LanguageKit) -> frozenset[tuple[int, ...]]:
         """Every run of `EXAMPLE_NGRAM` tokens in the worked example's title and
-        lines, as the model would write them (at a line's start or after a space)."""
+        lines, as the model would write them (at a line's start or after a space).
+        Runs inside one word are left out where words are spaced: banning
+        `don`, `'`, `t` made the model write "don' t"."""
         if kit.code not in self._banned:
+            spaced = kit.code not in _CJK
             runs: set[tuple[int, ...]] = set()
             newline = self.model.tokenize("\n", bos=False)
             for line in (kit.example.title, *kit.example.lines):
@@ -210,7 +213,11 @@ class Drafter:
                     tokens = self.model.tokenize(text, bos=False)
                     if text.startswith("\n") and tokens[: len(newline)] == newline:
                         tokens = tokens[len(newline) :]
-                    runs.update(_runs(tokens, EXAMPLE_NGRAM))
+                    runs.update(
+                        run
+                        for run in _runs(tokens, EXAMPLE_NGRAM)
+                        if not spaced or " " in self.model.text_of(run).strip()
+                    )
             self._banned[kit.code] = frozenset(runs)
         return self._banned[kit.code]
 
