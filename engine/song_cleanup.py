@@ -84,13 +84,16 @@ def clean_title(text: str, cut_at: int | None = None) -> str:
 
 
 def clean_line(line: str, limit: int) -> str:
-    """A sung line made safe; one the grammar cut at `limit` characters loses its
-    unfinished last word. Empty when nothing sung is left."""
+    """A sung line made safe, starting with a capital; one the grammar cut at
+    `limit` characters loses its unfinished last word. Empty when nothing sung
+    is left."""
     text = sanitize_text(line)
     if len(line.strip()) >= limit and " " in text:
         text = text.rsplit(" ", 1)[0]
     text = text.strip(" ,;:-")
-    return "" if not text or is_junk_line(text) else text
+    if not text or is_junk_line(text):
+        return ""
+    return text[0].upper() + text[1:]  # a line starts with a capital, where there are any
 
 
 def clean_tag(tag: str) -> str | None:

@@ -44,7 +44,7 @@ ENGLISH_WORDS = (
 #: Words a title cannot end on (articles, prepositions, conjunctions).
 DANGLING = frozenset((
     "the", "a", "an", "of", "in", "to", "and", "with", "at", "on", "for", "my", "your", "that",
-    "this", "from", "by", "le", "la", "les", "de", "du", "des", "un", "une", "et", "au", "aux",
+    "this", "from", "by", "le", "la", "les", "de", "du", "des", "à", "un", "une", "et", "au", "aux",
     "el", "los", "las", "del", "una", "y", "en", "con", "der", "die", "das", "ein", "eine",
     "und", "zu", "im", "am", "von", "mit", "il", "lo", "di", "da", "o", "os", "as", "do", "um",
     "e", "em", "het", "een", "van",
