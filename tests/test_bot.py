@@ -27,7 +27,7 @@ from tests.fake_voice import PlayedSource, VoiceLog
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SERVERS = 14
+SERVERS = 15
 LISTENING = {
     "radio_join", "radio_leave", "radio_nowplaying", "radio_queue", "radio_request",
     "radio_skip", "radio_history", "radio_stats", "radio_help",
