@@ -22,7 +22,9 @@ gates, retries and fallback:
   no junk line (`engine.song_checks.form_problems`);
 - bpm: within the genre's range (`engine.genres`).
 
-It also reports who wrote each spec (model or template), specs with a line
+Beside them: for a theme in the station's own language other than English,
+whether a word of it is in the song (`theme_other_language`). It also
+reports who wrote each spec (model or template), specs with a line
 copied from (or 75 % like) a worked example, seconds per spec (retries
 included; the load is not), tokens written, and prompt tokens evaluated and
 their seconds (the fixed part of each language's prompt is evaluated once
@@ -126,7 +128,22 @@ def check(result: SongwriterResult, wish: Wish) -> dict[str, bool | None]:
             if words
             else None
         ),
+        "theme_other_language": _native_theme(wish, spec),
     }
+
+
+def _native_theme(wish: Wish, spec) -> bool | None:
+    """For a theme in the station's own language (not English): a word of it (four
+    letters or more; in Chinese, Japanese, Korean and Thai two characters of it)
+    in the title or lyrics. Not one of the six checks; reported beside them."""
+    if wish.language == "en" or wish.theme_language or not wish.theme:
+        return None
+    text = f"{spec.title}\n{spec.lyrics}".lower()
+    if wish.language in ("zh", "ja", "ko", "th"):
+        pairs = {wish.theme[i : i + 2] for i in range(len(wish.theme) - 1)}
+        return any(pair in text for pair in pairs)
+    words = [w for w in wish.theme.lower().split() if len(w) >= 4]
+    return any(w[: max(4, len(w) - 2)] in text for w in words)
 
 
 def _rate(values: list) -> str:
@@ -194,6 +211,7 @@ def report(name: str, rows: list[dict]) -> dict:
         "all_six": sum(all(r["checks"][c] is not False for c in CHECKS) for r in rows) / len(rows),
         "by_model": sum(r.source == "model" for r in results) / len(rows),
         "theme_title_chorus": _rate([r["checks"]["theme_title_chorus"] for r in rows]),
+        "theme_other_language": _rate([r["checks"]["theme_other_language"] for r in rows]),
         "copied_example_line": sum(r["copied"] is not None for r in rows),
         "seconds_median": statistics.median(seconds),
         "seconds_mean": statistics.mean(seconds),
@@ -209,6 +227,7 @@ def report(name: str, rows: list[dict]) -> dict:
     print(
         f"  all six: {figures['all_six']:.0%}, written by the model: {figures['by_model']:.0%}, "
         f"theme in title and chorus: {figures['theme_title_chorus']}, "
+        f"a theme in another language in the song: {figures['theme_other_language']}, "
         f"copied an example line: {figures['copied_example_line']}"
     )
     print(
