@@ -34,13 +34,21 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
 import numpy as np
 from llama_cpp import Llama
+
+from engine.token_sampling import (
+    LINE_BREAK_PULL,
+    Sampling,
+    Steering,
+    penalise,
+    sample,
+    unbanned,
+)
 
 #: How many of the most likely tokens the grammar checks before it checks them all.
 CANDIDATES = 64
@@ -48,8 +56,6 @@ CANDIDATES = 64
 PREFIX_STATES = 8
 #: Tokens before the current one that the repeat penalty looks at.
 PENALTY_WINDOW = 64
-#: Logit added to the line break per character past `Steering.soft_line_chars`.
-LINE_BREAK_PULL = 0.4
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
 
 
@@ -59,34 +65,6 @@ class ModelLoadError(RuntimeError):
 
 class PromptTooLongError(ValueError):
     """The prompt leaves too little room in the context window for an answer."""
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How to sample one answer."""
-
-    seed: int
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    repeat_penalty: float = 1.15
-    max_tokens: int = 400
-
-
-@dataclass(frozen=True)
-class Steering:
-    """Nudges on top of the grammar. `banned` holds token runs (of any length up to
-    `ngram`) that may not be completed; with `no_repeats`, nor may a run of
-    `ngram` tokens the answer has already written; `boosts` adds to the logits
-    of tokens."""
-
-    banned: frozenset[tuple[int, ...]] = frozenset()
-    ngram: int = 4
-    no_repeats: bool = False
-    boosts: Mapping[int, float] = field(default_factory=dict)
-    #: Past this many characters in a line, a line break grows more likely
-    #: (`LINE_BREAK_PULL` per character), so lines end near where songs end them.
-    soft_line_chars: int | None = None
 
 
 @dataclass(frozen=True)
@@ -304,7 +282,7 @@ class GGUFModel:
                     return output, "timeout"
                 logits = self._last_logits()
                 history = (prompt[-PENALTY_WINDOW:] + output)[-PENALTY_WINDOW:]
-                _penalise(logits, history, sampling.repeat_penalty)
+                penalise(logits, history, sampling.repeat_penalty)
                 if boost_ids is not None:
                     logits[boost_ids] += boost_values
                 if steering is not None and steering.soft_line_chars is not None:
@@ -313,8 +291,8 @@ class GGUFModel:
                         logits[self._newline] += LINE_BREAK_PULL * over
                 allowed = self._allowed(checker, buffer, logits, sampling.top_k)
                 if steering is not None and (steering.banned or steering.no_repeats):
-                    allowed = _unbanned(allowed, prompt + output, steering, written)
-                token = _sample(logits, allowed, sampling, rng)
+                    allowed = unbanned(allowed, prompt + output, steering, written)
+                token = sample(logits, allowed, sampling, rng)
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     return output, "stop"
                 llama_cpp.llama_sampler_accept(checker, token)
@@ -364,46 +342,3 @@ class GGUFModel:
         )
         llama_cpp.llama_sampler_apply(checker, ctypes.byref(array))
         return np.isfinite(view["logit"])
-
-
-def _penalise(logits: np.ndarray, recent: list[int], penalty: float) -> None:
-    """llama.cpp's repeat penalty, in place: recent tokens become less likely."""
-    if not recent or penalty == 1.0:
-        return
-    ids = np.unique(np.asarray(recent))
-    values = logits[ids]
-    logits[ids] = np.where(values > 0, values / penalty, values * penalty)
-
-
-def _unbanned(
-    allowed: np.ndarray, history: list[int], steering: Steering, written: set[tuple[int, ...]]
-) -> np.ndarray:
-    """`allowed` without the tokens that would complete a banned (or, with
-    `no_repeats`, an already written) n-gram; all of `allowed` when that would
-    leave nothing (the grammar comes first)."""
-    heads = [tuple(history[len(history) - n + 1 :]) for n in range(2, steering.ngram + 1)]
-    banned = steering.banned
-
-    def free(token: int) -> bool:
-        if any((*head, token) in banned for head in heads):
-            return False
-        return (*heads[-1], token) not in written
-
-    keep = np.fromiter((free(int(t)) for t in allowed), dtype=bool, count=allowed.size)
-    return allowed[keep] if keep.any() else allowed
-
-
-def _sample(
-    logits: np.ndarray, allowed: np.ndarray, sampling: Sampling, rng: np.random.Generator
-) -> int:
-    """Temperature and top-p sampling among `allowed` (sorted, most likely first)."""
-    if allowed.size == 0:
-        raise RuntimeError("the grammar allows no token")  # cannot happen with a valid grammar
-    if sampling.temperature <= 0:
-        return int(allowed[0])
-    scaled = logits[allowed].astype(np.float64) / sampling.temperature
-    probs = np.exp(scaled - scaled.max())
-    probs /= probs.sum()
-    keep = max(1, int(np.searchsorted(np.cumsum(probs), sampling.top_p)) + 1)
-    probs = probs[:keep] / probs[:keep].sum()
-    return int(allowed[rng.choice(keep, p=probs)])
