@@ -81,9 +81,8 @@ def now_playing_embed(now: NowPlaying) -> discord.Embed:
         inline=True,
     )
     embed.add_field(name="Progress", value=progress_bar(now.elapsed, record.duration), inline=False)
-    details = [f"{spec.bpm} bpm", spec.key, spec.time_signature, spec.language]
-    if spec.instrumental:
-        details.append("instrumental")
+    details = [f"{spec.bpm} bpm", spec.key, spec.time_signature]
+    details.append("instrumental" if spec.instrumental else spec.language)
     adapter = record.track.settings.get("adapter")
     if adapter:
         details.append(f"adapter {adapter} ×{record.track.settings.get('adapter_scale', 1):g}")

@@ -32,8 +32,10 @@ from pathlib import Path
 
 import llama_cpp
 
+from engine.content_rating import blocked_words
 from engine.gguf_files import ModelFileError, bundled_model_name, find_model
 from engine.gguf_model import GGUFModel, ModelLoadError, default_threads
+from engine.language_id import identify
 from engine.settings import Settings
 from engine.song_cleanup import DurationRange, JunkOutputError, as_int, assemble_lyrics, make_spec
 from engine.song_drafting import Drafter
@@ -121,8 +123,11 @@ class Songwriter:
         self.model_name: str | None = None
 
     def load(self) -> str | None:
-        """Load the model now rather than on the first song (a worker calls this at
-        start-up). Returns why it cannot be used, or None when it is ready."""
+        """Load the model, the language identifier and the word lists now rather
+        than on the first song (the worker does, before it says it is ready).
+        Returns why the model cannot be used, or None when it is ready."""
+        identify("warm up")
+        blocked_words("warm up", "en")
         return self._loaded()[1]
 
     def write(self, theme: str = "", style: StationStyle | None = None, **kwargs) -> SongSpec:
