@@ -57,7 +57,7 @@ from bot.store import (
 )
 from bot.store_checks import MAX_HISTORY, MAX_QUEUE_LIMIT, check_bool, check_int, check_rating
 from bot.store_records import JobKind
-from engine.content_rating import check_theme
+from engine.content_rating import blocked_words, check_theme
 from engine.jobs import JobDone, JobProgress, JobWritten, SongJob
 from engine.settings import Settings
 from engine.spec import MAX_DURATION, MIN_DURATION, SongSpec, Track
@@ -214,6 +214,8 @@ class Station:
         """Read the settings and the buffer from the store (after `Store.recover`)."""
         self._settings = await self._db(self.store.guild_settings, self.guild_id)
         self._buffer = await self._db(self.store.buffered_tracks, self.guild_id)
+        # The rating's word lists, now: a first request should not wait for them.
+        await asyncio.to_thread(blocked_words, "", self._settings.language)
         await self.top_up()
 
     @property
