@@ -9,12 +9,13 @@ tokens after the repeat penalty, let the grammar strike out the ones it
 forbids, and sample among the rest; only when the grammar forbids all 64 is it
 run over the whole vocabulary (a few times per answer, about 0.1 s each time).
 
-The prompt is not evaluated from scratch each time. The tokens already in the
-KV cache that the new prompt starts with are kept (a song is written in a few
-steps, each continuing the last), and `fixed_prefix`, the part of the prompt
-that is the same for every song in a language (heading and worked example), is
-evaluated once and its state kept in memory (`PrefixStates`), so a request
-pays only for its own few dozen tokens.
+The prompt is not evaluated from scratch each time. `fixed_prefix`, the part of
+the prompt that is the same for every song in a language (heading and worked
+example), is evaluated once and its state kept in memory, and so is the state
+each call ends with (a song is written in a few steps, each continuing the
+last): a request pays only for its own few dozen tokens. A call always starts
+from such a saved state, never from whatever another caller left in the cache,
+so a seeded answer is the same whoever else wrote in between.
 
 `Steering` adds two nudges to the grammar: banned n-grams (the songwriter bans
 every 4-token run of the worked example, so the model cannot copy its lines)
@@ -52,8 +53,11 @@ from engine.token_sampling import (
 
 #: How many of the most likely tokens the grammar checks before it checks them all.
 CANDIDATES = 64
-#: Saved prompt prefixes kept in memory (one per language a station writes in).
-PREFIX_STATES = 8
+#: Saved cache states kept in memory: the fixed prompt prefixes (one per language a
+#: station writes in) and the ends of the last calls (a song is written in steps).
+PREFIX_STATES = 16
+#: A call continues a saved state when all but this many of its tokens match.
+CONTINUATION_SLACK = 4
 #: Tokens before the current one that the repeat penalty looks at.
 PENALTY_WINDOW = 64
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
@@ -117,6 +121,7 @@ class GGUFModel:
         self.path = path
         self._lock = threading.Lock()
         self._prefixes: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
+        self._live: tuple[int, ...] | None = None  # the saved state the cache holds now
         try:
             self._llm = Llama(
                 model_path=str(path),
@@ -200,6 +205,7 @@ class GGUFModel:
             evaluated = self._evaluate(tokens, min(fixed, len(tokens) - 1))
             prompt_seconds = time.monotonic() - start
             output, finish = self._decode(tokens, grammar, sampling, max_tokens, deadline, steering)
+            self._save(tuple(tokens + output))  # a next step continues from here
             text = self._llm.detokenize(output).decode("utf-8", "replace")
         return Completion(
             text,
@@ -213,26 +219,39 @@ class GGUFModel:
         )
 
     def _evaluate(self, tokens: list[int], fixed: int) -> int:
-        """Bring the KV cache to `tokens`, reusing what it holds; returns how many
-        tokens were evaluated. At least the last token is, for its logits."""
+        """Bring the KV cache to `tokens`; returns how many tokens were evaluated.
+
+        The cache starts from a saved state: the fixed prefix, or what a call
+        this prompt continues ended with (all but its last few tokens match,
+        which a retokenized boundary may change). So the same prompt is always
+        evaluated in the same batches, whatever other callers did in between,
+        and a seeded answer stays the same. The last token is evaluated on its
+        own, for its logits.
+        """
         llm = self._llm
-        reuse = min(common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens), len(tokens) - 1)
-        key = tuple(tokens[:fixed])
-        if reuse < fixed and key in self._prefixes:
-            self._restore(key)
-            reuse = fixed
+        eligible = [
+            key
+            for key in self._prefixes
+            if common_prefix(key, tokens) >= len(key) - CONTINUATION_SLACK
+        ]
+        key = max(eligible, key=len, default=None)
+        if key is not None and len(key) >= fixed:
+            if key != self._live:
+                self._restore(key)
+            reuse = min(common_prefix(key, tokens), len(tokens) - 1)
+        else:
+            reuse = 0
         llm.n_tokens = reuse
         evaluated = 0
         if reuse < fixed:
             llm.eval(tokens[reuse:fixed])
             evaluated += fixed - reuse
-            self._save(key)
+            self._save(tuple(tokens[:fixed]))
             reuse = fixed
-        # The last token on its own, whatever came from the cache: the same batches
-        # every time keep the logits, and so a seeded answer, the same.
         if reuse < len(tokens) - 1:
             llm.eval(tokens[reuse:-1])
         llm.eval(tokens[-1:])
+        self._live = None
         return evaluated + len(tokens) - reuse
 
     def _save(self, key: tuple[int, ...]) -> None:
@@ -244,6 +263,7 @@ class GGUFModel:
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_get_data(ctx, buffer, size)
         self._prefixes[key] = bytes(buffer[:written])
+        self._live = key
         while len(self._prefixes) > PREFIX_STATES:
             self._prefixes.popitem(last=False)
 
@@ -254,6 +274,7 @@ class GGUFModel:
         llama_cpp.llama_state_set_data(self._llm.ctx, buffer, len(data))
         self._llm.input_ids[: len(key)] = key
         self._llm.n_tokens = len(key)
+        self._live = key
 
     def _decode(
         self,
