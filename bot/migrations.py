@@ -158,6 +158,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE guild_settings ADD COLUMN taste_since REAL NOT NULL DEFAULT 0;
         """,
     ),
+    Migration(
+        5,
+        "the station's lyrics rating (NULL: LYRICS_RATING from .env)",
+        """
+        ALTER TABLE guild_settings ADD COLUMN lyrics_rating TEXT
+            CHECK (lyrics_rating IN ('clean', 'explicit'));
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -82,9 +82,8 @@ def now_playing_embed(now: NowPlaying) -> discord.Embed:
         inline=True,
     )
     embed.add_field(name="Progress", value=progress_bar(now.elapsed, record.duration), inline=False)
-    details = [f"{spec.bpm} bpm", spec.key, spec.time_signature, spec.language]
-    if spec.instrumental:
-        details.append("instrumental")
+    details = [f"{spec.bpm} bpm", spec.key, spec.time_signature]
+    details.append("instrumental" if spec.instrumental else spec.language)
     adapter = record.track.settings.get("adapter")
     if adapter:
         details.append(f"adapter {adapter} ×{record.track.settings.get('adapter_scale', 1):g}")
@@ -196,8 +195,11 @@ def reception_line(index: int, window: ReceptionWindow) -> str:
     return f"{which} songs: {liked}, {window.skip_rate:.0%} skipped"
 
 
-def settings_embed(settings: GuildSettings, dj_role: str, vote_ratio: float) -> discord.Embed:
-    """The station's settings; `dj_role` is already rendered (a mention or a name)."""
+def settings_embed(
+    settings: GuildSettings, dj_role: str, vote_ratio: float, lyrics_rating: str
+) -> discord.Embed:
+    """The station's settings; `dj_role` is already rendered (a mention or a name),
+    `lyrics_rating` is the one in force (the station's, else LYRICS_RATING)."""
     embed = discord.Embed(title="Station settings", colour=COLOR)
     embed.add_field(name="Auto mode", value="on" if settings.auto_mode else "off", inline=True)
     embed.add_field(name="Preset", value=safe(settings.preset, 50) or "none", inline=True)
@@ -205,6 +207,8 @@ def settings_embed(settings: GuildSettings, dj_role: str, vote_ratio: float) -> 
     embed.add_field(name="Theme", value=safe(settings.theme, 200) or "none", inline=True)
     embed.add_field(name="Style", value=safe(settings.mood, 100) or "none", inline=True)
     embed.add_field(name="Language", value=settings.language, inline=True)
+    own = "" if settings.lyrics_rating else " (LYRICS_RATING)"
+    embed.add_field(name="Lyrics", value=f"{lyrics_rating}{own}", inline=True)
     embed.add_field(name="Longest song", value=f"{settings.max_length} s", inline=True)
     embed.add_field(name="DJ role", value=dj_role, inline=True)
     adapter = "none (the base model)"

@@ -61,9 +61,10 @@ from bot.store import (
     StoreError,
     TrackRecord,
 )
-from bot.store_checks import MAX_HISTORY, MAX_QUEUE_LIMIT, check_bool, check_int
+from bot.store_checks import MAX_HISTORY, MAX_QUEUE_LIMIT, check_bool, check_int, check_rating
 from bot.store_records import JobKind
 from bot.taste import explores, lean_from
+from engine.content_rating import blocked_words, check_theme
 from engine.jobs import JobDone, JobProgress, JobWritten, SongJob
 from engine.settings import Settings
 from engine.spec import MAX_DURATION, MIN_DURATION, SongSpec, Track
@@ -128,6 +129,8 @@ class StationConfig:
     steps: int | None = None
     #: ADAPTERS_DIR: `set_adapter` accepts only adapters found here (None: any safe name).
     adapters_dir: Path | None = None
+    #: LYRICS_RATING: the rating of a station that has not chosen its own.
+    lyrics_rating: str = "clean"
 
     def __post_init__(self) -> None:
         check_int("buffer_size", self.buffer_size, 1, 20, " (BUFFER_SIZE)")
@@ -137,6 +140,7 @@ class StationConfig:
         check_int("disk_budget_bytes", self.disk_budget_bytes, 0, 2**62, " bytes")
         if self.steps is not None:
             check_int("steps", self.steps, 1, 200)
+        check_rating(self.lyrics_rating)
 
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> StationConfig:
@@ -147,16 +151,19 @@ class StationConfig:
             "default_duration": settings.default_duration,
             "disk_budget_bytes": settings.tracks_disk_budget_mb * 1024**2,
             "adapters_dir": settings.adapters_dir,
+            "lyrics_rating": settings.lyrics_rating,
         }
         return cls(**{**values, **changes})
 
 
 @dataclass(frozen=True)
 class RequestReceipt:
-    """A queued request and its place in the queue (1 = made next)."""
+    """A queued request and its place in the queue (1 = made next). `cleaned`:
+    the station's clean rating took words out of the theme."""
 
     job: Job
     position: int | None
+    cleaned: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,6 +221,8 @@ class Station:
         """Read the settings and the buffer from the store (after `Store.recover`)."""
         self._settings = await self._db(self.store.guild_settings, self.guild_id)
         self._buffer = await self._db(self.store.buffered_tracks, self.guild_id)
+        # The rating's word lists, now: a first request should not wait for them.
+        await asyncio.to_thread(blocked_words, "", self._settings.language)
         await self.top_up()
 
     @property
@@ -233,7 +242,23 @@ class Station:
         length: int | None = None,
     ) -> RequestReceipt:
         """Queue a listener's song. Raises `QueueFullError` past the limits and
-        `InvalidValueError` for bad input (each names the field and what is allowed)."""
+        `InvalidValueError` for bad input (each names the field and what is allowed).
+
+        Under a clean rating, words the station does not sing leave the theme
+        before it is stored (`RequestReceipt.cleaned`); a theme made only of
+        them is refused.
+        """
+        checked = await asyncio.to_thread(
+            check_theme, theme, self.settings.language, self.lyrics_rating
+        )
+        if checked.cleaned and not checked.theme.strip():
+            raise InvalidValueError(
+                "theme",
+                "(not shown)",
+                "a theme this station can sing: its lyrics are rated clean (no drugs, sex, "
+                "slurs or self-harm)",
+            )
+        theme = checked.theme
         job = await self._db(
             lambda: self.store.enqueue_request(
                 self.guild_id,
@@ -250,7 +275,19 @@ class Station:
         log.info("guild %d: %s asked for %r (job %d)", self.guild_id, user_name, theme, job.id)
         await self.top_up()  # a request may take an auto-fill job's place
         self.maker.wake()
-        return RequestReceipt(job, position)
+        return RequestReceipt(job, position, checked.cleaned)
+
+    @property
+    def lyrics_rating(self) -> str:
+        """The station's own rating, else LYRICS_RATING."""
+        return self.settings.lyrics_rating or self.config.lyrics_rating
+
+    async def set_lyrics_rating(self, rating: str | None) -> GuildSettings:
+        """Set `clean` or `explicit` for this station; None follows LYRICS_RATING again."""
+        self._settings = await self._db(
+            lambda: self.store.update_guild_settings(self.guild_id, lyrics_rating=rating)
+        )
+        return self._settings
 
     async def cancel_request(self, job_id: int, user_id: int) -> Job:
         """Cancel a listener's own queued request."""
@@ -385,7 +422,7 @@ class Station:
         job = await self._db(self.store.next_job, self.guild_id)
         if job is None:
             return None
-        style = self.settings.style
+        style = self.settings.style(self.config.lyrics_rating)
         if job.genre:
             style = style.model_copy(update={"genre": job.genre})
         if job.kind == "auto" and self.settings.taste and not explores(job.id):

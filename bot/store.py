@@ -40,6 +40,7 @@ from bot.store_checks import (
     check_int,
     check_language,
     check_optional_id,
+    check_rating,
     check_seconds,
     check_text,
 )
@@ -105,6 +106,7 @@ SETTING_KEYS = (
     "adapter_scale",
     "taste",
     "taste_since",
+    "lyrics_rating",
 )
 
 
@@ -178,6 +180,8 @@ class Store(JobStore, TasteStore):
             return None if value is None else check_adapter_name(value)
         if key == "adapter_scale":
             return check_adapter_scale(value)
+        if key == "lyrics_rating":
+            return None if value is None else check_rating(value)
         raise InvalidValueError("setting", key, f"one of {', '.join(SETTING_KEYS)}")
 
     def record_underrun(self, guild_id: int, *, seconds: float | None = None) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.store_errors import InvalidValueError
 from engine.jobs import ADAPTER_NAME_PATTERN, MAX_ADAPTER_SCALE
-from engine.spec import LANGUAGES
+from engine.spec import LANGUAGES, RATINGS
 
 MAX_THEME_CHARS = 300
 MAX_GENRE_CHARS = 100
@@ -61,6 +61,12 @@ def check_optional_id(field: str, value: Any) -> int | None:
 def check_language(value: Any) -> str:
     if value not in LANGUAGES:
         raise InvalidValueError("language", value, f"one of {', '.join(LANGUAGES)}")
+    return value
+
+
+def check_rating(value: Any) -> str:
+    if value not in RATINGS:
+        raise InvalidValueError("lyrics_rating", value, f"one of {', '.join(RATINGS)}")
     return value
 
 

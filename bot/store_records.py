@@ -43,16 +43,19 @@ class GuildSettings:
     taste: bool = True
     #: Evidence of the taste from before this time (a reset) is not counted.
     taste_since: float = 0.0
+    #: "clean" or "explicit"; None: LYRICS_RATING from .env decides.
+    lyrics_rating: str | None = None
 
-    @property
-    def style(self) -> StationStyle:
-        """The station's sound, as the songwriter takes it."""
+    def style(self, default_rating: str = "clean") -> StationStyle:
+        """The station's sound, as the songwriter takes it; `default_rating` is
+        LYRICS_RATING, for a station that has not chosen its own."""
         return StationStyle(
             genre=self.genre,
             theme=self.theme,
             mood=self.mood,
             language=self.language,
             max_duration=self.max_length,
+            rating=self.lyrics_rating or default_rating,
         )
 
 

@@ -9,8 +9,7 @@ A song is described by what a listener could hear and a DJ could name:
 
 Tags are model output: they are cleaned (`sanitize_text`), folded to lower
 case, and long phrases are left out (more than four words or 40 characters:
-those are what a song is about, not how it sounds; the template songwriter
-puts its topic among the tags).
+those are what a song is about, not how it sounds).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from engine.genres import GENRES
-from engine.song_prompt import AUTO_TOPICS
 from engine.spec import SongSpec
 from engine.text_safety import sanitize_text
 
@@ -47,7 +45,6 @@ _MOODS = re.compile(
     r"haunting|wistful|bittersweet|laid-back|cozy|lonely|triumphant|festive|youthful|night)\b"
 )
 _GENRE_WORDS = re.compile(r"\b(" + "|".join(re.escape(g) for g in GENRES) + r")\b")
-_TOPICS = frozenset(topic.casefold() for topic in AUTO_TOPICS)
 
 
 @dataclass(frozen=True, order=True)
@@ -91,7 +88,7 @@ def caption_tags(caption: str) -> list[str]:
     for raw in caption.split(","):
         tag = normal_tag(raw)
         too_long = len(tag) > MAX_TAG_CHARS or len(tag.split()) > MAX_TAG_WORDS
-        if tag and not too_long and tag not in _TOPICS and tag not in tags:
+        if tag and not too_long and tag not in tags:
             tags.append(tag)
     return tags[:MAX_TAGS]
 

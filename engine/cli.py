@@ -12,6 +12,7 @@ from engine.download import VARIANT_REPOS, DownloadError, download_acestep, down
 from engine.generate_command import add_generate_command
 from engine.logs import setup_logging
 from engine.settings import SettingsError, load_settings
+from engine.songwriter_models import choose_model, recommend
 from engine.tier_report import format_policy, format_table
 from engine.tiers import DeviceError, detect_device, resolve
 from engine.write_command import add_write_command
@@ -23,24 +24,39 @@ def _tiers(args: argparse.Namespace) -> int:
         return 0
     settings = load_settings()
     policy = resolve(settings, detect_device(settings, apply_cap=False))
+    choice = choose_model(settings, policy)
     if args.json:
-        print(json.dumps(policy.as_dict(), indent=2, default=str))
+        data = {**policy.as_dict(), "songwriter_model": choice.name}
+        print(json.dumps({**data, "songwriter_reason": choice.reason}, indent=2, default=str))
     else:
-        print(format_policy(policy))
+        print(format_policy(policy, choice))
     return 0
 
 
 def _download(args: argparse.Namespace) -> int:
+    """ACE-Step 1.5, then the songwriter model recommended for this GPU (or --gguf).
+    Each failure is said plainly; the other download still runs."""
     settings = load_settings()
+    policy = resolve(settings, detect_device(settings, apply_cap=False))
+    failed = False
     try:
         path = download_acestep(settings.checkpoint_dir, args.variant)
         print(f"ACE-Step 1.5 ({args.variant}) is in {path}")
-        if args.gguf:
-            print(f"Songwriter model is in {download_gguf(args.gguf, settings.models_dir)}")
     except DownloadError as exc:
         print(exc, file=sys.stderr)
-        return 1
-    return 0
+        failed = True
+    recommended, why = recommend(policy)
+    wanted = args.gguf or (recommended.download_spec if recommended else None)
+    if wanted is None:
+        print(f"Songwriter: the bundled model is used ({why}); nothing to download.")
+        return int(failed)
+    try:
+        path = download_gguf(wanted, settings.models_dir)
+        print(f"Songwriter model is in {path}" + ("" if args.gguf else f" ({why})"))
+    except DownloadError as exc:
+        print(f"{exc} Until then the bundled songwriter model is used.", file=sys.stderr)
+        failed = True
+    return int(failed)
 
 
 def _tiny_checkpoint(args: argparse.Namespace) -> int:
@@ -85,11 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     tiers.set_defaults(handler=_tiers)
 
     download = commands.add_parser(
-        "download", help="download ACE-Step 1.5 weights (and optionally a GGUF) from the Hub"
+        "download",
+        help="download ACE-Step 1.5 and the songwriter model recommended for this GPU",
     )
     download.add_argument("--variant", choices=sorted(VARIANT_REPOS), default="turbo")
     download.add_argument(
-        "--gguf", metavar="OWNER/REPO/FILE.gguf", help="also fetch this songwriter GGUF"
+        "--gguf",
+        metavar="OWNER/REPO/FILE.gguf",
+        help="fetch this songwriter GGUF instead of the recommended one",
     )
     download.set_defaults(handler=_download)
 

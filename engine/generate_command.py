@@ -20,7 +20,9 @@ def add_generate_command(commands: argparse._SubParsersAction) -> None:
     )
     generate.add_argument("--caption", required=True, help="style tags, e.g. 'lo-fi, piano, rain'")
     generate.add_argument(
-        "--lyrics", default="", help="lyrics with [verse]/[chorus] tags; empty = instrumental"
+        "--lyrics",
+        default="",
+        help="lyrics with [Verse 1]/[Chorus] tags; empty or [Instrumental]: an instrumental",
     )
     generate.add_argument("--lyrics-file", type=Path, help="read the lyrics from this file instead")
     generate.add_argument("--title", default="Untitled", help="title tag of the file")

@@ -125,7 +125,8 @@ class Settings(BaseSettings):
 
     # Songwriter LLM
     llm_model_name: str = _field(
-        "gemma-3-270m-q4_k_m.gguf",
+        "auto",
+        "auto (the GPU tier's recommended model once downloaded, else the bundled one), "
         "a GGUF file name in MODELS_DIR, or a path to a .gguf file",
         min_length=1,
     )
@@ -139,6 +140,9 @@ class Settings(BaseSettings):
     llm_timeout: float = _field(60.0, "a number of seconds from 5 to 600", ge=5, le=600)
 
     # Songs
+    lyrics_rating: Literal["clean", "explicit"] = _field(
+        "clean", "clean (no swearing, sex, drugs, slurs or self-harm) or explicit"
+    )
     default_duration: int = _field(
         60, "an integer number of seconds from 10 to 600, not above MAX_LENGTH_MAX", ge=10, le=600
     )
@@ -196,7 +200,9 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("quantization", "attention_backend", "precision", mode="before")
+    @field_validator(
+        "quantization", "attention_backend", "precision", "lyrics_rating", mode="before"
+    )
     @classmethod
     def _lower_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

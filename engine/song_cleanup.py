@@ -1,91 +1,55 @@
-"""Turn a model's raw answer into a valid, safe, clamped `SongSpec`, or say why not.
+"""Turn what the model wrote into a valid, safe `SongSpec`, or say why not.
 
-The grammar guarantees the JSON's shape but not its sense (a bpm of 3e15 has
-been seen), and the text is untrusted. Every field is therefore cleaned here:
+The grammar (`engine.song_grammar`) already gave the lyrics their form; here
+it is checked again, since text is untrusted and a chat model's template may
+differ:
 
-- text: `sanitize_text` (no mentions, links, control or invisible characters),
-  one line for title and caption, lengths capped;
-- caption: comma-separated tags, de-duplicated, led by the station's genre and
-  mood, leaning to the listeners' taste (`engine.taste_lean`: avoided tags out,
-  preferred ones in), and filled out with the genre's instruments when it has
-  under 4 tags;
-- bpm clamped to 40-220 (and into the taste's band, when it has one); key and
-  time signature checked against the 24 keys and the 4 metres, the metre fitted
-  to the genre (`fit_metre`); duration clamped to the range the songwriter allows;
-- lyrics: section tags normalised to lower-case names ACE-Step knows
-  (`[verse]`, `[chorus]`, ...) on their own lines, unknown tags dropped, long
-  prose lines split, the number of sung lines capped by the song's length;
-- language: always the station's.
-
-`JunkOutputError` is raised for answers that cannot be saved: not JSON, no
-title, no lyric line in a song with vocals, or a worked example copied back.
+- every line goes through `sanitize_text`; a line the grammar cut at its
+  length limit loses its last, unfinished word; junk lines
+  (`engine.song_checks.is_junk_line`) are dropped, and a section left empty
+  rejects the answer;
+- section tags keep ACE-Step 1.5's title case and their modifier
+  (`[Chorus - anthemic]`); unknown modifiers are dropped, not the section;
+- the song is assembled: verse, chorus, verse, chorus again (a chorus
+  repeats), for long songs bridge and a last chorus, and an outro;
+- the caption is built from ACE-Step's own kind of words (`build_caption`):
+  the station's genre, two of the genre's instruments, a vocal type, a mood
+  and a tempo feel, so it names the genre and no other, and has no years, ids
+  or stray punctuation;
+- bpm, key and metre come from the genre's table (`engine.genres`), the
+  tempo leaning to the mood; the duration is clamped to the allowed range;
+- an auto song leans to the listeners' taste (`engine.taste_lean`): preferred
+  instruments and voices first, avoided tags out, tempo and mode within the
+  preferred band, never outside the genre's range or without the station's words;
+- an instrumental gets `[Instrumental]` and language `unknown`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
+import random
 from dataclasses import dataclass
 
 from engine.genres import genre_profile
-from engine.song_prompt import SongBrief, example_songs
+from engine.song_checks import TAG, is_junk_line, sections
+from engine.song_grammar import MODIFIERS
+from engine.song_prompt import SongBrief
 from engine.spec import (
-    KEYS,
-    MAX_BPM,
+    INSTRUMENTAL_LANGUAGE,
+    INSTRUMENTAL_LYRICS,
     MAX_CAPTION,
     MAX_LYRICS,
     MAX_TITLE,
-    MIN_BPM,
-    TIME_SIGNATURES,
     SongSpec,
 )
-from engine.taste_lean import lean_bpm, lean_tags
+from engine.taste_lean import lean_bpm_range, lean_choice, lean_keys, lean_tags
 from engine.text_safety import sanitize_text
 
-#: Section names kept in lyrics, and the spellings mapped onto them.
-SECTION_ALIASES = {
-    "intro": "intro",
-    "verse": "verse",
-    "pre-chorus": "pre-chorus",
-    "prechorus": "pre-chorus",
-    "pre chorus": "pre-chorus",
-    "chorus": "chorus",
-    "refrain": "chorus",
-    "post-chorus": "post-chorus",
-    "hook": "hook",
-    "bridge": "bridge",
-    "middle eight": "bridge",
-    "breakdown": "breakdown",
-    "build-up": "build-up",
-    "buildup": "build-up",
-    "build up": "build-up",
-    "drop": "drop",
-    "interlude": "interlude",
-    "instrumental": "instrumental",
-    "inst": "instrumental",
-    "instrumental break": "instrumental",
-    "solo": "solo",
-    "guitar solo": "solo",
-    "outro": "outro",
-    "ending": "outro",
-    "coda": "outro",
-}
-#: Sections that may stand without sung lines after them.
-WORDLESS_SECTIONS = {"intro", "interlude", "instrumental", "solo", "drop", "breakdown", "outro"}
-#: Captions with fewer tags get the genre's instruments added.
-MIN_TAGS = 4
-#: Longest lyric line; longer prose is split at punctuation.
-MAX_LINE = 80
-#: Seconds of music per sung line, for capping the lyrics by the song's length.
-SECONDS_PER_LINE = 3
-
-_TAG_LINE = re.compile(r"^\[([^\[\]]{1,40})\]\s*(.*)$")
-_INLINE_TAG = re.compile(r"\[[^\[\]]{0,40}\]")
-_LETTER = re.compile(r"\w", re.UNICODE)
-#: A base model may run on into the next few-shot example: everything from there goes.
-_PROMPT_ECHO = re.compile(r"(?:^|\n)\s*(?:Request|Song)\s*:")
-_SPLIT_AT = re.compile(r"(?<=[,.;:!?])\s+")
+VOICES = ("female vocals", "male vocals", "soft female vocals", "warm male vocals", "duet vocals")
+_SLOW = ("calm", "slow", "sad", "melanchol", "dream", "tender", "chill", "relax", "sleep", "soft")
+_FAST = ("energ", "fast", "happy", "driv", "party", "upbeat", "joy", "festive", "aggress", "wild")
+_MINOR = ("sad", "melanchol", "dark", "moody", "nostalg", "haunt", "bitter", "brood")
+_MAJOR = ("happy", "bright", "joy", "cheer", "sunny", "uplift", "playful", "festive")
 
 
 class JunkOutputError(ValueError):
@@ -103,66 +67,6 @@ class DurationRange:
         return max(self.low, min(self.high, value))
 
 
-def parse_answer(text: str) -> dict:
-    """The JSON object in `text`, completing an answer cut off inside the lyrics."""
-    text = text.strip()
-    if text.endswith("\\"):  # cut inside an escape sequence
-        text = text[:-1]
-    for suffix in ("", '"}', "}"):
-        candidate = text + suffix
-        try:
-            value = json.loads(candidate, strict=False)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    raise JunkOutputError(f"not a JSON object: {text[:80]!r}")
-
-
-def spec_from_answer(text: str, brief: SongBrief, durations: DurationRange, seed: int) -> SongSpec:
-    """Parse, check, clean and clamp one answer into a `SongSpec`."""
-    data = parse_answer(text)
-    title = clean_title(str(data.get("title", "")))
-    if not title:
-        raise JunkOutputError("the title is empty")
-    caption = clean_caption(str(data.get("caption", "")), brief)
-    copied = next(
-        (ex for ex in example_songs() if title == ex["title"] or caption == ex["caption"]), None
-    )
-    if copied is not None:
-        raise JunkOutputError(f"copied the worked example {copied['title']!r}")
-    proposed, bpm = as_int(data.get("duration")), as_int(data.get("bpm"))
-    duration = durations.clamp(durations.high if proposed is None else proposed)
-    lyrics = "" if brief.instrumental else clean_lyrics(str(data.get("lyrics", "")), duration)
-    if not brief.instrumental and sung_lines(lyrics) < 2:
-        raise JunkOutputError("fewer than two lyric lines")
-    key = data.get("key")
-    signature = data.get("time_signature")
-    if key not in KEYS or signature not in TIME_SIGNATURES:
-        raise JunkOutputError(f"unknown key {key!r} or time signature {signature!r}")
-    signature = fit_metre(signature, brief.genre)
-    return SongSpec(
-        title=title,
-        caption=caption,
-        lyrics=lyrics,
-        bpm=lean_bpm(max(MIN_BPM, min(MAX_BPM, 100 if bpm is None else bpm)), brief.lean),
-        key=key,
-        time_signature=signature,
-        duration=duration,
-        language=brief.language,
-        seed=seed,
-    )
-
-
-def fit_metre(signature: str, genre: str) -> str:
-    """A genre with its own metre (waltz, shanty, polka) keeps it; elsewhere 2/4,
-    a march or polka beat that small models copy from examples, becomes 4/4."""
-    typical = genre_profile(genre).time_signature
-    if typical != "4/4":
-        return typical
-    return "4/4" if signature == "2/4" else signature
-
-
 def as_int(value: object) -> int | None:
     """An int from a number; None for anything else (text, bool, NaN, infinity)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -172,107 +76,145 @@ def as_int(value: object) -> int | None:
     return int(value)
 
 
-def clean_title(text: str) -> str:
-    """One safe line, without quotes around it or path separators, at most 80 characters."""
+def clean_title(text: str, cut_at: int | None = None) -> str:
+    """One safe line, without quotes, brackets or path separators, at most 80
+    characters. A title that reached `cut_at` characters (the grammar's limit)
+    loses its unfinished last word."""
     text = sanitize_text(text).replace("/", "-").replace("\\", "-")
-    text = _INLINE_TAG.sub("", text).strip(" \"'`*#-_.,:;")
-    return sanitize_text(text, MAX_TITLE)
+    if cut_at is not None and len(text) >= cut_at and " " in text:
+        text = text.rsplit(" ", 1)[0]
+    text = text.translate(str.maketrans("", "", '[]{}<>|"`*#_'))
+    return sanitize_text(text.strip(" '-.,:;!?"), MAX_TITLE)
 
 
-def clean_caption(text: str, brief: SongBrief) -> str:
-    """Comma-separated tags, de-duplicated, with the station's genre and mood."""
-    tags: list[str] = []
-    seen: set[str] = set()
-    station = [brief.genre, brief.mood]
-    lean = brief.lean
-    if lean is not None and brief.instrumental:  # no liked voice in an instrumental
-        lean = lean.model_copy(update={"prefer": ()})
-    wanted = lean_tags([*station, *sanitize_text(text).split(",")], lean, keep=station)
-    if brief.instrumental:
-        wanted.append("instrumental")
-    for raw in wanted:
-        _add_tag(tags, seen, raw)
-    if len(tags) < MIN_TAGS:  # too thin to steer the music model: add the genre's sound
-        for instrument in genre_profile(brief.genre).instruments:
-            _add_tag(tags, seen, instrument)
-    return ", ".join(tags)
+def clean_line(line: str, limit: int) -> str:
+    """A sung line made safe, starting with a capital; one the grammar cut at
+    `limit` characters loses its unfinished last word. Empty when nothing sung
+    is left."""
+    text = sanitize_text(line)
+    if len(line.strip()) >= limit and " " in text:
+        text = text.rsplit(" ", 1)[0]
+    text = text.strip(" ,;:-")
+    if not text or is_junk_line(text):
+        return ""
+    return text[0].upper() + text[1:]  # a line starts with a capital, where there are any
 
 
-def _add_tag(tags: list[str], seen: set[str], raw: str) -> None:
-    tag = _INLINE_TAG.sub("", raw).strip(" \"'`*#-_.:;")
-    if tag and tag.lower() not in seen and len(", ".join([*tags, tag])) <= MAX_CAPTION:
-        seen.add(tag.lower())
-        tags.append(tag)
+def clean_tag(tag: str) -> str | None:
+    """`[Chorus - anthemic]` as it is, `[Chorus - shouty]` -> `[Chorus]`; None for
+    anything that is not a section tag."""
+    match = TAG.match(tag.strip())
+    if match is None:
+        return None
+    name = match.group("name") + (f" {match.group('number')}" if match.group("number") else "")
+    modifier = match.group("modifier")
+    if modifier and modifier in MODIFIERS.get(match.group("name"), ()):
+        return f"[{name} - {modifier}]"
+    return f"[{name}]"
 
 
-def clean_lyrics(text: str, duration: int) -> str:
-    """Lyrics with normalised section tags, at most one sung line per 3 s of song."""
-    text = _PROMPT_ECHO.split(sanitize_text(text, multiline=True))[0]
-    lines: list[str] = []
-    for raw in text.split("\n"):
-        match = _TAG_LINE.match(raw.strip())
-        if match:
-            section = section_name(match.group(1))
-            if section:
-                lines.append(f"[{section}]")
-            raw = match.group(2)
-        for piece in _split_long(_INLINE_TAG.sub(" ", raw)):
-            piece = sanitize_text(piece).strip(" \"'`*#:;,-")
-            if _LETTER.search(piece):
-                lines.append(piece)
-    return _structure(lines, max(4, duration // SECONDS_PER_LINE))
-
-
-def section_name(tag: str) -> str | None:
-    """`'Verse 2'` -> `'verse'`, `'PRE-CHORUS'` -> `'pre-chorus'`; None if unknown."""
-    name = re.sub(r"[\d:#.()]+", " ", tag.lower()).replace("_", " ")
-    name = " ".join(name.split())
-    return SECTION_ALIASES.get(name)
-
-
-def _split_long(line: str) -> list[str]:
-    line = " ".join(line.split())
-    if len(line) <= MAX_LINE:
-        return [line]
-    pieces: list[str] = []
-    for part in _SPLIT_AT.split(line):
-        while len(part) > MAX_LINE:
-            cut = part.rfind(" ", 0, MAX_LINE)
-            cut = cut if cut > 0 else MAX_LINE
-            pieces.append(part[:cut])
-            part = part[cut:].strip()
-        if pieces and len(pieces[-1]) + len(part) + 1 <= MAX_LINE // 2:
-            pieces[-1] += " " + part
-        elif part:
-            pieces.append(part)
-    return pieces
-
-
-def _structure(lines: list[str], max_sung: int) -> str:
-    """Drop empty sections and repeated tags, open with a section, cap sung lines."""
-    out: list[str] = []
-    sung = 0
-    for line in lines:
-        if line.startswith("["):
-            if out and out[-1].startswith("[") and out[-1][1:-1] not in WORDLESS_SECTIONS:
-                out.pop()  # the previous section had no lines
-            if not out or out[-1] != line:
-                out.append(line)
-            continue
-        if sung >= max_sung:
-            break
-        if not out:
-            out.append("[verse]")
-        out.append(line)
-        sung += 1
-    while out and out[-1].startswith("[") and out[-1][1:-1] not in WORDLESS_SECTIONS:
-        out.pop()
-    text = "\n".join(out)
-    while len(text) > MAX_LYRICS:
-        text = text[: text.rfind("\n")]
+def assemble_lyrics(body: str, brief: SongBrief) -> str:
+    """The model's sections (verse 1, chorus, verse 2, maybe a bridge) as a whole
+    song: the chorus comes back after the second verse and after the bridge."""
+    limit = brief.kit.line_chars[1]
+    parts: dict[str, tuple[str, list[str]]] = {}
+    for raw_tag, raw_lines in sections(body):
+        tag = clean_tag(raw_tag)
+        if tag is None:
+            raise JunkOutputError(f"not a section tag: {raw_tag[:40]!r}")
+        lines = [line for line in (clean_line(r, limit) for r in raw_lines) if line]
+        if not lines:
+            raise JunkOutputError(f"{tag} has no usable line")
+        parts[tag.split(" - ")[0].strip("[]")] = (tag, lines)
+    needed = ("Verse 1", "Chorus", "Verse 2")
+    missing = [name for name in needed if name not in parts]
+    if missing:
+        raise JunkOutputError(f"missing {', '.join(missing)}")
+    order = ["Verse 1", "Chorus", "Verse 2", "Chorus"]
+    if "Bridge" in parts:
+        order += ["Bridge", "Chorus"]
+    song: list[str] = []
+    for name in order:
+        tag, lines = parts[name]
+        song += [tag, *lines]
+    if brief.duration >= 60:
+        song.append("[Outro - fade out]")
+    text = "\n".join(song)
+    if len(text) > MAX_LYRICS:
+        raise JunkOutputError("the lyrics are too long")
     return text
 
 
-def sung_lines(lyrics: str) -> int:
-    """How many lines of `lyrics` are sung (not section tags)."""
-    return sum(1 for line in lyrics.split("\n") if line.strip() and not line.startswith("["))
+def choose_music(brief: SongBrief, seed: int) -> tuple[int, str, str]:
+    """bpm, key and time signature for the brief's genre, leaning to its mood."""
+    rng = random.Random(seed)
+    profile = genre_profile(brief.genre)
+    low, high = profile.low_bpm, profile.high_bpm
+    mood = brief.mood.lower()
+    middle = (low + high) // 2
+    if any(word in mood for word in _SLOW):
+        high = middle
+    elif any(word in mood for word in _FAST):
+        low = middle
+    keys = list(profile.keys)
+    if any(word in mood for word in _MINOR):
+        keys = [k for k in keys if k.endswith("minor")] or keys
+    elif any(word in mood for word in _MAJOR):
+        keys = [k for k in keys if k.endswith("major")] or keys
+    low, high = lean_bpm_range(low, high, brief.lean)
+    keys = lean_keys(keys, brief.lean)
+    metres = profile.metres
+    metre = metres[0] if len(metres) == 1 or rng.random() < 0.75 else rng.choice(metres[1:])
+    return rng.randint(low, high), rng.choice(keys), metre
+
+
+def tempo_feel(bpm: int) -> str:
+    if bpm < 80:
+        return "slow tempo"
+    if bpm < 110:
+        return "mid-tempo"
+    return "upbeat" if bpm < 135 else "fast tempo"
+
+
+def build_caption(brief: SongBrief, bpm: int, seed: int) -> str:
+    """Comma-separated tags ACE-Step knows: genre, two instruments, voice, mood, feel."""
+    rng = random.Random(seed ^ 0x5EED)
+    profile = genre_profile(brief.genre)
+    lean = brief.lean
+    if lean is not None and brief.instrumental:  # no liked voice in an instrumental
+        lean = lean.model_copy(update={"prefer": ()})
+    instruments = lean_choice(profile.instruments, 2, lean, rng)
+    if brief.instrumental:
+        voice = "instrumental"
+    else:
+        voice = rng.choice(VOICES) if lean is None else lean_choice(VOICES, 1, lean, rng)[0]
+    mood = brief.mood or rng.choice(profile.moods)
+    station = [brief.genre, mood]
+    wanted = lean_tags([brief.genre, *instruments, voice, mood, tempo_feel(bpm)], lean, station)
+    tags: list[str] = []
+    for tag in wanted:
+        tag = sanitize_text(tag).strip(" ,.;:-").lower()
+        if tag and tag not in tags and len(", ".join([*tags, tag])) <= MAX_CAPTION:
+            tags.append(tag)
+    return ", ".join(tags)
+
+
+def make_spec(
+    title: str, lyrics: str, brief: SongBrief, durations: DurationRange, seed: int
+) -> SongSpec:
+    """A spec from a title and assembled lyrics, the rest from the brief and seed."""
+    title = clean_title(title)
+    if not title:
+        raise JunkOutputError("the title is empty")
+    bpm, key, metre = choose_music(brief, seed)
+    return SongSpec(
+        title=title,
+        caption=build_caption(brief, bpm, seed),
+        lyrics=INSTRUMENTAL_LYRICS if brief.instrumental else lyrics,
+        bpm=bpm,
+        key=key,
+        time_signature=metre,
+        duration=durations.clamp(brief.duration),
+        language=INSTRUMENTAL_LANGUAGE if brief.instrumental else brief.language,
+        seed=seed,
+    )

@@ -9,7 +9,7 @@ they can cross process (and later machine) boundaries unchanged.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -18,11 +18,19 @@ NOTES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 KEYS = tuple(f"{note} {mode}" for mode in ("major", "minor") for note in NOTES)
 #: Time signatures the model knows; ACE-Step's prompt writes the beats per bar.
 TIME_SIGNATURES = {"2/4": "2", "3/4": "3", "4/4": "4", "6/8": "6"}
-#: Vocal languages ACE-Step 1.5 was trained on (ISO 639-1), plus "instrumental".
+#: Vocal languages ACE-Step 1.5 was trained on (ISO 639-1).
 LANGUAGES = (
     "en", "zh", "ja", "ko", "es", "fr", "de", "it", "pt", "ru", "nl", "pl", "tr",
     "sv", "vi", "th", "id", "ar", "hi", "uk", "cs", "fi", "el", "he", "hu", "ro",
 )  # fmt: skip
+
+#: An instrumental, as upstream ACE-Step encodes one: these lyrics, language "unknown".
+INSTRUMENTAL_LYRICS, INSTRUMENTAL_LANGUAGE = "[Instrumental]", "unknown"
+
+#: Lyrics ratings: "clean" keeps swearing, sex, drugs, slurs and self-harm out
+#: (engine.content_rating); "explicit" does not.
+RATINGS = ("clean", "explicit")
+Rating = Literal["clean", "explicit"]
 
 MIN_BPM, MAX_BPM = 40, 220
 MIN_DURATION, MAX_DURATION = 10, 600
@@ -37,12 +45,25 @@ def _check_language(value: str) -> str:
     return value
 
 
+def _check_spec_language(value: str) -> str:
+    if value != INSTRUMENTAL_LANGUAGE:
+        _check_language(value)
+    return value
+
+
 #: A vocal language code from `LANGUAGES`.
 Language = Annotated[str, AfterValidator(_check_language)]
+#: What a song's lyrics are in: a vocal language, or "unknown" for an instrumental.
+SpecLanguage = Annotated[str, AfterValidator(_check_spec_language)]
 
 
 class SongSpec(BaseModel):
-    """One song to sing. Every field is checked; see module docstring."""
+    """One song to sing. Every field is checked; see module docstring.
+
+    An instrumental has the lyrics `[Instrumental]` and the language `unknown`,
+    as upstream ACE-Step writes one (an empty lyric is a condition its model
+    rarely saw); empty lyrics, as older specs have them, are read as that.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -53,8 +74,17 @@ class SongSpec(BaseModel):
     key: str
     time_signature: str = "4/4"
     duration: int = Field(ge=MIN_DURATION, le=MAX_DURATION)
-    language: Language = "en"
+    language: SpecLanguage = "en"
     seed: int | None = Field(default=None, ge=0, lt=2**63)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _instrumental_as_upstream(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            lyrics = data.get("lyrics", "")
+            if isinstance(lyrics, str) and lyrics.strip() in ("", INSTRUMENTAL_LYRICS):
+                data = {**data, "lyrics": INSTRUMENTAL_LYRICS, "language": INSTRUMENTAL_LANGUAGE}
+        return data
 
     @field_validator("title", "caption")
     @classmethod
@@ -88,7 +118,7 @@ class SongSpec(BaseModel):
 
     @property
     def instrumental(self) -> bool:
-        return not self.lyrics.strip()
+        return self.lyrics == INSTRUMENTAL_LYRICS
 
     @property
     def beats_per_bar(self) -> str:
@@ -162,3 +192,5 @@ class StationStyle(BaseModel):
     max_duration: int = Field(default=60, ge=MIN_DURATION, le=MAX_DURATION)
     #: The listeners' taste for auto songs (None: none learnt, off, or this song explores).
     lean: TasteLean | None = None
+    #: LYRICS_RATING, or the station's own (see `RATINGS`).
+    rating: Rating = "clean"

@@ -1,35 +1,26 @@
 """The deterministic songwriter: a sensible `SongSpec` without any model.
 
-Used when the GGUF model is missing, fails, times out or writes junk twice.
-The same brief and seed always give the same spec; different seeds vary the
-title, tags, key, tempo and lyrics, and a title the station played recently
-is skipped. Tempo and metre follow the genre when it is a known one. An auto
-song leans to the listeners' taste (`engine.taste_lean`): preferred instruments
-and voices first, avoided ones last, tempo and mode within the preferred band.
+Used when the GGUF model is missing, fails, times out, or every draft failed a
+gate. It writes in the station's language, from that language's hand-written
+template lines (`engine/song_languages/<code>.json`), in the same form the
+model writes: `[Verse 1]`, a `[Chorus]` that opens with the title,
+`[Verse 2]`, the chorus again. The title is the listener's theme when it is
+in the station's language (so the theme is in the title and the chorus), or
+one of the language's template titles. Tempo, key, metre and caption come
+from the genre's table, as for the model's songs. The same brief and seed
+always give the same spec; a title the station played recently is skipped.
 """
 
 from __future__ import annotations
 
 import random
 
-from engine.genres import genre_profile
-from engine.song_cleanup import DurationRange, clean_caption, clean_lyrics, clean_title
+from engine.song_cleanup import DurationRange, assemble_lyrics, clean_title, make_spec
 from engine.song_prompt import SongBrief
-from engine.spec import KEYS, SongSpec, TasteLean
-from engine.taste_lean import lean_bpm_range, lean_choice, lean_keys
+from engine.spec import SongSpec
 
-_VOICES = ("female vocals", "male vocals", "duet vocals", "choir backing vocals")
-_TITLES = ("{t}", "{t} Tonight", "Ballad of {t}", "{t} Again", "Song for {t}", "{t} (Reprise)")
-_VERSES = (
-    ("I keep thinking of {t}", "Every street still knows my name", "The hours slip away so slow"),
-    ("Here we go, {t}", "Lights are low and hearts are loud", "Hold on to the moment now"),
-    ("Tell me about {t}", "Whisper it across the night", "Stay until the morning light"),
-)
-_CHORUSES = (
-    ("Oh, {t}", "Carry me home", "We're never alone"),
-    ("Sing it out, {t}", "Louder than the rain", "Nothing stays the same"),
-    ("{t}, {t}", "All that we know", "Don't let it go"),
-)
+#: Longest theme used as a title, in words (scripts without spaces: characters).
+TITLE_WORDS, TITLE_CHARS = 6, 16
 
 
 def template_spec(
@@ -37,54 +28,37 @@ def template_spec(
 ) -> SongSpec:
     """A valid spec for `brief`, chosen by `seed`, avoiding `recent_titles`."""
     rng = random.Random(seed)
-    low, high, signature, instruments = genre_profile(brief.genre)
-    short_theme = _short_theme(brief.theme)
+    lines = brief.kit.template
     recent = {title.casefold() for title in recent_titles}
-    offset = rng.randrange(len(_TITLES))
-    titles = [_TITLES[(offset + i) % len(_TITLES)].format(t=short_theme) for i in range(6)]
+    candidates = list(lines.titles)
+    rng.shuffle(candidates)
+    if brief.theme and brief.theme_in_language:
+        candidates.insert(0, _theme_title(brief.theme, brief.language))
     title = next(
-        (t for t in map(clean_title, titles) if t.casefold() not in recent), clean_title(titles[0])
+        (t for t in map(clean_title, candidates) if t and t.casefold() not in recent),
+        clean_title(candidates[0]) or "Radio",
     )
-    lean = brief.lean
-    picked = lean_choice(instruments, 2, lean, rng)
-    voice = "" if brief.instrumental else _voice(lean, rng)
-    tags = ", ".join([*picked, voice, brief.theme])
-    duration = durations.high
-    return SongSpec(
-        title=title or "Untitled",
-        caption=clean_caption(tags, brief),
-        lyrics="" if brief.instrumental else _lyrics(brief, short_theme, rng, duration),
-        bpm=rng.randint(*lean_bpm_range(low, high, lean)),
-        key=rng.choice(lean_keys(KEYS, lean)),
-        time_signature=signature,
-        duration=duration,
-        language=brief.language,
-        seed=seed,
+    count = brief.lines_per_section
+    chorus = [title, *lines.chorus][:count]
+    body = "\n".join(
+        [
+            "[Verse 1]",
+            *lines.verse1[:count],
+            "[Chorus]",
+            *chorus,
+            "[Verse 2]",
+            *lines.verse2[:count],
+        ]
+        + (["[Bridge]", *lines.chorus[-2:]] if brief.bridge else [])
     )
+    return make_spec(title, assemble_lyrics(body, brief), brief, durations, seed)
 
 
-def _voice(lean: TasteLean | None, rng: random.Random) -> str:
-    if lean is None:
-        return rng.choice(_VOICES)
-    return lean_choice(_VOICES, 1, lean, rng)[0]
-
-
-def _short_theme(theme: str) -> str:
-    """The theme as a title: at most six words, each capitalised."""
-    words = theme.split()[:6] or ["Radio", "Song"]
-    return " ".join(word[:1].upper() + word[1:] for word in words)
-
-
-def _lyrics(brief: SongBrief, theme: str, rng: random.Random, duration: int) -> str:
-    if brief.language != "en":
-        # No templates in other languages: the theme (in the listener's words) and vocalise.
-        verse, chorus = (theme, "La la la, la la la"), ("Oh oh oh, " + theme, "La la la")
-    else:
-        verse = tuple(line.format(t=theme.lower()) for line in rng.choice(_VERSES))
-        chorus = tuple(line.format(t=theme) for line in rng.choice(_CHORUSES))
-    parts = ["[verse]", *verse, "[chorus]", *chorus]
-    if duration >= 60:
-        parts += ["[verse]", *reversed(verse), "[chorus]", *chorus]
-    if duration >= 120:
-        parts += ["[bridge]", chorus[-1], verse[-1], "[chorus]", *chorus, "[outro]"]
-    return clean_lyrics("\n".join(parts), duration)
+def _theme_title(theme: str, language: str) -> str:
+    """The theme as a title: a few words, the first capitalised (each in English)."""
+    if " " not in theme.strip():
+        return theme[:TITLE_CHARS]
+    words = theme.split()[:TITLE_WORDS]
+    if language == "en":
+        return " ".join(word[:1].upper() + word[1:] for word in words)
+    return " ".join(words)[:1].upper() + " ".join(words)[1:]

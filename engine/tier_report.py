@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.songwriter_models import ModelChoice
 from engine.tiers import CPU_TIER, TIERS, EffectivePolicy, Tier, compile_works_with, tier_range
 
 
@@ -56,8 +57,9 @@ def format_table() -> str:
     return "\n".join(lines)
 
 
-def format_policy(policy: EffectivePolicy) -> str:
-    """What was detected and the settings that will actually be used."""
+def format_policy(policy: EffectivePolicy, songwriter: ModelChoice | None = None) -> str:
+    """What was detected and the settings that will actually be used, and which
+    songwriter model is used and why."""
     device = policy.device
     if device.kind == "cuda":
         seen = f"{device.name} (cuda:{device.index}), {device.total_gb:.2f} GiB"
@@ -100,5 +102,8 @@ def format_policy(policy: EffectivePolicy) -> str:
             f"quantization {tier.quantization or 'none'}, TORCH_COMPILE {yes_no[compiles]}, "
             f"songwriter on {'GPU' if tier.songwriter_on_gpu else 'CPU'}"
         )
+    if songwriter is not None:
+        lines.append(f"songwriter model:  {songwriter.name}")
+        lines.append(f"  because:         {songwriter.reason}")
     lines += [f"note: {note}" for note in policy.notes]
     return "\n".join(lines)

@@ -320,10 +320,12 @@ def _load(config: WorkerConfig) -> tuple[Any, Songwriter, str, Path]:
     )
     writer_config = SongwriterConfig.from_settings(settings, policy)
     if config.songwriter == "template":
-        writer_config = dataclasses.replace(writer_config, model=None)
+        writer_config = dataclasses.replace(writer_config, model=None, fallback_model=None)
     if config.songwriter_max_tokens is not None:
         writer_config = dataclasses.replace(writer_config, max_tokens=config.songwriter_max_tokens)
-    return engine, Songwriter(writer_config), str(engine.device), settings.adapters_dir
+    writer = Songwriter(writer_config)
+    writer.load()  # the model, the language identifier and the word lists, before "ready"
+    return engine, writer, str(engine.device), settings.adapters_dir
 
 
 def worker_main(conn: Connection, config_json: str, parent_pid: int) -> None:

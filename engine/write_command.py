@@ -8,7 +8,7 @@ import sys
 from pydantic import ValidationError
 
 from engine.settings import load_settings
-from engine.spec import LANGUAGES, SongSpec, StationStyle
+from engine.spec import LANGUAGES, RATINGS, SongSpec, StationStyle
 
 
 def add_write_command(commands: argparse._SubParsersAction) -> None:
@@ -26,18 +26,23 @@ def add_write_command(commands: argparse._SubParsersAction) -> None:
         "--max-duration", type=int, default=60, help="the station's longest track in seconds"
     )
     write.add_argument("--duration", type=int, help="ask for this length in seconds")
+    write.add_argument(
+        "--rating", choices=RATINGS, help="lyrics rating (default: LYRICS_RATING, else clean)"
+    )
     write.add_argument("--seed", type=int, help="repeat a spec (default: random)")
     write.add_argument("--json", action="store_true", help="print the spec as JSON")
     write.set_defaults(handler=_write)
 
 
 def _write(args: argparse.Namespace) -> int:
+    settings = load_settings()
     try:
         style = StationStyle(
             genre=args.genre,
             mood=args.mood,
             language=args.language,
             max_duration=args.max_duration,
+            rating=args.rating or settings.lyrics_rating,
         )
     except ValidationError as exc:
         for error in exc.errors():
@@ -49,10 +54,15 @@ def _write(args: argparse.Namespace) -> int:
     from engine.songwriter import Songwriter, SongwriterConfig  # loads llama.cpp: only here
     from engine.tiers import detect_device, resolve
 
-    settings = load_settings()
     policy = resolve(settings, detect_device(settings, apply_cap=False))
     songwriter = Songwriter(SongwriterConfig.from_settings(settings, policy))
     result = songwriter.compose(args.theme, style, duration=args.duration, seed=args.seed)
+    if result.theme_removed:
+        print(
+            f"The lyrics are rated {style.rating}: left out of the theme: "
+            f"{', '.join(result.theme_removed)}",
+            file=sys.stderr,
+        )
     if result.fallback_reason:
         print(f"Written by the template songwriter: {result.fallback_reason}", file=sys.stderr)
     print(result.spec.model_dump_json(indent=2) if args.json else format_spec(result.spec))
@@ -67,4 +77,4 @@ def format_spec(spec: SongSpec) -> str:
         f"Tempo:    {spec.bpm} bpm, {spec.key}, {spec.time_signature}",
         f"Length:   {spec.duration} s, language {spec.language}, seed {spec.seed}",
     ]
-    return "\n".join([*head, "", spec.lyrics or "(instrumental)"])
+    return "\n".join([*head, "", spec.lyrics])

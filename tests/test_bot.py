@@ -27,7 +27,7 @@ from tests.fake_voice import PlayedSource, VoiceLog
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SERVERS = 14
+SERVERS = 15
 LISTENING = {
     "radio_join", "radio_leave", "radio_nowplaying", "radio_queue", "radio_request",
     "radio_skip", "radio_history", "radio_stats", "radio_help", "radio_taste", "radio_save",
@@ -484,3 +484,29 @@ async def test_every_interaction_was_answered_in_time_without_mentions(world: Wo
     for messages in world.fake.channel_messages.values():
         for message in messages:
             assert message.allowed_mentions == {"parse": []}, message.text
+
+
+async def test_the_lyrics_rating_is_set_by_manage_server_and_cleans_requests(
+    world: World, server: Server
+) -> None:
+    station = await on_air(world, server)
+    _, message = await world.run(server, server.admin, "radio_settings")
+    assert "Lyrics: clean (LYRICS_RATING)" in message.text
+    # A DJ without Manage Server may change other settings, not the rating.
+    _, message = await world.run(server, server.dj, "radio_settings", lyrics="explicit")
+    assert message.ephemeral and "Only members with Manage Server" in message.content
+    assert station.lyrics_rating == "clean"
+
+    _, message = await world.run(server, server.bob, "radio_request", theme="a cocaine party")
+    assert "rated clean" in message.content and "cocaine" not in message.content
+    assert "“a party”" in message.content
+    _, message = await world.run(server, server.bob, "radio_request", theme="cocaine")
+    assert message.ephemeral and "rated clean" in message.content
+    queued = await asyncio.to_thread(station.store.pending_jobs, station.guild_id)
+    assert [job.theme for job in queued].count("a party") == 1
+
+    _, message = await world.run(server, server.admin, "radio_settings", lyrics="explicit")
+    assert "Settings saved" in message.content and "Lyrics: explicit" in message.text
+    assert station.settings.lyrics_rating == "explicit"
+    _, message = await world.run(server, server.bob, "radio_request", theme="a cocaine party")
+    assert "rated clean" not in message.content and "a cocaine party" in message.content

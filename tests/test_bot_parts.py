@@ -46,7 +46,7 @@ def test_model_written_text_cannot_ping_link_or_format() -> None:
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert fields["Length"] == "1:01" and fields["Made in"] == "4.0 s (15.2x real time)"
     assert fields["Progress"] == progress_bar(30.5, 61.0) and "0:30 / 1:01" in fields["Progress"]
-    assert embed["footer"]["text"] == "90 bpm · A minor · 4/4 · en · instrumental"
+    assert embed["footer"]["text"] == "90 bpm · A minor · 4/4 · instrumental"
     assert safe("a\u202eb @x", 10) == "ab x"
 
 

@@ -306,3 +306,25 @@ def test_nan_latents_stop_the_song_with_the_likely_cause(settings, tmp_path: Pat
     with pytest.raises(EngineError, match=r"NaN or infinite values in float16.*PRECISION=fp32"):
         engine.generate(SPEC, out_path=tmp_path / "nan.ogg")
     assert not (tmp_path / "nan.ogg").exists()
+
+
+def test_an_instrumental_reaches_the_pipeline_as_upstream_encodes_it(
+    engine: MusicEngine, monkeypatch
+) -> None:
+    """Empty lyrics (an instrumental, or an old stored spec) reach the text encoder
+    as `[Instrumental]` in the language `unknown`, as ACE-Step was trained."""
+    seen: list[tuple[object, object]] = []
+    real = engine.pipe.encode_prompt
+
+    def spy(*args, **kwargs):  # the real encoder, with what it was given noted
+        seen.append((kwargs.get("lyrics"), kwargs.get("vocal_language")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.pipe, "encode_prompt", spy)
+    spec = SPEC.model_copy(update={"lyrics": ""})  # as an old spec or a JSON file has it
+    spec = SongSpec.model_validate_json(spec.model_dump_json())
+    engine.generate(spec)
+    assert seen and all(
+        lyrics in (["[Instrumental]"], "[Instrumental]") and language in (["unknown"], "unknown")
+        for lyrics, language in seen
+    ), seen

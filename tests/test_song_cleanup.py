@@ -1,198 +1,154 @@
-"""song_cleanup: raw model answers become valid, clamped, safe specs, or a clear rejection."""
+"""song_cleanup and song_checks: what the model wrote becomes a valid song, or a clear rejection."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from engine.genres import genre_profile
+from engine.song_checks import (
+    chorus_text,
+    copied_example_line,
+    form_problems,
+    is_junk_line,
+    shows_theme,
+    theme_words,
+)
 from engine.song_cleanup import (
     DurationRange,
     JunkOutputError,
-    clean_caption,
-    clean_lyrics,
+    assemble_lyrics,
+    build_caption,
+    choose_music,
+    clean_line,
+    clean_tag,
     clean_title,
-    parse_answer,
-    section_name,
-    spec_from_answer,
-    sung_lines,
+    make_spec,
 )
-from engine.song_prompt import SongBrief, example_songs
-from engine.spec import MAX_LYRICS
-from engine.text_safety import is_safe_text
+from engine.song_languages import language_kit
+from engine.song_prompt import SongBrief
+from engine.spec import INSTRUMENTAL_LYRICS, SongSpec
 
-BRIEF = SongBrief(theme="rain", genre="jazz", mood="calm", language="ja", duration=60)
-RANGE = DurationRange(40, 60)
-
-
-def answer(**fields: object) -> str:
-    base = {
-        "title": "Rain Song",
-        "caption": "jazz, piano, soft vocals",
-        "bpm": 90,
-        "key": "A minor",
-        "time_signature": "4/4",
-        "duration": 50,
-        "lyrics": "[verse]\nline one here\nline two here",
-    }
-    return json.dumps({**base, **fields})
+BODY = (
+    "[Verse 1 - soft]\nThe harbour lights are low\nThe gulls have gone to sleep\n"
+    "[Chorus - anthemic]\nSalt and Wire, hold on tight\nWe sail into the night\n"
+    "[Verse 2]\nThe compass spins and sings\nThe deck is cold and wet\n"
+)
 
 
-def test_a_good_answer_keeps_its_values_and_takes_the_station_language() -> None:
-    spec = spec_from_answer(answer(), BRIEF, RANGE, seed=7)
-    assert (spec.title, spec.bpm, spec.key, spec.time_signature) == (
-        "Rain Song",
-        90,
-        "A minor",
-        "4/4",
-    )
-    assert spec.duration == 50 and spec.language == "ja" and spec.seed == 7
-    assert spec.lyrics == "[verse]\nline one here\nline two here"
+def brief(**fields: object) -> SongBrief:
+    base = {"theme": "rain", "genre": "folk", "mood": "", "language": "en", "duration": 60}
+    return SongBrief(**{**base, **fields})
+
+
+def test_the_song_is_assembled_with_its_modifiers_and_a_repeated_chorus() -> None:
+    lyrics = assemble_lyrics(BODY, brief())
+    assert lyrics.split("\n")[0] == "[Verse 1 - soft]"
+    assert lyrics.count("[Chorus - anthemic]") == 2 and lyrics.endswith("[Outro - fade out]")
+    assert chorus_text(lyrics).count("Salt and Wire, hold on tight") == 2
+    assert form_problems(lyrics) == []
+
+
+def test_a_bridge_brings_the_chorus_back_once_more() -> None:
+    body = BODY + "[Bridge - quiet]\nOne more wave to ride\nAnd then the shore\n"
+    lyrics = assemble_lyrics(body, brief(duration=120))
+    assert lyrics.count("[Chorus - anthemic]") == 3 and "[Bridge - quiet]" in lyrics
 
 
 @pytest.mark.parametrize(
-    ("bpm", "expected"), [(3e15, 220), (-5, 40), (0, 40), (221, 220), (39, 40), (128, 128)]
-)
-def test_bpm_is_clamped(bpm: float, expected: int) -> None:
-    assert spec_from_answer(answer(bpm=bpm), BRIEF, RANGE, 1).bpm == expected
-
-
-@pytest.mark.parametrize(
-    ("duration", "expected"), [(3_000_000_000_000_000, 60), (-1, 40), (5, 40), (55, 55)]
-)
-def test_duration_is_clamped_to_the_range(duration: int, expected: int) -> None:
-    assert spec_from_answer(answer(duration=duration), BRIEF, RANGE, 1).duration == expected
-
-
-@pytest.mark.parametrize(
-    ("genre", "model_metre", "metre"),
+    ("tag", "clean"),
     [
-        ("jazz", "2/4", "4/4"),
-        ("jazz", "3/4", "3/4"),
-        ("indie folk ballad", "6/8", "6/8"),
-        ("viennese waltz", "4/4", "3/4"),
-        ("sea shanty", "2/4", "6/8"),
-        ("polka", "4/4", "2/4"),
-        ("something new", "2/4", "4/4"),
+        ("[Chorus - anthemic]", "[Chorus - anthemic]"),
+        ("[Chorus - shouty]", "[Chorus]"),
+        ("[Verse 2]", "[Verse 2]"),
+        ("[Outro - fade out]", "[Outro]"),
+        ("[verse]", None),
+        ("[artist]", None),
     ],
 )
-def test_the_metre_fits_the_genre(genre: str, model_metre: str, metre: str) -> None:
-    brief = SongBrief(theme="x", genre=genre, mood="", language="en", duration=60)
-    spec = spec_from_answer(answer(time_signature=model_metre), brief, RANGE, 1)
-    assert spec.time_signature == metre
-
-
-def test_a_fixed_range_sets_the_length() -> None:
-    spec = spec_from_answer(answer(duration=200), BRIEF, DurationRange(30, 30), 1)
-    assert spec.duration == 30
-
-
-def test_an_answer_cut_off_inside_the_lyrics_is_completed() -> None:
-    cut = answer(lyrics="[verse]\nfirst line\nsecond line\nthird li")[:-3]
-    assert parse_answer(cut)["lyrics"].endswith("third l")
-    assert parse_answer(answer()[:-2] + "\\")["title"] == "Rain Song"
+def test_section_tags_keep_known_modifiers(tag: str, clean: str | None) -> None:
+    assert clean_tag(tag) == clean
 
 
 @pytest.mark.parametrize(
-    ("text", "reason"),
+    "body",
     [
-        ("not json at all", "not a JSON object"),
-        ("[1, 2, 3]", "not a JSON object"),
-        (answer(title="  @everyone  "), "title is empty"),
-        (answer(lyrics="[verse]\n[chorus]\nonly one"), "fewer than two"),
-        (answer(key="H major"), "unknown key"),
-        (answer(time_signature="5/4"), "time signature"),
-        (answer(title=example_songs()[0]["title"]), "copied the worked example"),
+        "[Verse 1]\nonly a verse\nand more\n",
+        '[Verse 1]\n4/5 (012)\n". Lyrics\n[Chorus]\nfine line here\n[Verse 2]\nanother one\n',
+        "[Artist]\nsomething\n",
     ],
 )
-def test_junk_is_rejected_with_a_reason(text: str, reason: str) -> None:
-    with pytest.raises(JunkOutputError, match=reason):
-        spec_from_answer(text, BRIEF, RANGE, 1)
-
-
-def test_hostile_model_output_is_made_safe() -> None:
-    text = answer(
-        title="@everyone <@123> Free https://evil.com",
-        caption="jazz, join discord.gg/abc, <@&42> role, \u202eevil",
-        lyrics="[verse]\n@here listen\nvisit www.evil.org today\n\x00\u200b<#99> hidden\nsing",
-    )
-    spec = spec_from_answer(text, BRIEF, RANGE, 1)
-    assert is_safe_text(spec.title) and is_safe_text(spec.caption)
-    assert is_safe_text(spec.lyrics, multiline=True)
-    for field in (spec.title, spec.caption, spec.lyrics):
-        assert "@" not in field and "<" not in field and "\u202e" not in field
-        for link in ("http", "evil.com", "discord.gg", "www.", "evil.org"):
-            assert link not in field
-
-
-def test_title_is_one_safe_line_without_path_separators() -> None:
-    assert clean_title('"../../etc/passwd\nroot"') == "etc-passwd root"
-    assert len(clean_title("word " * 100)) <= 80
-
-
-def test_caption_gets_the_station_genre_and_mood_once() -> None:
-    caption = clean_caption("Jazz, piano, piano, , [verse], soft vocals", BRIEF)
-    assert caption == "jazz, calm, piano, soft vocals"
-
-
-def test_a_thin_caption_gets_the_genre_instruments() -> None:
-    assert (
-        clean_caption("night", BRIEF) == "jazz, calm, night, upright bass, brushed drums, saxophone"
-    )
-    instrumental = SongBrief("x", "ambient", "", "en", 60, instrumental=True)
-    assert clean_caption("", instrumental) == "ambient, instrumental, pads, field recordings"
+def test_answers_without_a_song_are_rejected(body: str) -> None:
+    with pytest.raises(JunkOutputError):
+        assemble_lyrics(body, brief())
 
 
 @pytest.mark.parametrize(
-    ("tag", "name"),
-    [
-        ("Verse 1", "verse"),
-        ("CHORUS", "chorus"),
-        ("Pre-Chorus", "pre-chorus"),
-        ("pre chorus 2", "pre-chorus"),
-        ("Guitar Solo", "solo"),
-        ("Refrain:", "chorus"),
-        ("artist", None),
-        ("music", None),
-    ],
+    "line", ["4/5 (012)", '". Lyrics', "Lyrics: here", "{json}", "@@@ x", "a", "https://x.y"]
 )
-def test_section_names_are_normalised(tag: str, name: str | None) -> None:
-    assert section_name(tag) == name
+def test_junk_lines_are_junk(line: str) -> None:
+    assert is_junk_line(line) and clean_line(line, 48) == ""
 
 
-def test_lyrics_structure_is_normalised() -> None:
-    raw = (
-        "I start without a tag\n[Verse 2] words after the tag\n[artist]\n[Chorus]\n[Chorus]\n"
-        "we sing [bad tag] here\n: a line with a colon\n***\n[Bridge]\n[Outro]"
-    )
-    assert clean_lyrics(raw, 60) == (
-        "[verse]\nI start without a tag\n[verse]\nwords after the tag\n[chorus]\nwe sing here\n"
-        "a line with a colon\n[outro]"
+def test_a_line_cut_at_the_limit_loses_its_unfinished_word() -> None:
+    cut = "I was waiting by the door for you to come ho"
+    assert clean_line(cut, len(cut)) == "I was waiting by the door for you to come"
+    assert clean_line("A whole line", 48) == "A whole line"
+    assert clean_title("Lighthouse Keeper Falls In Love With A W", 40) == (
+        "Lighthouse Keeper Falls In Love With A"
     )
 
 
-def test_a_base_model_running_into_the_next_example_is_cut() -> None:
-    raw = '[verse]\nfirst line\nsecond line\nRequest: {"genre": "pop"}\nSong: {"title"'
-    assert clean_lyrics(raw, 60) == "[verse]\nfirst line\nsecond line"
+def test_form_problems_name_what_is_wrong() -> None:
+    assert form_problems(INSTRUMENTAL_LYRICS) == []
+    assert any("verse, chorus, verse, chorus" in p for p in form_problems("[Verse]\na\nb"))
+    assert any("section tag" in p for p in form_problems("[verse]\nline one\n"))
+    long = "[Verse 1]\n" + "\n".join(["a fine line"] * 9)
+    assert any("9 lines" in p for p in form_problems(long))
 
 
-def test_long_prose_lines_are_split() -> None:
-    prose = "This is a very long sentence that keeps going, and going, " * 6
-    lines = clean_lyrics(f"[verse]\n{prose}", 600).split("\n")
-    assert len(lines) > 3 and all(len(line) <= 80 for line in lines)
+@pytest.mark.parametrize("genre", ["jazz", "sea shanty", "polka", "synthwave", "new genre"])
+@pytest.mark.parametrize("mood", ["", "calm", "energetic", "sad"])
+def test_bpm_key_and_metre_come_from_the_genre(genre: str, mood: str) -> None:
+    profile = genre_profile(genre)
+    for seed in range(10):
+        bpm, key, metre = choose_music(brief(genre=genre, mood=mood), seed)
+        assert profile.low_bpm <= bpm <= profile.high_bpm
+        assert key in profile.keys and metre in profile.metres
 
 
-def test_sung_lines_are_capped_by_the_length_of_the_song() -> None:
-    raw = "[verse]\n" + "\n".join(f"line {i} of many" for i in range(200))
-    assert sung_lines(clean_lyrics(raw, 30)) == 10
-    assert sung_lines(clean_lyrics(raw, 12)) == 4
-    assert (
-        len(clean_lyrics("[verse]\n" + "\n".join("la " * 26 for _ in range(400)), 600))
-        <= MAX_LYRICS
+def test_the_caption_names_the_genre_and_speaks_ace_steps_language() -> None:
+    caption = build_caption(brief(genre="Indie Folk", mood="wistful"), 100, seed=3)
+    tags = caption.split(", ")
+    assert tags[0] == "indie folk" and "wistful" in tags and "mid-tempo" in tags
+    assert len(tags) == len(set(tags)) >= 5
+    assert not any(ch.isdigit() for ch in caption) and "}" not in caption
+    instrumental = build_caption(brief(instrumental=True), 130, seed=3)
+    assert "instrumental" in instrumental and "vocals" not in instrumental
+
+
+def test_make_spec_gives_a_valid_spec_and_instrumentals_as_upstream() -> None:
+    spec = make_spec(
+        "Salt and Wire", assemble_lyrics(BODY, brief()), brief(), DurationRange(40, 60), 7
     )
+    assert SongSpec.model_validate_json(spec.model_dump_json()) == spec
+    assert (spec.language, spec.seed, spec.duration) == ("en", 7, 60)
+    inst = make_spec("Drift", "", brief(instrumental=True), DurationRange(40, 60), 7)
+    assert (inst.lyrics, inst.language) == ("[Instrumental]", "unknown") and inst.instrumental
+    with pytest.raises(JunkOutputError):
+        make_spec("  ", "", brief(), DurationRange(40, 60), 7)
 
 
-def test_instrumental_briefs_get_no_lyrics() -> None:
-    brief = SongBrief("x", "ambient instrumental", "", "en", 60, instrumental=True)
-    spec = spec_from_answer(answer(lyrics=""), brief, RANGE, 1)
-    assert spec.lyrics == "" and spec.instrumental
+def test_empty_lyrics_of_old_specs_read_as_an_instrumental() -> None:
+    old = SongSpec(title="t", caption="c", lyrics="", bpm=100, key="C major", duration=30)
+    assert (old.lyrics, old.language, old.instrumental) == ("[Instrumental]", "unknown", True)
+
+
+def test_theme_words_and_copies_are_found() -> None:
+    words = theme_words("a lighthouse keeper who falls in love with a ship")
+    assert words == {"lighthouse", "keeper", "falls", "love", "ship"}
+    assert shows_theme(words, "Falling for the tide") and not shows_theme(words, "Rain")
+    kit = language_kit("de")
+    assert copied_example_line("Der letzte Zug", "", kit) == "Der letzte Zug"
+    near = "[Verse 1]\nDurch Felder, die im Dunkeln ruhen\n"
+    assert copied_example_line("Neu", near, kit) == "Durch Felder, die im Dunkeln ruhen"
+    assert copied_example_line("Sommerliebe", "[Verse 1]\nDie Sonne lacht\n", kit) is None

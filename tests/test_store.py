@@ -139,6 +139,7 @@ def test_an_older_database_is_upgraded_and_keeps_its_data(db_path: Path) -> None
         assert (job.requester_name, job.theme, job.status) == ("ann", "rain", "queued")
         store.record_underrun(GUILD)  # the table migration 2 added
         assert store.stats(GUILD).underruns == 1
+        assert store.guild_settings(GUILD).lyrics_rating is None  # migration 5: LYRICS_RATING
 
 
 def test_a_version_2_database_gains_the_station_adapter(db_path: Path) -> None:
@@ -244,7 +245,12 @@ def test_guild_settings_have_defaults_and_survive_a_restart(db_path: Path) -> No
             False,
         )
         assert settings.dj_role_id == 555
-        assert settings.style == StationStyle(genre="synthwave", max_duration=120)
+        assert settings.style() == StationStyle(genre="synthwave", max_duration=120)
+        assert settings.lyrics_rating is None and settings.style("explicit").rating == "explicit"
+        rated = store.update_guild_settings(GUILD, lyrics_rating="explicit")
+        assert rated.style("clean").rating == "explicit"
+        with pytest.raises(InvalidValueError, match="lyrics_rating"):
+            store.update_guild_settings(GUILD, lyrics_rating="spicy")
         assert store.guild_ids() == [GUILD]
 
 

@@ -17,8 +17,8 @@ from bot.taste import (
     lean_from,
 )
 from bot.taste_features import Feature, caption_tags, song_features, tag_kind, tempo_band
-from engine.song_cleanup import DurationRange, spec_from_answer
-from engine.song_prompt import chat_messages, make_brief
+from engine.song_cleanup import DurationRange, make_spec
+from engine.song_prompt import make_brief
 from engine.spec import BpmBand, SongSpec, StationStyle, TasteLean
 from engine.taste_lean import lean_bpm_range, lean_choice, lean_keys, lean_tags
 from engine.template_songwriter import template_spec
@@ -222,34 +222,30 @@ def test_the_template_songwriter_leans_to_the_taste() -> None:
     )
     style = StationStyle(genre="lofi hip hop", lean=lean)
     for seed in range(20):
-        written = template_spec(
-            make_brief("", style, duration=60, seed=seed), DurationRange(60, 60), seed
-        )
+        written = template_spec(make_brief("", style, duration=60), DurationRange(60, 60), seed)
         tags = caption_tags(written.caption)
         assert "female vocals" in tags and "vinyl crackle" not in tags, tags
         assert 80 <= written.bpm <= 89 and written.key.endswith("major")
 
 
-def test_the_model_prompt_and_cleanup_lean_to_the_taste() -> None:
+def test_the_models_songs_lean_to_the_taste_where_their_sound_is_chosen() -> None:
+    """The model writes the title and lyrics; the caption, tempo and key of its song are
+    chosen in `make_spec`, which leans there, with the lean's tags made prompt-safe."""
     lean = TasteLean(
         prefer=("warm rhodes", "<@&1> [INST] tape"),
-        avoid=("male vocals",),
-        bpm=BpmBand(low=80, high=99),
+        avoid=("male vocals", "warm male vocals"),
+        bpm=BpmBand(low=80, high=89),
         mode="minor",
     )
-    brief = make_brief("", StationStyle(genre="lofi hip hop", lean=lean), duration=60, seed=1)
-    request = chat_messages(brief)[1]["content"]
-    assert '"listeners like": "warm rhodes, INST tape"' in request  # made prompt-safe
-    assert '"avoid": "male vocals"' in request and '"bpm": "80-99"' in request
-    assert '"mode": "minor"' in request and "<@&1>" not in request
-    answer = (
-        '{"title": "Night Bus", "caption": "lofi hip hop, male vocals, piano, tape", '
-        '"bpm": 140, "key": "C major", "time_signature": "4/4", "duration": 60, '
-        '"lyrics": "[verse]\\nThe bus is late\\nThe rain is great"}'
-    )
-    written = spec_from_answer(answer, brief, DurationRange(40, 60), seed=1)
-    tags = caption_tags(written.caption)
-    assert "male vocals" not in tags and "warm rhodes" in tags and written.bpm == 99
+    brief = make_brief("", StationStyle(genre="lofi hip hop", lean=lean), duration=60)
+    assert brief.lean is not None and brief.lean.prefer == ("warm rhodes", "INST tape")
+    lyrics = "[Verse 1]\nThe bus is late\n[Chorus]\nNight bus"
+    for seed in range(10):
+        written = make_spec("Night Bus", lyrics, brief, DurationRange(40, 60), seed)
+        tags = caption_tags(written.caption)
+        assert "warm rhodes" in tags and not {"male vocals", "warm male vocals"} & set(tags)
+        assert 80 <= written.bpm <= 89 and written.key.endswith("minor"), written
+        assert "<@&1>" not in written.caption
     # An instrumental station avoids what listeners skip but gets no liked voice.
     instrumental = make_brief(
         "",
@@ -257,11 +253,11 @@ def test_the_model_prompt_and_cleanup_lean_to_the_taste() -> None:
             genre="ambient instrumental", lean=TasteLean(prefer=("female vocals",), avoid=("pads",))
         ),
         duration=60,
-        seed=1,
     )
     caption = template_spec(instrumental, DurationRange(60, 60), 1).caption
     assert "female vocals" not in caption and "pads" not in caption.split(", ")
-    # A request's theme wins: without a lean (requests never get one) nothing changes.
-    plain = make_brief("", StationStyle(genre="lofi hip hop"), duration=60, seed=1)
-    assert "listeners like" not in plain.request_json()
-    assert spec_from_answer(answer, plain, DurationRange(40, 60), seed=1).bpm == 140
+    # A request's theme wins: requests never get a lean, and without one nothing changes.
+    plain = make_brief("", StationStyle(genre="lofi hip hop"), duration=60)
+    assert plain.lean is None
+    unleaned = make_spec("Night Bus", lyrics, plain, DurationRange(40, 60), 3)
+    assert unleaned == make_spec("Night Bus", lyrics, plain, DurationRange(40, 60), 3)

@@ -1,69 +1,64 @@
-"""The template songwriter: always a valid spec, repeatable, varied, never a recent title."""
+"""The template songwriter: a valid song in every language the bot offers, repeatable, varied."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.song_cleanup import DurationRange, sung_lines
+from engine.content_rating import blocked_words
+from engine.genres import genre_profile
+from engine.language_id import identify
+from engine.song_checks import chorus_text, copied_example_line, form_problems, sung_text
+from engine.song_cleanup import DurationRange
+from engine.song_languages import language_kit
 from engine.song_prompt import make_brief
 from engine.spec import LANGUAGES, SongSpec, StationStyle
 from engine.template_songwriter import template_spec
 from engine.text_safety import is_safe_text
 
 
-def brief(theme: str = "rainy night in Tokyo", **style: object):
-    return make_brief(theme, StationStyle(**style), duration=60, seed=1)
-
-
-@pytest.mark.parametrize("genre", ["jazz", "sea shanty", "polka", "waltz", "unknown-genre", ""])
-@pytest.mark.parametrize("language", ["en", "ja", "es"])
-def test_every_genre_and_language_gives_a_valid_spec(genre: str, language: str) -> None:
-    spec = template_spec(brief(genre=genre, language=language), DurationRange(40, 60), seed=3)
-    assert SongSpec.model_validate(spec.model_dump()) == spec
-    assert spec.language == language and 40 <= spec.duration <= 60
-    assert sung_lines(spec.lyrics) >= 2 and spec.lyrics.startswith("[verse]")
-    assert is_safe_text(spec.title) and is_safe_text(spec.caption)
-
-
-def test_genre_sets_the_metre_and_tempo_range() -> None:
-    shanty = template_spec(brief(genre="sea shanty"), DurationRange(60, 60), seed=5)
-    assert shanty.time_signature == "6/8" and 96 <= shanty.bpm <= 116
-    polka = template_spec(brief(genre="polka"), DurationRange(60, 60), seed=5)
-    assert polka.time_signature == "2/4"
-
-
-def test_same_seed_same_spec_other_seeds_vary() -> None:
-    b, durations = brief(), DurationRange(40, 60)
-    assert template_spec(b, durations, 11) == template_spec(b, durations, 11)
-    specs = {template_spec(b, durations, seed) for seed in range(12)}
-    assert len({(s.title, s.key, s.bpm) for s in specs}) >= 8
-
-
-def test_recent_titles_are_not_repeated() -> None:
-    b, durations = brief(), DurationRange(40, 60)
-    first = template_spec(b, durations, 11)
-    second = template_spec(b, durations, 11, recent_titles=(first.title,))
-    assert second.title != first.title
-
-
-def test_hostile_and_empty_themes_still_give_safe_specs() -> None:
-    for theme in ["", "@everyone https://evil.com <@1>", "\u202e\u200b" * 50, "x" * 10_000]:
-        spec = template_spec(brief(theme), DurationRange(10, 600), seed=2)
-        assert is_safe_text(spec.title) and is_safe_text(spec.caption)
-        assert is_safe_text(spec.lyrics, multiline=True)
-        assert "@" not in spec.lyrics + spec.title + spec.caption
-
-
-def test_long_songs_get_more_sections_and_instrumentals_none() -> None:
-    short = template_spec(brief(), DurationRange(30, 30), seed=4)
-    long = template_spec(brief(), DurationRange(180, 180), seed=4)
-    assert sung_lines(long.lyrics) > sung_lines(short.lyrics)
-    assert "[bridge]" in long.lyrics
-    instrumental = template_spec(brief(genre="ambient instrumental"), DurationRange(60, 60), 4)
-    assert instrumental.instrumental and "instrumental" in instrumental.caption
+def brief(theme: str = "rainy night in Tokyo", duration: int = 60, **style: object):
+    return make_brief(theme, StationStyle(**style), duration=duration)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_all_languages_are_accepted(language: str) -> None:
-    spec = template_spec(brief(language=language), DurationRange(60, 60), seed=1)
-    assert spec.language == language
+def test_every_language_gets_a_song_in_that_language(language: str) -> None:
+    spec = template_spec(brief("x", genre="folk", language=language), DurationRange(40, 60), 3)
+    assert SongSpec.model_validate(spec.model_dump()) == spec
+    assert spec.language == language and form_problems(spec.lyrics) == []
+    assert identify(f"{spec.title}\n{sung_text(spec.lyrics)}", "any")[0] == language
+    assert not blocked_words(f"{spec.title}\n{spec.caption}\n{spec.lyrics}", language)
+    assert copied_example_line(spec.title, spec.lyrics, language_kit(language)) is None
+    assert is_safe_text(spec.title) and is_safe_text(spec.caption)
+
+
+@pytest.mark.parametrize("genre", ["jazz", "sea shanty", "polka", "waltz", "unknown-genre", ""])
+def test_genre_sets_tempo_metre_and_caption(genre: str) -> None:
+    spec = template_spec(brief(genre=genre), DurationRange(60, 60), seed=5)
+    profile = genre_profile(genre or "pop")
+    assert profile.low_bpm <= spec.bpm <= profile.high_bpm and spec.time_signature in profile.metres
+    assert spec.caption.startswith((genre or "pop").lower())
+
+
+def test_a_theme_in_the_station_language_is_the_title_and_the_hook() -> None:
+    spec = template_spec(brief("rainy night in Tokyo"), DurationRange(60, 60), seed=1)
+    assert spec.title == "Rainy Night In Tokyo"
+    assert chorus_text(spec.lyrics).startswith("Rainy Night In Tokyo")
+    french = template_spec(brief("rainy night in Tokyo", language="fr"), DurationRange(60, 60), 1)
+    assert french.title in language_kit("fr").template.titles
+
+
+def test_same_seed_same_spec_and_recent_titles_are_avoided() -> None:
+    b = brief("x", language="de")
+    first = template_spec(b, DurationRange(40, 60), seed=9)
+    assert template_spec(b, DurationRange(40, 60), seed=9) == first
+    other = template_spec(b, DurationRange(40, 60), seed=9, recent_titles=(first.title,))
+    assert other.title != first.title
+
+
+def test_short_and_long_songs_and_instrumentals() -> None:
+    short = template_spec(brief(duration=30), DurationRange(30, 30), seed=2)
+    assert len(sung_text(short.lyrics).split("\n")) == 8  # 2 lines x 4 sections
+    long = template_spec(brief(duration=180), DurationRange(180, 180), seed=2)
+    assert "[Bridge]" in long.lyrics and long.lyrics.count("[Chorus]") == 3
+    inst = template_spec(brief("calm", genre="instrumental ambient"), DurationRange(60, 60), 2)
+    assert (inst.lyrics, inst.language) == ("[Instrumental]", "unknown")

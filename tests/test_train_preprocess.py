@@ -50,8 +50,12 @@ def test_captions_and_lyrics_come_from_sidecars(dataset) -> None:
         "timesignature": "4",
     }
     assert text["pad.flac"]["caption"] == "warm ambient pad"
-    assert text["pad.flac"]["lyrics"] == ""  # [Instrumental] is sung as the engine does: no lyrics
-    assert text["beat.mp3"]["caption"] == "beat" and text["beat.mp3"]["lyrics"] == ""
+    # Instrumentals are encoded as upstream and the engine encode them.
+    assert (text["pad.flac"]["lyrics"], text["pad.flac"]["language"]) == (
+        "[Instrumental]",
+        "unknown",
+    )
+    assert text["beat.mp3"]["caption"] == "beat" and text["beat.mp3"]["lyrics"] == "[Instrumental]"
 
 
 def test_stored_tensors_are_what_inference_feeds_the_dit(dataset, tiny_checkpoint_dir) -> None:
@@ -178,7 +182,7 @@ def test_dataset_json_paths_tags_and_instrumentals(tmp_path: Path) -> None:
     assert (one.caption, one.lyrics, one.bpm, one.keyscale, one.timesignature, one.language) == (
         "myband, indie rock", "la la", 140, "E minor", "3", "fr",
     )  # fmt: skip
-    assert (two.caption, two.lyrics) == ("tape, lofi", "")
+    assert (two.caption, two.lyrics, two.language) == ("tape, lofi", "[Instrumental]", "unknown")
     assert [p.key for p in problems] == ["songs/missing.wav", "samples[3]"]
 
 

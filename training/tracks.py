@@ -15,8 +15,9 @@ Two sources, as users of upstream ACE-Step and Side-Step have them:
   `lyrics:` line starts the lyrics, which run to the end of the file) or, with
   no such lines, just the lyrics. Without a caption the file name is used.
 
-No lyrics means an instrumental, encoded with empty lyrics exactly as the
-station's engine sings instrumentals. Problems with one track are reported
+No lyrics (or `[Instrumental]`, or `is_instrumental`) means an instrumental,
+encoded as upstream ACE-Step and the station's engine encode one: lyrics
+`[Instrumental]`, language `unknown`. Problems with one track are reported
 (`TrackProblem`) and never stop the others.
 """
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.spec import LANGUAGES, TIME_SIGNATURES
+from engine.spec import INSTRUMENTAL_LANGUAGE, INSTRUMENTAL_LYRICS, LANGUAGES, TIME_SIGNATURES
 from training.audio_io import AUDIO_SUFFIXES
 from training.encoding import TrackText
 
@@ -62,8 +63,8 @@ class TrackSource:
     key: str
     path: Path
     caption: str
-    lyrics: str = ""
-    language: str = "en"
+    lyrics: str = INSTRUMENTAL_LYRICS
+    language: str = INSTRUMENTAL_LANGUAGE
     bpm: int | None = None
     keyscale: str | None = None
     timesignature: str | None = None
@@ -118,8 +119,8 @@ def _clean_language(value: Any) -> str:
 
 def _clean_lyrics(value: Any, instrumental: bool) -> str:
     text = str(value or "").strip()
-    if instrumental or text.lower() in INSTRUMENTAL_MARKERS:
-        return ""
+    if instrumental or not text or text.lower() in INSTRUMENTAL_MARKERS:
+        return INSTRUMENTAL_LYRICS
     return text
 
 
@@ -150,12 +151,15 @@ def build_track(
     all_instrumental: bool = False,
 ) -> TrackSource:
     instrumental = bool(fields.get("is_instrumental")) or all_instrumental
+    lyrics = _clean_lyrics(fields.get("lyrics"), instrumental)
     return TrackSource(
         key=key,
         path=path,
         caption=_with_tag(_caption(fields, _name_caption(path)), tag, tag_position),
-        lyrics=_clean_lyrics(fields.get("lyrics"), instrumental),
-        language=_clean_language(fields.get("language")),
+        lyrics=lyrics,
+        language=INSTRUMENTAL_LANGUAGE
+        if lyrics == INSTRUMENTAL_LYRICS
+        else _clean_language(fields.get("language")),
         bpm=_clean_bpm(fields.get("bpm")),
         keyscale=str(fields.get("keyscale") or "").strip() or None,
         timesignature=_clean_time_signature(fields.get("timesignature")),

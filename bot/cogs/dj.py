@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
@@ -56,6 +56,16 @@ def style_line(settings: GuildSettings) -> str:
         parts.append(f"theme **{safe(settings.theme, 200)}**")
     parts += [f"language **{settings.language}**", f"songs up to **{settings.max_length} s**"]
     return ", ".join(parts)
+
+
+async def set_lyrics_rating(
+    interaction: discord.Interaction, station: Station, rating: str
+) -> None:
+    """The lyrics rating is for Manage Server only: a DJ role may be given to many."""
+    permissions = getattr(interaction.user, "guild_permissions", None)
+    if permissions is None or not permissions.manage_guild:
+        raise RadioError("Only members with Manage Server can change the lyrics rating.")
+    await station.set_lyrics_rating(rating)
 
 
 class StationControl(commands.Cog):
@@ -186,6 +196,7 @@ class StationControl(commands.Cog):
         dj_role="The role that may use the station commands (besides Manage Server)",
         channel="The text channel for now-playing messages",
         taste="on: auto songs lean to what listeners like; off: they do not; reset: forget it",
+        lyrics="clean: no swearing, sex, drugs, slurs or self-harm (Manage Server only)",
     )
     @app_commands.choices(taste=[app_commands.Choice(name=m, value=m) for m in TASTE_MODES])
     async def radio_settings(
@@ -194,10 +205,13 @@ class StationControl(commands.Cog):
         dj_role: discord.Role | None = None,
         channel: discord.TextChannel | None = None,
         taste: str | None = None,
+        lyrics: Literal["clean", "explicit"] | None = None,
     ) -> None:
         if taste is not None and taste not in TASTE_MODES:
             raise RadioError(f"taste {safe(taste, 20)!r} is not allowed: give on, off or reset.")
         station = await self._station(interaction)
+        if lyrics is not None:  # first: it may be refused, and then nothing is changed
+            await set_lyrics_rating(interaction, station, lyrics)
         if taste is not None:
             await station.set_taste(taste)
         changes: dict[str, Any] = {}
@@ -210,8 +224,10 @@ class StationControl(commands.Cog):
             changes["text_channel_id"] = channel.id
         settings = await station.update_settings(**changes) if changes else station.settings
         role = describe_dj_role(interaction.guild, settings.dj_role_id, self.bot.settings.dj_role)
-        embed = settings_embed(settings, role, self.bot.settings.vote_skip_ratio)
-        saved = changes or taste is not None
+        embed = settings_embed(
+            settings, role, self.bot.settings.vote_skip_ratio, station.lyrics_rating
+        )
+        saved = changes or taste is not None or lyrics is not None
         await answer(interaction, "Settings saved." if saved else None, embed=embed)
 
     @station_command("radio_upload", "Put your own audio file in the queue")

@@ -170,8 +170,12 @@ class Listening(commands.Cog):
         listening = "" if self.radio.voice_channel(member.guild.id) else (
             " The radio is not in a voice channel: /radio_join to hear it."
         )  # fmt: skip
-        await answer(interaction, f"🎵 Your song about “{safe(theme, 100)}” is {place}."
-                                  f"{listening}")  # fmt: skip
+        cleaned = (
+            "This station's lyrics are rated clean, so words about drugs, sex, slurs or "
+            "self-harm were left out of your theme. " if receipt.cleaned else ""
+        )  # fmt: skip
+        await answer(interaction, f"🎵 {cleaned}Your song about “{safe(receipt.job.theme, 100)}” "
+                                  f"is {place}.{listening}")  # fmt: skip
 
     @app_commands.command(name="radio_skip", description="Vote to skip the song playing now")
     @app_commands.guild_only()
