@@ -129,3 +129,25 @@ def require_adapter(folder: Path, name: Any, guild_id: int) -> AdapterEntry:
             return entry
     names = ", ".join(a.name for a in list_adapters(folder, guild_id)) or "none yet (/radio_train)"
     raise InvalidValueError("adapter", name, f"an adapter of this server or a shared one: {names}")
+
+
+def share_adapter(folder: Path, guild_id: int, name: Any) -> AdapterEntry:
+    """Copy server `guild_id`'s own adapter `name` into the shared library (the
+    owner's `/radio_adapter_share`). The server keeps its own; nothing is replaced:
+    a shared adapter of that name already there is refused."""
+    from bot.training_files import export_adapter
+
+    name = check_adapter_name(name.strip() if isinstance(name, str) else name)
+    own = [entry for entry in list_adapters(folder, guild_id) if entry.owner == guild_id]
+    source = next((entry for entry in own if entry.name == name), None)
+    if source is None:
+        names = ", ".join(entry.name for entry in own) or "none yet (/radio_train)"
+        raise InvalidValueError("adapter", name, f"one of this server's own adapters: {names}")
+    if key_owner(name) is not None or (folder / name).exists():
+        raise InvalidValueError(
+            "adapter", name, "a name no shared adapter has yet (shared ones are never replaced)"
+        )
+    export_adapter(folder / source.key, folder / name)
+    entry = _entry(folder / name)
+    assert entry is not None
+    return entry

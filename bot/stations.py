@@ -161,6 +161,10 @@ class StationManager:
         self._notify_stations()
         self.wake()
 
+    def adapter_in_use(self, key: str) -> bool:
+        """Does any station sing with adapter `key`? (blocking: the store; call in a thread)"""
+        return bool(self.store.guilds_using_adapter(key))
+
     async def prune_tracks(self) -> None:
         """Keep track files within the disk budget: played ones first, then the
         auto-fill songs buffered by stations that are off air (see `Store.prune_tracks`)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE_VARIABLE = "RADIO_ENV_FILE"
+#: Settings that are secrets: no child process (worker, trainer, ffmpeg) gets them.
+SECRET_KEYS = ("DISCORD_TOKEN",)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -266,6 +269,19 @@ def _format_error(error: dict[str, Any]) -> str:
     allowed = (field.json_schema_extra or {}).get("allowed") if field else None
     shown = "<hidden>" if name == "discord_token" else repr(error.get("input"))
     return f"Invalid setting {_env_key(name)}={shown}: allowed is {allowed or error['msg']}."
+
+
+def without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without the secret settings (in any case), for a child process."""
+    return {key: value for key, value in environ.items() if key.upper() not in SECRET_KEYS}
+
+
+def drop_secrets_from_environment() -> None:
+    """Remove the secret settings from this process's environment once they were read,
+    so that no child process (the worker, the trainer, ffmpeg) inherits them."""
+    for key in list(os.environ):
+        if key.upper() in SECRET_KEYS:
+            del os.environ[key]
 
 
 def default_env_file() -> Path:
