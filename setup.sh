@@ -124,7 +124,7 @@ fi
 
 # --- 6. Configuration.
 if [ ! -f .env ]; then
-  cp .env.example .env
+  install -m 600 .env.example .env  # it will hold the token: readable by its owner only
   say "wrote .env from .env.example (put your DISCORD_TOKEN there)"
 fi
 
