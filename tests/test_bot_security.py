@@ -292,6 +292,21 @@ async def test_a_hostile_upload_corpus_is_refused_cleanly(world: Security, tmp_p
         assert after == before, (name, after - before)  # nothing left behind
 
 
+async def test_an_upload_that_takes_too_long_is_refused_and_leaves_nothing(
+    world: Security, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.audio_import
+
+    server = world.server("uploads")
+    song = await asyncio.to_thread(_sine, tmp_path / "slow.mp3", 12)
+    monkeypatch.setattr(engine.audio_import, "CONVERT_TIMEOUT", 0.001)  # a stuck ffmpeg
+    before = set(world.settings.tracks_dir.iterdir())
+    attachment = world.fake.add_attachment("slow.mp3", song)
+    text = await refused(world, server, server.admin, "radio_upload", file=attachment)
+    assert "converting the file took longer than" in text
+    assert set(world.settings.tracks_dir.iterdir()) == before
+
+
 # --- the seam between songs -------------------------------------------------------------------
 
 
