@@ -55,7 +55,10 @@ def test_only_a_live_training_process_of_this_run_counts_as_its_trainer(tmp_path
          str(folder / "job_config.json")]
     )  # fmt: skip
     try:
-        assert trainer_alive(record(tmp_path, fake.pid, folder))
+        deadline = time.monotonic() + 30
+        while not trainer_alive(record(tmp_path, fake.pid, folder)):  # until it has exec'd
+            assert time.monotonic() < deadline, "a training process was not recognised"
+            time.sleep(0.05)
     finally:
         fake.kill()
         fake.wait()
