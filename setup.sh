@@ -85,7 +85,7 @@ helper_args=(--python .venv/bin/python)
 
 # --- 4. Configuration.
 if [ ! -f .env ]; then
-  run cp .env.example .env
+  run install -m 600 .env.example .env  # it will hold the token: readable by its owner only
   ((DRY_RUN)) || say "wrote .env from .env.example (put your DISCORD_TOKEN there)"
 fi
 

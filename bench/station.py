@@ -121,9 +121,12 @@ async def run(args: argparse.Namespace, root: Path, checkpoint: Path) -> None:
         if ended >= args.tracks:
             done.set()
 
-    # Fill the buffer first, as a station that has been on air for a while.
+    # Fill the buffer first, as a station that has been on air for a while (a station makes
+    # songs of its own only on air: a warm-up listener holds its first track meanwhile).
+    await station.start(LocalPlayer(root / "warm-up", speed=0.01))
     while len(station.buffered) < args.buffer:
         await station.wait_changed()
+    await station.stop()
     player = LocalPlayer(root / "out", speed=args.speed, on_play=on_play, on_end=on_end)
     lag: list[tuple[float, bool]] = []
     stop_lag = asyncio.Event()

@@ -1,41 +1,55 @@
 """RadioBot and `python -m bot`: the radio on Discord.
 
-`setup_hook` (after login, before the gateway connects) opens the store,
-starts the GPU worker and the stations, the adapter trainer service
-(bot.training_runs), registers the persistent 👍/👎 buttons
-(bot.taste_buttons), loads the cogs and syncs the slash
-commands: to the `DEV_GUILD_ID` server only when it is set (they show at
-once), else globally. A worker that cannot start (no checkpoint, say) is
-logged and the bot runs on: stations replay their libraries and say why.
+`setup_hook` (after login, before the gateway connects) opens the store and
+the adapter trainer service (bot.training_runs), which first deals with a run
+a killed bot left behind (bot.training_record); only then does it start the
+GPU worker and the stations, register the persistent 👍/👎 buttons
+(bot.taste_buttons), load the cogs and sync the slash commands: to the
+`DEV_GUILD_ID` server only when it is set (they show at once), else globally.
+A worker that cannot start (no checkpoint, say) is logged and the bot runs on:
+stations replay their libraries and say why.
 
-`main()` reads `.env`; a missing or refused `DISCORD_TOKEN`, a bad setting or
-an unreachable Discord each end with one clear line, not a traceback.
-SIGINT and SIGTERM shut down cleanly: playback stops, the stations and the
-database are closed (everything the radio knows is already in SQLite) and
-the worker stops.
+`main()` reads `.env`, then removes the token from the environment so that
+no child process (worker, trainer, ffmpeg) inherits it; a missing or refused
+`DISCORD_TOKEN`, a bad setting or an unreachable Discord each end with one
+clear line, not a traceback. SIGINT and SIGTERM shut down cleanly: a training
+run is stopped first (what it learnt is exported), then playback stops, the
+stations and the database are closed (everything the radio knows is already
+in SQLite) and the worker stops; each step runs even when one before failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import stat
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import discord
 from discord.ext import commands
 
+from bot.ownership import Owners, TrainingAccess
 from bot.radio import Radio
-from bot.replies import on_command_error
-from bot.stations import StationManager, manager_from_settings
+from bot.replies import NO_MENTIONS, on_command_error
+from bot.stations import StationManager, isolated, manager_from_settings
 from bot.store import StoreError
 from bot.taste_buttons import ReactionButton
+from bot.training_board import training_text
 from bot.training_runs import TrainingRuns
 from engine.logs import setup_logging
-from engine.settings import Settings, SettingsError, load_settings
+from engine.settings import (
+    Settings,
+    SettingsError,
+    default_env_file,
+    drop_secrets_from_environment,
+    load_settings,
+)
 from engine.worker import WorkerConfig
 from engine.worker_client import WorkerStartError
 
@@ -81,6 +95,9 @@ class RadioBot(commands.Bot):
         self._radio: Radio | None = None
         self._training: TrainingRuns | None = None
         self.training_options = training_options or {}
+        self.training_access = TrainingAccess(
+            Owners(self, settings.owner_ids), settings.training_guilds
+        )
         self._restored = False
 
     @property
@@ -104,6 +121,9 @@ class RadioBot(commands.Bot):
     async def setup_hook(self) -> None:
         manager = await asyncio.to_thread(manager_from_settings, self.settings, self.worker_config)
         self._stations = manager
+        self._training = TrainingRuns(manager, self.settings, **self.training_options)
+        # Before the worker: a trainer left by a killed bot must not share the GPU with it.
+        await self._training.recover()
         log.info("starting the music worker (loading the models)...")
         try:
             await manager.client.start()
@@ -111,7 +131,6 @@ class RadioBot(commands.Bot):
             log.error("the music worker cannot start: %s; the radio runs without new songs", exc)
         await manager.start()
         self._radio = Radio(self, manager, self.settings, voice_cls=self.voice_cls)
-        self._training = TrainingRuns(manager, self.settings, **self.training_options)
         self.tree.error(on_command_error)
         # The 👍/👎 buttons answer by their custom id, also on messages from before a restart.
         self.add_dynamic_items(ReactionButton)
@@ -136,25 +155,40 @@ class RadioBot(commands.Bot):
         if not self._restored:
             self._restored = True
             await self.radio.restore()
+            await self._announce_recovered_run()
+
+    async def _announce_recovered_run(self) -> None:
+        """Tell the server whose training run a restart interrupted what became of it."""
+        found = self.training.recovered
+        if found is None or found[1] is None:
+            return
+        progress, channel_id = found
+        channel = self.get_channel(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return
+        try:
+            await channel.send(training_text(progress), allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:
+            log.warning("cannot tell channel %d about the interrupted run: %s", channel_id, exc)
 
     async def close(self) -> None:
-        """Stop playback, close the stations, the worker and the database, then Discord."""
+        """Stop training first, then playback, the stations, the worker and the database,
+        then Discord. Each step runs even when one before it failed (it is logged)."""
+        training, stations, radio = self._training, self._stations, self._radio
+        self._training = self._radio = self._stations = None
         try:
-            # A training run is stopped first (it saves its checkpoint). Then the
-            # stations: they keep the song playing now open in the store,
-            # so the next start plays it again; then voice is left.
-            if self._training is not None:
-                await self._training.close()
-            if self._stations is not None:
-                await self._stations.close()
-            if self._radio is not None:
-                await self._radio.close()
-            if self._stations is not None:
-                await asyncio.to_thread(self._stations.store.close)
+            # The trainer first: it holds the GPU, and generation must not resume on
+            # the way out. Then the stations: they keep the song playing now open in
+            # the store, so the next start plays it again; then voice is left.
+            if training is not None:
+                await isolated("stopping the training run", training.close())
+            if stations is not None:
+                await isolated("closing the stations", stations.close())
+            if radio is not None:
+                await isolated("leaving voice", radio.close())
+            if stations is not None:
+                await isolated("closing the database", asyncio.to_thread(stations.store.close))
         finally:
-            self._training = None
-            self._radio = None
-            self._stations = None
             await super().close()
 
 
@@ -210,6 +244,7 @@ def main() -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    drop_secrets_from_environment()
     if settings.discord_token is None:
         print(
             "error: DISCORD_TOKEN is not set. Put your bot's token in .env "
@@ -218,5 +253,17 @@ def main() -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    setup_logging(settings.log_level, settings.secrets)
+    setup_logging(settings.log_level, settings.secrets, settings.log_file)
+    warn_if_readable(default_env_file())
     return asyncio.run(run(settings))
+
+
+def warn_if_readable(env_file: Path) -> None:
+    """`.env` holds the token: say so when other users of the machine can read it."""
+    try:
+        mode = env_file.stat().st_mode
+    except OSError:
+        return
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("%s can be read by other users of this machine and holds the bot's "
+                    "token: chmod 600 %s", env_file, env_file)  # fmt: skip

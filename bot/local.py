@@ -40,7 +40,7 @@ from bot.station import Station
 from bot.stations import StationManager, manager_from_settings
 from bot.store import StoreError, TrackRecord
 from engine.logs import setup_logging
-from engine.settings import Settings, SettingsError, load_settings
+from engine.settings import Settings, SettingsError, drop_secrets_from_environment, load_settings
 from engine.worker import WorkerConfig
 from engine.worker_client import WorkerError
 
@@ -355,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    setup_logging(settings.log_level, settings.secrets)
+    drop_secrets_from_environment()
+    setup_logging(settings.log_level, settings.secrets, settings.log_file)
     return asyncio.run(run(args, settings))
 
 

@@ -5,9 +5,12 @@ with `FFmpegOpusAudio` and returns when it ended. discord.py plays on its own
 audio thread and calls `after` there; `after` only hands the result back to
 the event loop (`call_soon_threadsafe`), where the station's play loop starts
 the next track at once. Ogg/Opus files (what the worker writes) pass through
-ffmpeg without re-encoding (`codec="copy"`). ffmpeg takes a moment to start, so
-`prepare(record)` opens the next track's source while the current one plays;
-then the next track's first frame is ready the moment the current one ends.
+ffmpeg without re-encoding (`codec="copy"`). An Ogg/Opus stream begins with two
+header packets (OpusHead, OpusTags); discord.py's reader hands them on as if
+they were 20 ms frames, so `TrackSource` skips them: 40 ms less silence
+between songs. ffmpeg takes a moment to start, so `prepare(record)` opens the
+next track's source while the current one plays and reads its first audio
+packet ahead; then that frame goes out the moment the current one ends.
 Opening a source (spawning ffmpeg) and closing one (reaping it) run in
 threads: nothing here blocks the event loop.
 
@@ -39,19 +42,55 @@ RECONNECT_DELAYS = (0.0, 2.0, 5.0)
 CONNECT_TIMEOUT = 20.0
 #: Files ffmpeg can pass through as Opus packets without re-encoding.
 OPUS_SUFFIXES = (".ogg", ".opus")
+#: The Ogg/Opus stream's header packets: not audio.
+OPUS_HEADERS = (b"OpusHead", b"OpusTags")
 
 
 class VoiceUnavailableError(RuntimeError):
     """The player could not (re)connect to its voice channel."""
 
 
-def open_source(path: Path) -> discord.FFmpegOpusAudio:
-    """Start ffmpeg on `path` (blocking: call it in a thread)."""
+class TrackSource(discord.FFmpegOpusAudio):
+    """ffmpeg's Opus packets of one track, without the stream's header packets;
+    `prime()` reads the first audio packet ahead, so `read()` has it at once."""
+
+    def __init__(self, path: Path, **options: Any):
+        super().__init__(str(path), **options)
+        self._first: bytes | None = None
+
+    def prime(self) -> None:
+        """Wait for ffmpeg's first audio packet and keep it (blocking)."""
+        if self._first is None:
+            self._first = self._next_audio()
+
+    def _next_audio(self) -> bytes:
+        while True:
+            packet = super().read()
+            if not packet.startswith(OPUS_HEADERS):
+                return packet  # b"" at the end
+
+    def read(self) -> bytes:
+        if self._first is not None:
+            packet, self._first = self._first, None
+            return packet
+        return self._next_audio()
+
+
+def open_source(path: Path) -> TrackSource:
+    """Start ffmpeg on `path` and read up to its first audio packet (blocking: call
+    it in a thread)."""
     if not path.is_file():
         raise FileNotFoundError(f"track file {path} is missing")
     if path.suffix.lower() in OPUS_SUFFIXES:
-        return discord.FFmpegOpusAudio(str(path), codec="copy")
-    return discord.FFmpegOpusAudio(str(path), bitrate=128)
+        source = TrackSource(path, codec="copy")
+    else:
+        source = TrackSource(path, bitrate=128)
+    try:
+        source.prime()
+    except BaseException:
+        source.cleanup()
+        raise
+    return source
 
 
 class VoicePlayer:
@@ -82,7 +121,7 @@ class VoicePlayer:
         self._started = 0.0
         self._paused_at: float | None = None
         self._paused_total = 0.0
-        self._prepared: tuple[Path, asyncio.Task[discord.FFmpegOpusAudio]] | None = None
+        self._prepared: tuple[Path, asyncio.Task[TrackSource]] | None = None
 
     # --- the connection -------------------------------------------------------
     @property
@@ -242,7 +281,7 @@ class VoicePlayer:
         return max(0.0, now - self._started - self._paused_total)
 
     # --- sources --------------------------------------------------------------
-    async def _take_source(self, path: Path) -> discord.FFmpegOpusAudio:
+    async def _take_source(self, path: Path) -> TrackSource:
         prepared, self._prepared = self._prepared, None
         if prepared is not None:
             prepared_path, task = prepared
@@ -266,7 +305,7 @@ class VoicePlayer:
             self._prepared = None
             await _cleanup(task)
 
-    def _spawn_cleanup(self, task: asyncio.Task[discord.FFmpegOpusAudio]) -> None:
+    def _spawn_cleanup(self, task: asyncio.Task[TrackSource]) -> None:
         cleanup = asyncio.get_running_loop().create_task(_cleanup(task))
         _background.add(cleanup)
         cleanup.add_done_callback(_background.discard)
@@ -275,7 +314,7 @@ class VoicePlayer:
 _background: set[asyncio.Task[None]] = set()
 
 
-async def _cleanup(task: asyncio.Task[discord.FFmpegOpusAudio]) -> None:
+async def _cleanup(task: asyncio.Task[TrackSource]) -> None:
     """Close a source that will not be played (ends its ffmpeg)."""
     try:
         source = await task

@@ -7,9 +7,11 @@ per guild and keeps the guild's voice and text channel in the station's
 settings, so a restarted bot goes back to the channels it was playing in
 (when someone is still listening there).
 
-Alone in a channel for `IDLE_DISCONNECT_SECONDS`, the radio stops its station
-and leaves. When the voice connection is lost and cannot be mended (see
-bot.player), it stops the station and says so in the text channel.
+While nobody listens the station makes no songs of its own (auto-fill
+pauses; requests are still made); alone in a channel for
+`IDLE_DISCONNECT_SECONDS`, the radio stops its station and leaves. When the
+voice connection is lost and cannot be mended (see bot.player), it stops the
+station and says so in the text channel.
 """
 
 from __future__ import annotations
@@ -216,6 +218,9 @@ class Radio:
         """Start the idle timer when nobody listens, cancel it when someone does."""
         player = self.players.get(guild.id)
         channel = player.channel if player is not None else None
+        station = self.known_station(guild.id)
+        if station is not None and channel is not None:
+            station.set_audience(bool(self.listeners(channel)))  # no auto-fill for nobody
         if channel is None or self.listeners(channel):
             self._cancel_idle(guild.id)
             return

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import discord
 
+from bot.adapter_library import key_name
 from bot.reception import ReceptionWindow
 from bot.station import StationStatus
 from bot.stats import StationStats
 from bot.store import GuildSettings, Job, Play, TrackRecord
-from engine.text_safety import sanitize_text
+from engine.text_safety import hide_paths, sanitize_text
 
 COLOR = discord.Colour.from_rgb(88, 101, 242)
 BAR_WIDTH = 18
@@ -27,8 +28,8 @@ FIELD_LIMIT = 1024  # characters in an embed field (Discord's limit)
 
 
 def safe(text: str | None, limit: int = 200) -> str:
-    """Untrusted text made safe to show: no mentions, links or Markdown tricks."""
-    return discord.utils.escape_markdown(sanitize_text(text or "", limit))
+    """Untrusted text made safe to show: no mentions, links, Markdown tricks or host paths."""
+    return discord.utils.escape_markdown(sanitize_text(hide_paths(text or ""), limit))
 
 
 def clock(seconds: float) -> str:
@@ -86,7 +87,8 @@ def now_playing_embed(now: NowPlaying) -> discord.Embed:
     details.append("instrumental" if spec.instrumental else spec.language)
     adapter = record.track.settings.get("adapter")
     if adapter:
-        details.append(f"adapter {adapter} ×{record.track.settings.get('adapter_scale', 1):g}")
+        scale = record.track.settings.get("adapter_scale", 1)
+        details.append(f"adapter {key_name(adapter)} ×{scale:g}")
     embed.set_footer(text=" · ".join(details))
     return embed
 
@@ -213,7 +215,7 @@ def settings_embed(
     embed.add_field(name="DJ role", value=dj_role, inline=True)
     adapter = "none (the base model)"
     if settings.adapter:
-        adapter = f"{safe(settings.adapter, 64)} ×{settings.adapter_scale:g}"
+        adapter = f"{safe(key_name(settings.adapter), 64)} ×{settings.adapter_scale:g}"
     embed.add_field(name="Adapter", value=adapter, inline=True)
     embed.add_field(
         name="Now-playing channel",

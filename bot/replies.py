@@ -17,6 +17,7 @@ import discord
 from discord import app_commands
 
 from bot.store import StoreError
+from engine.text_safety import hide_paths, sanitize_text
 
 log = logging.getLogger("bot.replies")
 
@@ -54,7 +55,7 @@ async def answer(
 
 async def refuse(interaction: discord.Interaction, message: str) -> None:
     """Tell only this member what was wrong (and what is allowed)."""
-    text = f"⚠️ {message}"
+    text = f"⚠️ {hide_paths(message)}"
     if not interaction.response.is_done():
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         return
@@ -73,10 +74,29 @@ def explain(error: app_commands.AppCommandError) -> str | None:
             return "The radio's commands work in a server, not in direct messages."
         return str(cause) or "You cannot use this command here."
     if isinstance(cause, app_commands.TransformerError):
-        return f"{cause.value!r} is not a valid {cause.type.name} here."
+        return f"{_shown(cause.value)} cannot be used here: give {_expected(cause)}."
     if isinstance(cause, app_commands.CommandSignatureMismatch | app_commands.CommandNotFound):
         return "This command changed since Discord last loaded it; try again in a minute."
     return None
+
+
+def _shown(value: object) -> str:
+    """A value Discord could not convert, as a member reads it (never a Python repr)."""
+    name = getattr(value, "name", None)
+    if isinstance(name, str):
+        kind = getattr(value, "type", None)
+        shown = f"#{sanitize_text(name, 60)}"
+        if isinstance(kind, discord.ChannelType):
+            shown += f" (a {kind.name} channel)"
+        return shown
+    return f"'{sanitize_text(str(value), 40)}'"
+
+
+def _expected(error: app_commands.TransformerError) -> str:
+    types = getattr(error.transformer, "channel_types", None)
+    if types:
+        return " or ".join(f"a {kind.name} channel" for kind in types)
+    return f"a {error.type.name}"
 
 
 async def on_command_error(

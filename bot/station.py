@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from pydantic import ValidationError
+
 from bot.adapter_library import require_adapter
 from bot.favorites import ReplayPicker
 from bot.presets import PRESETS
@@ -114,6 +116,10 @@ class SongMaker(Protocol):
 
     def wake(self) -> None:
         """New jobs may be waiting in the queue."""
+        ...
+
+    async def prune_tracks(self) -> None:
+        """Keep the track files of every station within the disk budget."""
         ...
 
 
@@ -212,6 +218,7 @@ class Station:
         self._has_played = False
         self._replays = ReplayPicker()
         self._dry = False
+        self._audience = True  # someone listens; the Discord side says when nobody does
         self.skipped_missing = 0
         self.adapter_problem: str | None = None  # why the adapter was switched off
         self._job_adapters: dict[int, str | None] = {}  # job id -> the adapter it sings with
@@ -335,7 +342,10 @@ class Station:
         """Sing the next songs with adapter `name` (None: the base model) at `scale`
         (unchanged when None). Songs already made or in the making keep their sound."""
         if name is not None and self.config.adapters_dir is not None:
-            name = (await asyncio.to_thread(require_adapter, self.config.adapters_dir, name)).name
+            found = await asyncio.to_thread(
+                require_adapter, self.config.adapters_dir, name, self.guild_id
+            )
+            name = found.key
         changes: dict[str, Any] = {"adapter": name}
         if scale is not None:
             changes["adapter_scale"] = scale
@@ -385,9 +395,14 @@ class Station:
         return record
 
     async def top_up(self) -> None:
-        """Keep `buffer_size` songs buffered or in the making (auto mode), no more."""
+        """Keep `buffer_size` songs buffered or in the making (auto mode), no more.
+
+        Auto-fill runs only while the station is on air and someone listens: a
+        station nobody hears makes no songs (listeners' requests are still made),
+        so servers that do not listen never take the GPU from those that do."""
+        auto = self.settings.auto_mode and self.playing and self._audience
         async with self._fill_lock:
-            added = await self._db(self._top_up, self.settings.auto_mode)
+            added = await self._db(self._top_up, auto)
         if added:
             self.maker.wake()
 
@@ -429,17 +444,24 @@ class Station:
             profile = await self._db(self.store.taste_profile, self.guild_id)
             style = style.model_copy(update={"lean": lean_from(profile, self.settings)})
         duration = job.length or min(self.config.default_duration, self.settings.max_length)
-        song = SongJob(
-            job_id=f"job-{job.id}-{job.attempts}",  # unique even if an old attempt lingers
-            theme=job.theme,
-            style=style,
-            duration=duration,
-            recent=await self._recent_specs(),
-            spec=job.spec,
-            steps=self.config.steps,
-            adapter=self.settings.adapter,
-            adapter_scale=self.settings.adapter_scale,
-        )
+        try:
+            song = SongJob(
+                job_id=f"job-{job.id}-{job.attempts}",  # unique even if an old attempt lingers
+                theme=job.theme,
+                style=style,
+                duration=duration,
+                recent=await self._recent_specs(),
+                spec=job.spec,
+                steps=self.config.steps,
+                adapter=self.settings.adapter,
+                adapter_scale=self.settings.adapter_scale,
+            )
+        except ValidationError as exc:  # a value the store let through: fail this job only
+            log.error("guild %d: job %d cannot be sent to the worker: %s", self.guild_id,
+                      job.id, exc)  # fmt: skip
+            await self._db(self.store.fail_job, job.id, "bad_job", max_attempts=1)
+            self.maker.wake()
+            return None
         self._making[job.id] = "waiting for the worker"
         self._job_adapters[job.id] = song.adapter
         return job, song
@@ -508,8 +530,7 @@ class Station:
                 )
             )
         except StoreError as exc:
-            log.error("guild %d: job %d: cannot buffer its track: %s", self.guild_id, job.id, exc)
-            await self.top_up()
+            await self._save_failed(job, Path(done.track.path), exc)
             return None
         self._buffer.append(record)
         self._prepare_next()
@@ -520,8 +541,28 @@ class Station:
         )  # fmt: skip
         self._notify()
         await self.top_up()
-        await self._db(self.store.prune_tracks, self.config.disk_budget_bytes)
+        await self.maker.prune_tracks()
         return record
+
+    async def _save_failed(self, job: Job, path: Path, error: StoreError) -> None:
+        """The finished track could not be saved (disk full, file vanished): its file
+        goes, and the job goes back to the queue (or fails after its last attempt),
+        so it holds no listener's slot and leaves nothing behind."""
+        log.error("guild %d: job %d: cannot save its track: %s", self.guild_id, job.id, error)
+        try:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        except OSError as exc:
+            log.warning("guild %d: cannot delete %s: %s", self.guild_id, path, exc)
+        try:
+            failed = await self._db(self.store.fail_job, job.id, "save_failed")
+        except StoreError as exc:
+            log.error("guild %d: cannot record the failure of job %d: %s",
+                      self.guild_id, job.id, exc)  # fmt: skip
+        else:
+            if failed.status == "queued":
+                self.maker.wake()
+        self._notify()
+        await self.top_up()
 
     async def _drop_adapter(self, adapter: str | None, problem: str) -> None:
         """The job's adapter cannot be loaded: unless the station has chosen another
@@ -540,12 +581,13 @@ class Station:
         self, track: Track, user_id: int, user_name: str, seconds: float
     ) -> TrackRecord:
         """A listener's own audio file (`/radio_upload`) joins the buffer as their
-        request; `seconds` is how long it took to check and convert it."""
+        request, within the same limits (`QueueFullError`); `seconds` is how long it
+        took to check and convert it."""
+        limits = (self.config.max_per_user, self.config.max_per_guild)
         record = await self._db(
-            lambda: self.store.add_track(
-                self.guild_id, track, generation_seconds=seconds, uploader=(user_id, user_name)
-            )
-        )
+            lambda: self.store.add_track(self.guild_id, track, generation_seconds=seconds,
+                                         uploader=(user_id, user_name), limits=limits)
+        )  # fmt: skip
         self._buffer.append(record)
         self._prepare_next()
         self._notify()
@@ -565,7 +607,10 @@ class Station:
         self._player = player
         self._stopping = False
         self._paused = False
+        # Off air, auto-fill songs may have been pruned for disk space (StationManager).
+        self._buffer = await self._db(self.store.buffered_tracks, self.guild_id)
         self._play_task = asyncio.get_running_loop().create_task(self._play_loop())
+        await self.top_up()
 
     async def stop(self) -> None:
         """Stop playing (the current track counts as skipped); the buffer is kept."""
@@ -576,6 +621,15 @@ class Station:
         if self._play_task is not None:
             await asyncio.gather(self._play_task, return_exceptions=True)
             self._play_task = None
+            await self.top_up()  # off air: withdraw the auto-fill jobs still waiting
+
+    def set_audience(self, listening: bool) -> None:
+        """Whether anyone listens (the Discord side counts the voice channel).
+
+        While nobody does the station plays on but queues no auto-fill songs."""
+        if listening != self._audience:
+            self._audience = listening
+            self._spawn(self.top_up())
 
     def skip(self) -> Play | None:
         """Cut the current track short; the next one starts at once."""
@@ -716,7 +770,7 @@ class Station:
         or songs are being made for it."""
         if not self._has_played:
             return False
-        return self.settings.auto_mode or bool(self._making)
+        return (self.settings.auto_mode and self._audience) or bool(self._making)
 
     async def _pick_replay(self) -> TrackRecord | None:
         """The next library track to replay, favourites first (bot.favorites)."""

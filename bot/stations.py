@@ -79,7 +79,7 @@ class StationManager:
                 len(report.requeued_jobs), len(report.interrupted_tracks),
                 len(report.missing_tracks), len(report.failed_jobs),
             )  # fmt: skip
-        await asyncio.to_thread(self.store.prune_tracks, self.config.disk_budget_bytes)
+        await self.prune_tracks()
         for guild_id in await asyncio.to_thread(self.store.guild_ids):
             await self._open(guild_id)
         self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
@@ -87,22 +87,25 @@ class StationManager:
 
     async def close(self) -> None:
         """Stop every station, the scheduler and the worker (jobs in flight stay
-        in flight in the store, so the next start makes them)."""
+        in flight in the store, so the next start makes them). Each step runs even
+        when an earlier one failed (it is logged)."""
         if self._scheduler is not None:
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
             self._scheduler = None
-        for station in self._stations.values():
-            await station.close()
+        await self._close_stations()
         if self.owns_client:
-            await self.client.close()  # jobs in flight end with WorkerClosedError
+            await isolated("closing the worker", self.client.close())
         else:
             for task in self._jobs:
                 task.cancel()
         while self._jobs:
             await asyncio.gather(*list(self._jobs), return_exceptions=True)
+        await self._close_stations()  # their last background work, e.g. a top-up
+
+    async def _close_stations(self) -> None:
         for station in self._stations.values():
-            await station.close()  # its last background work, e.g. a top-up
+            await isolated(f"closing station {station.guild_id}", station.close())
 
     async def __aenter__(self) -> StationManager:
         await self.start()
@@ -158,6 +161,18 @@ class StationManager:
         self._notify_stations()
         self.wake()
 
+    def adapter_in_use(self, key: str) -> bool:
+        """Does any station sing with adapter `key`? (blocking: the store; call in a thread)"""
+        return bool(self.store.guilds_using_adapter(key))
+
+    async def prune_tracks(self) -> None:
+        """Keep track files within the disk budget: played ones first, then the
+        auto-fill songs buffered by stations that are off air (see `Store.prune_tracks`)."""
+        on_air = [station.guild_id for station in self._stations.values() if station.playing]
+        await asyncio.to_thread(
+            self.store.prune_tracks, self.config.disk_budget_bytes, on_air=on_air
+        )
+
     def on_worker_event(self, event: WorkerEvent) -> None:
         """`WorkerClient(on_event=...)`: stations re-check what they can play."""
         log.info("worker: %s", event.message)
@@ -203,7 +218,12 @@ class StationManager:
             for station, kind in kinds:
                 if kind != wanted:
                     continue
-                taken = await station.take_job()
+                try:
+                    taken = await station.take_job()
+                except Exception as exc:  # one station's trouble must not stop every server
+                    log.error("guild %d: cannot take its next job: %s", station.guild_id, exc)
+                    log.debug("take_job failed", exc_info=exc)
+                    continue
                 if taken is not None:
                     self._next = stations.index(station) + 1
                     return station, *taken
@@ -213,6 +233,16 @@ class StationManager:
         task = asyncio.get_running_loop().create_task(coro)
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
+
+
+async def isolated(what: str, step: Coroutine[Any, Any, Any]) -> None:
+    """Run one shutdown step; a failure is logged (one line, the traceback at debug
+    level) and does not keep the next steps from running."""
+    try:
+        await step
+    except Exception as exc:
+        log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
+        log.debug("%s failed", what, exc_info=exc)
 
 
 def manager_from_settings(

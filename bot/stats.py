@@ -84,12 +84,15 @@ def compute_stats(conn: sqlite3.Connection, guild_id: int | None) -> StationStat
         "GROUP BY reason ORDER BY n DESC, reason",
         args,
     ).fetchall()
-    # The name shown is the one of the requester's latest song (names change).
+    # The name shown is the one of the requester's latest song (names change), in the
+    # same guild: a member's nickname in one server is not shown in another.
+    same_guild = "AND t2.guild_id = t.guild_id" if guild_id is not None else ""
     requesters = conn.execute(
         f"""
         SELECT requester_id, COUNT(*) AS n,
                (SELECT t2.requester_name FROM tracks AS t2
-                 WHERE t2.requester_id = t.requester_id ORDER BY t2.id DESC LIMIT 1) AS name
+                 WHERE t2.requester_id = t.requester_id {same_guild}
+                 ORDER BY t2.id DESC LIMIT 1) AS name
           FROM tracks AS t
          WHERE requester_id IS NOT NULL {also}
          GROUP BY requester_id ORDER BY n DESC, MIN(id) LIMIT ?

@@ -136,6 +136,15 @@ class Store(JobStore, TasteStore):
         with self._transaction(write=False) as db:
             return [r[0] for r in db.execute("SELECT guild_id FROM guild_settings ORDER BY 1")]
 
+    def guilds_using_adapter(self, key: str) -> list[int]:
+        """The guilds whose station sings with adapter `key` (a folder in ADAPTERS_DIR)."""
+        check_adapter_name(key)
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT guild_id FROM guild_settings WHERE adapter = ? ORDER BY 1", (key,)
+            )
+            return [row[0] for row in rows]
+
     def guild_settings(self, guild_id: int) -> GuildSettings:
         check_id("guild_id", guild_id)
         with self._transaction(write=False) as db:

@@ -78,7 +78,8 @@ def check_bool(field: str, value: Any) -> bool:
 
 def check_adapter_name(value: Any) -> str:
     """A name that is safe as a folder name under ADAPTERS_DIR (no path tricks)."""
-    if not isinstance(value, str) or not _ADAPTER_NAME.match(value):
+    # fullmatch: `$` alone would let a name end in a newline.
+    if not isinstance(value, str) or not _ADAPTER_NAME.fullmatch(value):
         raise InvalidValueError("adapter", value, f"a name of {ADAPTER_NAME_RULE}")
     return value
 

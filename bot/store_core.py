@@ -18,8 +18,16 @@ from typing import TypeVar
 
 from bot.migrations import migrate
 from bot.store_checks import MIN_STATION_LENGTH, check_int
-from bot.store_errors import NotFoundError, SchemaError, StateError, StoreError, UnknownGuildError
+from bot.store_errors import (
+    NotFoundError,
+    QueueFullError,
+    SchemaError,
+    StateError,
+    StoreError,
+    UnknownGuildError,
+)
 from bot.store_records import (
+    ACTIVE_JOBS,
     GuildSettings,
     Job,
     Play,
@@ -144,6 +152,53 @@ class StoreCore:
                 f"allowed only when it is {' or '.join(allowed)}"
             )
         return job
+
+    def _check_room(
+        self,
+        db: sqlite3.Connection,
+        guild_id: int,
+        requester_id: int,
+        name: str,
+        max_per_user: int,
+        max_per_guild: int,
+    ) -> None:
+        """Raise `QueueFullError` unless the listener and the guild may add one more song.
+
+        What counts: requests waiting or being made, and listeners' songs that are
+        finished but not played yet (buffered requests and uploads). Otherwise a
+        listener could pile up finished songs without end, one slot at a time.
+        """
+        active = ", ".join(f"'{s}'" for s in ACTIVE_JOBS)
+        mine = db.execute(
+            f"SELECT (SELECT COUNT(*) FROM jobs WHERE guild_id = ?1 AND requester_id = ?2"
+            f" AND status IN ({active}))"
+            " + (SELECT COUNT(*) FROM tracks WHERE guild_id = ?1 AND requester_id = ?2"
+            " AND status = 'buffered')",
+            (guild_id, requester_id),
+        ).fetchone()[0]
+        if mine >= max_per_user:
+            raise QueueFullError(
+                "user",
+                mine,
+                max_per_user,
+                f"{name} already has {mine} song(s) waiting, being made or ready to play; "
+                f"allowed is at most {max_per_user} per listener",
+            )
+        everyone = db.execute(
+            f"SELECT (SELECT COUNT(*) FROM jobs WHERE guild_id = ?1 AND kind = 'request'"
+            f" AND status IN ({active}))"
+            " + (SELECT COUNT(*) FROM tracks WHERE guild_id = ?1"
+            " AND requester_id IS NOT NULL AND status = 'buffered')",
+            (guild_id,),
+        ).fetchone()[0]
+        if everyone >= max_per_guild:
+            raise QueueFullError(
+                "guild",
+                everyone,
+                max_per_guild,
+                f"this station already has {everyone} listeners' songs waiting, being made "
+                f"or ready to play; allowed is at most {max_per_guild}",
+            )
 
     @staticmethod
     def _track(db: sqlite3.Connection, track_id: int | None) -> TrackRecord:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.text_safety import hide_paths, sanitize_text
+
 
 class StoreError(Exception):
     """Base of every error the store raises; the station catches this one."""
@@ -41,11 +43,19 @@ class InvalidValueError(StoreError, ValueError):
         self.field = field
         self.value = value
         self.allowed = allowed
-        if isinstance(value, str) and len(value) > 40:
-            shown = f"{value[:30]!r}... ({len(value)} characters)"
-        else:
-            shown = repr(value)
-        super().__init__(f"invalid {field} {shown}: allowed is {allowed}")
+        super().__init__(f"invalid {field} {shown_value(value)}: allowed is {allowed}")
+
+
+def shown_value(value: Any) -> str:
+    """A refused value as a message may echo it: text made safe (no mentions, links or
+    control characters or host paths; people type these values into Discord), long text
+    cut to 30 characters."""
+    if not isinstance(value, str):
+        return hide_paths(sanitize_text(repr(value), 60))
+    clean = hide_paths(sanitize_text(value))
+    if len(value) > 40:
+        return f"{clean[:30]!r}... ({len(value)} characters)"
+    return repr(clean)
 
 
 class QueueFullError(StoreError):

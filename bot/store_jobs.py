@@ -15,8 +15,8 @@ from bot.store_checks import (
     check_text,
 )
 from bot.store_core import StoreCore
-from bot.store_errors import InvalidValueError, QueueFullError
-from bot.store_records import ACTIVE_JOBS, IN_FLIGHT_JOBS, Job, JobKind, job_from_row
+from bot.store_errors import InvalidValueError
+from bot.store_records import IN_FLIGHT_JOBS, Job, JobKind, job_from_row
 from engine.spec import MIN_DURATION, SongSpec
 
 DEFAULT_MAX_ATTEMPTS = 2  # the first try and one retry, as DESIGN.md asks
@@ -47,44 +47,19 @@ class JobStore(StoreCore):
         A, A, A, B, C, C queued in that order play as A B C A C A, and someone
         who just asked is not stuck behind a listener who queued ten songs.
         Raises `QueueFullError` when the listener already has `max_per_user`
-        requests waiting or in the making, or the guild `max_per_guild`.
+        requests waiting, in the making or finished but not played yet, or the
+        guild `max_per_guild` (see `_check_room`).
         """
         check_id("guild_id", guild_id)
         check_id("requester_id", requester_id)
         name = check_text("requester_name", requester_name, MAX_NAME_CHARS, required=True)
-        theme = check_text("theme", theme, MAX_THEME_CHARS)
+        theme = check_text("theme", theme, MAX_THEME_CHARS, required=True)
         genre = None if genre is None else check_text("genre", genre, MAX_GENRE_CHARS)
         check_int("max_per_user", max_per_user, 1, MAX_QUEUE_LIMIT)
         check_int("max_per_guild", max_per_guild, 1, MAX_QUEUE_LIMIT)
         with self._transaction(write=True) as db:
             length = self._check_length(db, guild_id, length)
-            active = ", ".join(f"'{s}'" for s in ACTIVE_JOBS)
-            mine = db.execute(
-                f"SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND requester_id = ?"
-                f" AND status IN ({active})",
-                (guild_id, requester_id),
-            ).fetchone()[0]
-            if mine >= max_per_user:
-                raise QueueFullError(
-                    "user",
-                    mine,
-                    max_per_user,
-                    f"{name} already has {mine} request(s) waiting or being made; "
-                    f"allowed is at most {max_per_user} per listener",
-                )
-            everyone = db.execute(
-                f"SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND kind = 'request'"
-                f" AND status IN ({active})",
-                (guild_id,),
-            ).fetchone()[0]
-            if everyone >= max_per_guild:
-                raise QueueFullError(
-                    "guild",
-                    everyone,
-                    max_per_guild,
-                    f"this station already has {everyone} requests waiting or being made; "
-                    f"allowed is at most {max_per_guild}",
-                )
+            self._check_room(db, guild_id, requester_id, name, max_per_user, max_per_guild)
             # Rounds served so far only grow: the queue is taken in round order.
             served = db.execute(
                 "SELECT COALESCE(MAX(fair_round), 0) FROM jobs WHERE guild_id = ?"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Collection
 from pathlib import Path
 
 from bot.store_checks import (
@@ -42,6 +43,7 @@ class TrackStore(StoreCore):
         job_id: int | None = None,
         generation_seconds: float | None = None,
         uploader: tuple[int, str] | None = None,
+        limits: tuple[int, int] | None = None,
     ) -> TrackRecord:
         """Put a finished track at the end of the guild's buffer.
 
@@ -49,6 +51,8 @@ class TrackStore(StoreCore):
         transaction and the track keeps its requester. A listener's own file
         (`/radio_upload`) has no job: `uploader` (user id, name) is its requester.
         `generation_seconds` defaults to the sum of the track's stage timings.
+        `limits` (per listener, per guild) apply to an upload as to a request: past
+        them it raises `QueueFullError` and the track is not added.
         """
         check_id("guild_id", guild_id)
         if not isinstance(track, Track):
@@ -75,6 +79,8 @@ class TrackStore(StoreCore):
         with self._transaction(write=True) as db:
             self._guild(db, guild_id)
             requester_id, requester_name = uploader or (None, None)
+            if uploader is not None and limits is not None:
+                self._check_room(db, guild_id, uploader[0], uploader[1], *limits)
             if job_id is not None:
                 job = self._require_job_status(db, job_id, IN_FLIGHT_JOBS, "finish")
                 if job.guild_id != guild_id:
@@ -261,13 +267,18 @@ class TrackStore(StoreCore):
             "SELECT COUNT(*) FROM votes WHERE play_id = ? AND kind = ?", (play_id, kind)
         ).fetchone()[0]
 
-    def prune_tracks(self, budget_bytes: int) -> PruneReport:
-        """Delete the oldest played track files until all track files fit in `budget_bytes`;
-        favourites last.
+    def prune_tracks(
+        self, budget_bytes: int, *, on_air: Collection[int] | None = None
+    ) -> PruneReport:
+        """Delete track files, oldest first, until all of them fit in `budget_bytes`.
 
-        Buffered and playing tracks are never touched; when they alone exceed the
-        budget, the report says so (`over_budget`). Pruned tracks stay in the
-        history and the stats with status `pruned`.
+        Played tracks (the replay library) go first, favourites last among them. With
+        `on_air` (the guilds
+        whose station plays now), the station's own buffered songs (auto-fill,
+        made again on demand) of the other guilds go next. Listeners' requests and
+        uploads waiting to play, and the track playing, are never touched; when
+        they alone exceed the budget, the report says so (`over_budget`). Pruned
+        tracks stay in the history and the stats with status `pruned`.
         """
         check_int("budget_bytes", budget_bytes, 0, MAX_ID, " bytes")
         with self._transaction(write=True) as db:
@@ -275,36 +286,45 @@ class TrackStore(StoreCore):
             total = db.execute(
                 f"SELECT COALESCE(SUM(size_bytes), 0) FROM tracks WHERE status IN ({on_disk})"
             ).fetchone()[0]
+            # Favourites (more 👍 than 👎) go last among played tracks: they are kept longest.
+            candidates = db.execute(
+                "SELECT id, path, size_bytes FROM tracks WHERE status = 'played' ORDER BY"
+                " (SELECT COALESCE(SUM(value), 0) FROM reactions WHERE track_id = tracks.id)"
+                " > 0, id"
+            ).fetchall()
+            if on_air is not None:
+                playing = sorted({check_id("guild_id", g) for g in on_air})
+                marks = ", ".join("?" * len(playing))
+                candidates += db.execute(
+                    "SELECT id, path, size_bytes FROM tracks WHERE status = 'buffered'"
+                    " AND job_id IS NOT NULL AND requester_id IS NULL"
+                    f" AND guild_id NOT IN ({marks}) ORDER BY id",
+                    playing,
+                ).fetchall()
             pruned: list[int] = []
             freed = 0
-            if total > budget_bytes:
-                # Favourites (more 👍 than 👎) go last: they are kept the longest.
-                candidates = db.execute(
-                    "SELECT id, path, size_bytes FROM tracks WHERE status = 'played' ORDER BY"
-                    " (SELECT COALESCE(SUM(value), 0) FROM reactions WHERE track_id = tracks.id)"
-                    " > 0, id"
-                ).fetchall()
-                for row in candidates:
-                    if total <= budget_bytes:
-                        break
-                    try:
-                        os.unlink(row["path"])
-                    except FileNotFoundError:
-                        pass  # already gone: nothing to free on disk, but stop counting it
-                    except OSError as exc:
-                        logger.warning("cannot delete track file %s: %s", row["path"], exc)
-                        continue
-                    else:
-                        freed += row["size_bytes"]
-                    db.execute("UPDATE tracks SET status = 'pruned' WHERE id = ?", (row["id"],))
-                    total -= row["size_bytes"]
-                    pruned.append(row["id"])
+            for row in candidates:
+                if total <= budget_bytes:
+                    break
+                try:
+                    os.unlink(row["path"])
+                except FileNotFoundError:
+                    pass  # already gone: nothing to free on disk, but stop counting it
+                except OSError as exc:
+                    logger.warning("cannot delete track file %s: %s", row["path"], exc)
+                    continue
+                else:
+                    freed += row["size_bytes"]
+                db.execute("UPDATE tracks SET status = 'pruned' WHERE id = ?", (row["id"],))
+                total -= row["size_bytes"]
+                pruned.append(row["id"])
             report = PruneReport(pruned, freed, total, budget_bytes)
         if pruned:
             logger.info("pruned %d track file(s), freed %d bytes", len(pruned), freed)
         if report.over_budget:
             logger.warning(
-                "track files take %d bytes, above the budget of %d, all buffered or playing",
+                "track files take %d bytes, above the budget of %d: all of them listeners' "
+                "songs waiting to play or songs of stations on air",
                 report.total_bytes, budget_bytes,
             )  # fmt: skip
         return report

@@ -6,41 +6,63 @@ pause_generation`: the worker process stops and frees the GPU; stations play
 their buffers, then replay their libraries, and say so), and starts the shared
 trainer in its own process (`training.jobs.launch_training`) with
 preprocessing first (`TrainConfig.preprocess` with the dataset as `audio_dir`).
+Who may start, see and stop a run is decided before (bot.ownership); a run
+belongs to the server it was started from, and so does its adapter
+(`ADAPTERS_DIR/g<server id>-<name>/`, see bot.adapter_library).
 
 A watcher task reads the trainer's progress events on a timer in a thread, so
 the event loop never waits on the disk or the child, and hands each change to
 the caller's `on_progress`. When the run ends (done, stopped or failed) the
 adapter the trainer saved (`final/adapter`, diffusers naming) is copied into
-`ADAPTERS_DIR/<name>/`, replacing an older one of that name whole, and
-generation resumes. No discord import.
+ADAPTERS_DIR, replacing an older one of that name whole unless a station
+sings with it (then it gets the next free name), the run's folder is
+removed, and generation resumes.
+
+Crashes and shutdown: the run is recorded on disk while it goes
+(bot.training_record), so a bot killed mid-run finds it at the next start
+(`recover`, before the worker starts). On shutdown (`close`) the trainer is
+stopped first and what it learnt exported; generation is not resumed then,
+so the worker is never started again on the way out. No discord import.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
-import shutil
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from bot.store_checks import check_adapter_name, check_int
+from bot.adapter_library import check_trained_name, key_name, server_key
+from bot.store_checks import check_int
 from bot.store_errors import InvalidValueError
+from bot.training_files import (
+    check_dataset,
+    export_adapter,
+    free_key,
+    list_trainer_presets,
+    presets_dir,
+)
+from bot.training_progress import EXPORTING, ProgressCallback, TrainingProgress, apply_event
+from bot.training_record import (
+    RUNS_FOLDER,
+    RunRecord,
+    clear_record,
+    prune_run_folders,
+    read_record,
+    remove_run_folder,
+    stop_orphan,
+    write_record,
+)
 from engine.settings import Settings
+from engine.text_safety import hide_paths
 
 log = logging.getLogger("bot.training_runs")
 
 MAX_EPOCHS = 1000
-#: Audio the trainer reads (training.tracks); a dataset needs at least one such file.
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif")
-_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-EXPORTING = "; exporting the adapter"
-RunState = Literal["preparing", "training", "exporting", "done", "stopped", "failed"]
+#: What every station says while a run has the GPU (no server's adapter named).
+TRAINING_REASON = "an adapter is training"
 
 
 class TrainingBusyError(RuntimeError):
@@ -54,65 +76,9 @@ class GenerationSwitch(Protocol):
 
     async def resume_generation(self) -> None: ...
 
-
-@dataclass(frozen=True)
-class TrainingProgress:
-    """Where a run stands; `message` says it in words (the end, or why it failed)."""
-
-    name: str
-    dataset: str
-    preset: str | None
-    state: RunState = "preparing"
-    step: int = 0
-    total_steps: int | None = None
-    epoch: int = 0
-    epochs: int = 0
-    loss: float | None = None
-    eta_s: float | None = None
-    message: str = "loading the model and preprocessing the dataset"
-    adapter: str | None = None  # the name in ADAPTERS_DIR once exported
-    result: Literal["done", "stopped"] | None = None  # how training ended, before the export
-    started_at: float = field(default_factory=time.time)
-
-    @property
-    def finished(self) -> bool:
-        return self.state in ("done", "stopped", "failed")
-
-
-ProgressCallback = Callable[[TrainingProgress], Awaitable[None]]
-
-
-def list_datasets(folder: Path) -> list[str]:
-    """The dataset folders under DATASETS_DIR (names only)."""
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and _DATASET_NAME.match(p.name))
-
-
-def list_trainer_presets(settings: Settings) -> dict[str, str]:
-    """Shipped and saved trainer presets: name -> description."""
-    from training.presets import list_presets
-
-    return list_presets(presets_dir(settings))
-
-
-def presets_dir(settings: Settings) -> Path:
-    return settings.data_dir / "training-presets"  # training.presets.user_presets_dir
-
-
-def check_dataset(folder: Path, name: Any) -> Path:
-    """The dataset folder `name` under `folder`, holding at least one audio file."""
-    available = ", ".join(list_datasets(folder)) or f"none yet: add a folder of audio to {folder}"
-    if not isinstance(name, str) or not _DATASET_NAME.match(name.strip()):
-        raise InvalidValueError("dataset", name, f"a dataset folder in {folder}: {available}")
-    path = folder / name.strip()
-    if not path.is_dir():
-        raise InvalidValueError("dataset", name, f"a dataset folder in {folder}: {available}")
-    if not any(p.suffix.lower() in AUDIO_SUFFIXES for p in path.rglob("*") if p.is_file()):
-        raise InvalidValueError(
-            "dataset", name, f"a folder with audio files ({', '.join(AUDIO_SUFFIXES)})"
-        )
-    return path
+    def adapter_in_use(self, key: str) -> bool:
+        """Does a station sing with adapter `key`? (blocking: called in a thread)"""
+        ...
 
 
 class TrainingRuns:
@@ -134,9 +100,12 @@ class TrainingRuns:
         self.env = env
         self.poll_seconds = poll_seconds
         self.progress: TrainingProgress | None = None  # the current run, or the last one
+        #: A run the previous bot lost, as `recover` found it, and its channel.
+        self.recovered: tuple[TrainingProgress, int | None] | None = None
         self._job: Any = None
         self._watcher: asyncio.Task[None] | None = None
         self._starting = False
+        self._closing = False
 
     @property
     def running(self) -> bool:
@@ -147,26 +116,27 @@ class TrainingRuns:
         dataset: str,
         name: str,
         *,
+        guild_id: int,
+        channel_id: int | None = None,
         preset: str | None = None,
         epochs: int = 10,
         on_progress: ProgressCallback | None = None,
     ) -> TrainingProgress:
-        """Check the request, free the GPU and start training; returns once it runs.
+        """Check the request, free the GPU and start training for server `guild_id`;
+        returns once it runs. Progress is announced in `channel_id` after a restart.
 
         Raises `TrainingBusyError` while a run is going and `InvalidValueError`
         for a bad value (naming it and what is allowed)."""
-        if self.running:
-            assert self.progress is not None
-            raise TrainingBusyError(
-                f"adapter '{self.progress.name}' is training now: wait for it or stop it "
-                "with /radio_train_stop (one training at a time)"
-            )
+        if self.running or self._closing:
+            raise TrainingBusyError(self._busy(guild_id))
         self._starting = True
         try:
-            config, progress = await asyncio.to_thread(self._config, dataset, name, preset, epochs)
-            await self.stations.pause_generation(f"training adapter '{progress.name}'")
+            config, progress = await asyncio.to_thread(
+                self._config, dataset, name, preset, epochs, guild_id
+            )
+            await self.stations.pause_generation(TRAINING_REASON)
             try:
-                job = await asyncio.to_thread(self._launch, config)
+                job = await asyncio.to_thread(self._launch, config, progress, channel_id)
             except BaseException:
                 await self.stations.resume_generation()
                 raise
@@ -174,20 +144,35 @@ class TrainingRuns:
             self._starting = False
         self._job = job
         self.progress = progress
-        log.info("training adapter %r on dataset %r (pid %d)", name, dataset, job.pid)
+        log.info("guild %d: training adapter %r on dataset %r (pid %d)",
+                 guild_id, progress.name, dataset, job.pid)  # fmt: skip
         self._watcher = asyncio.get_running_loop().create_task(self._watch(job, on_progress))
         return progress
 
+    def _busy(self, guild_id: int) -> str:
+        progress = self.progress
+        if progress is not None and progress.guild_id == guild_id:
+            return (f"adapter '{progress.name}' is training now: wait for it or stop it "
+                    "with /radio_train_stop (one training at a time)")  # fmt: skip
+        return ("another server's adapter is training now: the radio trains one adapter "
+                "at a time for all its servers; try again later")  # fmt: skip
+
     def _config(
-        self, dataset: str, name: str, preset: str | None, epochs: int
+        self, dataset: str, name: str, preset: str | None, epochs: int, guild_id: int
     ) -> tuple[Any, TrainingProgress]:
         """In a thread: the checked TrainConfig of a run, and its first progress."""
         from training.config import ConfigError, TrainConfig
         from training.presets import load_preset
 
         audio = check_dataset(self.settings.datasets_dir, dataset)
-        name = check_adapter_name(name.strip() if isinstance(name, str) else name)
+        name = check_trained_name(name)
         check_int("epochs", epochs, 1, MAX_EPOCHS)
+        key = server_key(guild_id, name)
+        if self.stations.adapter_in_use(key):
+            raise InvalidValueError(
+                "adapter", name, "a name no station sings with now: this server's station "
+                "uses that adapter; switch it off (/radio_adapter name:off) or pick another name",
+            )  # fmt: skip
         values: dict[str, Any] = {}
         if preset is not None:
             try:
@@ -196,7 +181,7 @@ class TrainingRuns:
                 names = ", ".join(list_trainer_presets(self.settings))
                 raise InvalidValueError("preset", preset, f"one of {names}") from exc
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        output = self.settings.data_dir / "training-runs" / f"{name}-{stamp}"
+        output = self.settings.data_dir / RUNS_FOLDER / f"{key}-{stamp}"
         where = {
             "checkpoint_dir": self.settings.checkpoint_dir,
             "preprocess": True,
@@ -212,13 +197,27 @@ class TrainingRuns:
             raise InvalidValueError(
                 "training settings", preset or "default", "; ".join(exc.lines)
             ) from None
-        progress = TrainingProgress(name, audio.name, preset, epochs=epochs)
+        progress = TrainingProgress(
+            name, audio.name, preset, guild_id=guild_id, key=key, epochs=epochs
+        )
         return config, progress
 
-    def _launch(self, config: Any) -> Any:
+    def _launch(self, config: Any, progress: TrainingProgress, channel_id: int | None) -> Any:
+        """In a thread: start the trainer, and record the run (see bot.training_record)."""
         from training.jobs import launch_training
 
-        return launch_training(config, env=self.env)
+        job = launch_training(config, env=self.env)
+        assert progress.key is not None
+        record = RunRecord(
+            job.pid, progress.guild_id, channel_id, progress.name, progress.key,
+            progress.dataset, str(config.output_dir), progress.started_at,
+        )  # fmt: skip
+        try:
+            write_record(self.settings.data_dir, record)
+        except OSError:
+            job.terminate(10.0)  # a run nobody could find after a crash must not go on
+            raise
+        return job
 
     async def stop(self) -> bool:
         """Ask the run to stop cleanly (it saves what it learnt); False when none runs."""
@@ -233,15 +232,66 @@ class TrainingRuns:
             await asyncio.shield(self._watcher)
         return self.progress
 
-    async def close(self) -> None:
-        """Bot shutdown: stop the child (cleanly if it can) and the watcher."""
+    async def close(self, grace: float = 30.0) -> None:
+        """Bot shutdown, first of all: stop the trainer (it saves what it learnt; the
+        watcher exports it) without starting the music worker again."""
+        self._closing = True
         job, watcher = self._job, self._watcher
         if watcher is None or watcher.done():
             return
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        await asyncio.to_thread(job.terminate, 30.0)
+        await asyncio.to_thread(job.terminate, grace)
+        try:
+            await asyncio.wait_for(asyncio.shield(watcher), grace + 2 * self.poll_seconds)
+        except asyncio.TimeoutError:
+            log.error("the training run was not exported in time; the next start exports it")
+            watcher.cancel()
+
+    # --- after a crash ------------------------------------------------------------
+    async def recover(self) -> TrainingProgress | None:
+        """At start-up, before the music worker starts: stop and export a run the
+        previous bot lost (see bot.training_record); None when there was none."""
+        found = await asyncio.to_thread(self._recover)
+        if found is not None:
+            self.progress = found[0]
+            self.recovered = found
+        return found[0] if found is not None else None
+
+    def _recover(self) -> tuple[TrainingProgress, int | None] | None:
+        from training.progress import read_events
+
+        data_dir = self.settings.data_dir
+        record = read_record(data_dir)
+        if record is None:
+            prune_run_folders(data_dir)
+            return None
+        stop_orphan(record, record.folder / "STOP")
+        events, _ = read_events(record.folder / "progress.jsonl")
+        progress = TrainingProgress(record.name, record.dataset, None, guild_id=record.guild_id,
+                                    key=record.key, started_at=record.started_at)  # fmt: skip
+        for event in events:
+            progress = apply_event(progress, event)
+        adapter_dir = record.folder / "final" / "adapter"
+        interrupted = "the bot restarted while it trained"
+        if progress.result is not None and adapter_dir.is_dir():
+            try:
+                key = self._export(adapter_dir, record.key, record.folder)
+            except OSError as exc:
+                why = f"{interrupted}; cannot export the adapter: {hide_paths(str(exc))}"
+                progress = replace(progress, state="failed", message=why)
+            else:
+                progress = replace(
+                    progress, state=progress.result, key=key, adapter=key_name(key),
+                    message=f"{interrupted}; what it had learnt by step {progress.step} "
+                    f"is saved{self._renamed(record.key, key)}",
+                )  # fmt: skip
+        else:
+            progress = replace(progress, state="failed", message=f"{interrupted}, and it had "
+                               "saved nothing yet: start it again with /radio_train")  # fmt: skip
+        log.warning("training of adapter %r (guild %d) was interrupted by a restart: %s",
+                    record.name, record.guild_id, progress.message)  # fmt: skip
+        clear_record(data_dir)
+        prune_run_folders(data_dir)
+        return progress, record.channel_id
 
     # --- the watcher ------------------------------------------------------------
     async def _watch(self, job: Any, on_progress: ProgressCallback | None) -> None:
@@ -260,86 +310,62 @@ class TrainingRuns:
                 events, status = await asyncio.to_thread(lambda: (job.events(), job.poll()))
                 updated = progress
                 for event in events:
-                    updated = _apply(updated, event)
+                    updated = apply_event(updated, event)
                 if updated != progress:
                     progress = updated
                     await report(progress)
                 if status is not None:
                     break
                 await asyncio.sleep(self.poll_seconds)  # a timer: the child writes a file
-            progress = await self._finish(job, progress, status, report)
+            progress = await self._finish(job, progress, status)
+            await asyncio.to_thread(clear_record, self.settings.data_dir)
+            await asyncio.to_thread(prune_run_folders, self.settings.data_dir)
         finally:
-            await self.stations.resume_generation()
-            log.info("training of %r ended: %s; generation resumed", progress.name, progress.state)
+            if not self._closing:  # never start the worker again on the way out
+                await self.stations.resume_generation()
+            log.info("training of %r ended: %s", progress.name, progress.state)
         await report(progress)
 
-    async def _finish(
-        self, job: Any, progress: TrainingProgress, status: int, report: ProgressCallback
-    ) -> TrainingProgress:
+    async def _finish(self, job: Any, progress: TrainingProgress, status: int) -> TrainingProgress:
         if progress.state == "failed":
             return progress
         if progress.result is None:
-            tail = await asyncio.to_thread(_console_tail, job.output_dir)
+            tail = await asyncio.to_thread(self._console_tail, job.output_dir)
             return replace(progress, state="failed",
                            message=f"the trainer exited with status {status}: {tail}")  # fmt: skip
+        assert progress.key is not None
         try:
-            await asyncio.to_thread(
-                export_adapter, job.adapter_dir, self.settings.adapters_dir / progress.name
+            key = await asyncio.to_thread(
+                self._export, job.adapter_dir, progress.key, job.output_dir
             )
         except OSError as exc:
-            return replace(progress, state="failed", message=f"cannot export the adapter: {exc}")
-        message = progress.message.removesuffix(EXPORTING)
-        return replace(progress, state=progress.result, message=message, adapter=progress.name)
+            why = f"cannot export the adapter: {hide_paths(str(exc))}"
+            return replace(progress, state="failed", message=why)
+        message = progress.message.removesuffix(EXPORTING) + self._renamed(progress.key, key)
+        return replace(progress, state=progress.result, message=message, key=key,
+                       adapter=key_name(key))  # fmt: skip
 
+    def _export(self, source: Path, key: str, run_folder: Path) -> str:
+        """In a thread: copy the adapter into ADAPTERS_DIR under `key`, or the next free
+        name when a station sings with `key` now; remove the run's folder."""
+        key = free_key(self.settings.adapters_dir, key, self.stations.adapter_in_use)
+        export_adapter(source, self.settings.adapters_dir / key)
+        remove_run_folder(run_folder)
+        return key
 
-def _apply(progress: TrainingProgress, event: dict[str, Any]) -> TrainingProgress:
-    """The progress after one trainer event (training.progress lists them)."""
-    kind = event.get("event")
-    if kind == "start":
-        return replace(progress, state="training", total_steps=event.get("total_steps"),
-                       epochs=event.get("epochs", progress.epochs), step=event.get("step", 0),
-                       message="training")  # fmt: skip
-    if kind == "step":
-        return replace(progress, state="training", step=event.get("step", progress.step),
-                       total_steps=event.get("total_steps", progress.total_steps),
-                       epoch=event.get("epoch", progress.epoch), loss=event.get("loss"),
-                       eta_s=event.get("eta_s"), message="training")  # fmt: skip
-    if kind in ("done", "stopped"):
-        why = f" ({event['reason']})" if event.get("reason") else ""
-        ended = "finished" if kind == "done" else "stopped"
-        return replace(progress, state="exporting", result=kind, eta_s=None,
-                       step=event.get("step", progress.step),
-                       epoch=event.get("epoch", progress.epoch),
-                       message=f"training {ended}{why}{EXPORTING}")  # fmt: skip
-    if kind == "error":
-        return replace(progress, state="failed", eta_s=None,
-                       message=str(event.get("message", "the trainer failed")))  # fmt: skip
-    return progress
+    @staticmethod
+    def _renamed(wanted: str, key: str) -> str:
+        if key == wanted:
+            return ""
+        return (f" as '{key_name(key)}': a station sings with '{key_name(wanted)}' now, "
+                "and an adapter in use is never replaced")  # fmt: skip
 
-
-def _console_tail(output_dir: Path, chars: int = 300) -> str:
-    try:
-        text = (output_dir / "console.log").read_text(errors="replace").strip()
-    except OSError:
-        return "no console output"
-    return text[-chars:] or "no console output"
-
-
-def export_adapter(source: Path, target: Path) -> None:
-    """Copy the trained adapter folder to `target`, replacing an older one whole.
-
-    The copy goes to a hidden folder beside `target` first (hidden names are not
-    adapters), so the worker never sees half an adapter. Files are copied, not
-    `copy2`'d: a fresh modification time tells the worker to load it again."""
-    if not source.is_dir():
-        raise OSError(f"the trainer saved no adapter in {source}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.copytree(source, partial, copy_function=shutil.copyfile)
-    if target.exists():
-        target.rename(old)
-    partial.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    def _console_tail(self, output_dir: Path, chars: int = 300) -> str:
+        """The end of the trainer's console, fit to show in Discord: no secrets, no paths."""
+        try:
+            text = (output_dir / "console.log").read_text(errors="replace").strip()
+        except OSError:
+            return "no console output"
+        for secret in self.settings.secrets:
+            text = text.replace(secret, "<redacted>")
+        return hide_paths(text)[-chars:] or "no console output"

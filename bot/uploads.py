@@ -1,30 +1,31 @@
 """`/radio_upload`: a listener's own audio file, checked and made ready to play.
 
-Checks before anything is downloaded: the file name's extension (a format
-ffmpeg reads) and the size Discord reports (`UPLOAD_MAX_MB`). Then the bytes
-are fetched, written to the tracks folder, probed with ffprobe (it must hold
-audio, of `MIN_DURATION` seconds up to the station's longest song) and
-converted to Ogg/Opus like every generated track, so the player streams all
-of them the same way. The file work runs in a thread.
+Checks before anything is downloaded: the file name's extension (a format the
+radio takes) and the size Discord reports (`UPLOAD_MAX_MB`). Then the bytes
+are fetched and handed to `engine.audio_import`, which makes sure they are
+only audio of the format the name claims (never a playlist or a script that
+points at other files), converts them to Ogg/Opus like every generated track
+(so the player streams all of them the same way) and checks the real length
+by decoding it: `MIN_DURATION` seconds up to the station's longest song.
+Refusals never show a path of the host; nothing is left behind. The file work
+runs in a thread.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.replies import RadioError
-from engine.audio import AudioError, probe
+from engine.audio_import import FORMATS, ImportRefused, import_audio
 from engine.spec import MAX_TITLE, MIN_DURATION, SongSpec, Track
 from engine.text_safety import sanitize_text
 
-UPLOAD_SUFFIXES = (".mp3", ".ogg", ".opus", ".wav", ".flac", ".m4a", ".aac", ".webm")
+UPLOAD_SUFFIXES = tuple(FORMATS)
 SAMPLE_RATE = 48_000
-CONVERT_TIMEOUT = 120  # seconds ffmpeg may take to convert one upload
 
 
 class UploadError(RadioError):
@@ -60,33 +61,15 @@ def prepare_upload(
     """
     started = time.monotonic()
     check_attachment(filename, len(data), max_bytes)
-    tracks_dir.mkdir(parents=True, exist_ok=True)
     stem = f"upload-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    raw = tracks_dir / f"{stem}.part{Path(filename).suffix.lower()}"
-    out = tracks_dir / f"{stem}.ogg"
-    raw.write_bytes(data)
     try:
-        try:
-            info = probe(raw)
-        except AudioError as exc:
-            raise UploadError("the file holds no audio the radio can read.") from exc
-        if not MIN_DURATION <= info.duration <= max_seconds:
-            raise UploadError(f"the song is {info.duration:.1f} s long: allowed is "
-                              f"{MIN_DURATION} to {max_seconds} s on this station.")  # fmt: skip
-        result = subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(raw), "-vn",
-             "-map_metadata", "-1", "-c:a", "libopus", "-b:a", "128k",
-             "-ar", str(SAMPLE_RATE), "-ac", "2", str(out)],
-            capture_output=True, text=True, timeout=CONVERT_TIMEOUT,
+        audio = import_audio(
+            data, Path(filename).suffix, tracks_dir, stem,
+            min_seconds=MIN_DURATION, max_seconds=max_seconds,
         )  # fmt: skip
-        if result.returncode != 0:
-            out.unlink(missing_ok=True)
-            raise UploadError("the file could not be converted for playing: "
-                              f"{sanitize_text(result.stderr, 200)}")  # fmt: skip
-        duration = probe(out).duration
-    finally:
-        raw.unlink(missing_ok=True)
-    return Upload(out, duration, max(time.monotonic() - started, 1e-3))
+    except ImportRefused as exc:
+        raise UploadError(f"{exc}.") from None
+    return Upload(audio.path, audio.duration, max(time.monotonic() - started, 1e-3))
 
 
 def upload_track(upload: Upload, title: str, uploader: str, language: str) -> Track:

@@ -2,7 +2,10 @@
 
 Each job names the adapter it is sung with (or none). `AdapterCache.use`
 loads the named folder the first time, keeps it loaded (switching is then
-instant) and makes it the active adapter at the job's scale. A folder whose
+instant) and makes it the active adapter at the job's scale. At most
+`max_loaded` adapters stay loaded (`WORKER_MAX_ADAPTERS`): loading one more
+unloads the one used longest ago, so many servers' adapters cannot fill the
+worker's memory. A folder whose
 weights file changed since it was loaded (an adapter trained again under the
 same name) is loaded again. A restarted worker starts with an empty cache and
 simply loads again on demand.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +34,31 @@ _NAME = re.compile(ADAPTER_NAME_PATTERN)
 class AdapterCache:
     """The adapters of one engine, by folder name under `folder`."""
 
-    def __init__(self, engine: Any, folder: Path):
+    def __init__(self, engine: Any, folder: Path, max_loaded: int = 4):
+        if max_loaded < 1:
+            raise ValueError(f"max_loaded={max_loaded}: allowed is 1 or more")
         self.engine = engine
         self.folder = Path(folder)
-        self._stamps: dict[str, tuple[Path, int]] = {}  # name -> (weights file, mtime_ns)
+        self.max_loaded = max_loaded
+        # name -> (weights file, mtime_ns), least recently used first
+        self._stamps: OrderedDict[str, tuple[Path, int]] = OrderedDict()
+
+    @property
+    def loaded(self) -> list[str]:
+        """The adapters loaded now, least recently used first."""
+        return list(self._stamps)
 
     def use(self, name: str | None, scale: float = 1.0) -> None:
         """Sing the next song with adapter `name` at `scale`; None: the base model."""
         if name is None:
             self.engine.switch_adapter(None)
             return
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise AdapterError(f"adapter name {name!r} is not allowed")
         stamp = self._stamp(name)
         if self._stamps.get(name) != stamp:
             self._load(name, stamp)
+        self._stamps.move_to_end(name)
         self.engine.switch_adapter(name, scale)
 
     def _stamp(self, name: str) -> tuple[Path, int]:
@@ -72,3 +86,8 @@ class AdapterCache:
                 message = f"adapter '{name}': {message}"
             raise AdapterError(message) from None
         self._stamps[name] = stamp
+        # Only after a good load: a broken adapter leaves the loaded ones as they were.
+        while len(self._stamps) > self.max_loaded:
+            oldest, _ = self._stamps.popitem(last=False)
+            log.info("adapter '%s' unloaded: at most %d stay loaded", oldest, self.max_loaded)
+            self.engine.unload_adapter(oldest)

@@ -134,7 +134,7 @@ class AdapterManager:
         """Load an adapter and (by default) make it the active one."""
         path = Path(path)
         name = name or path.stem
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise AdapterError(
                 f"adapter name '{name}' is not allowed: use 1-64 letters, digits, '.', '_' or '-'"
             )

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        setup_logging(settings.log_level, settings.secrets)
+        setup_logging(settings.log_level, settings.secrets, settings.log_file)
         return args.handler(args)
     except (SettingsError, DeviceError) as exc:
         print(exc, file=sys.stderr)

@@ -1,11 +1,25 @@
-"""Logging set-up shared by every entry point, with secrets scrubbed from each line."""
+"""Logging set-up shared by every entry point, with secrets scrubbed from each line.
+
+The console (stderr) shows records at `LOG_LEVEL`. With a log file (`LOG_FILE`),
+the project's own loggers also write everything down to DEBUG there, so an
+expected error shows as one line on the console while its traceback, logged at
+debug level, stays in the file.
+"""
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 from collections.abc import Iterable
+from pathlib import Path
 
 REDACTED = "<redacted>"
+
+#: The project's own loggers: these write DEBUG records to the log file.
+OWN_LOGGERS = ("bot", "engine", "training")
+LOG_FILE_BYTES = 10 * 2**20
+LOG_FILE_BACKUPS = 3
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 #: Libraries that log import-time noise users cannot act on (torchao's optional CUDA
 #: kernels, torch's pytree deprecations, bitsandbytes' optional CPU kernels).
@@ -41,16 +55,42 @@ class SecretScrubber(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
-    """Log to stderr at `level`, scrubbing `secrets` from every record."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(SecretScrubber(secrets))
+def setup_logging(
+    level: str = "INFO", secrets: Iterable[str] = (), log_file: Path | None = None
+) -> None:
+    """Log to stderr at `level` and, with `log_file`, everything of our own loggers
+    down to DEBUG into that file (rotated at 10 MB, 3 old files kept); `secrets` are
+    scrubbed from every record. A log file that cannot be opened is skipped with
+    one line on stderr."""
+    scrubber = SecretScrubber(secrets)
+    console = logging.StreamHandler()
+    console.setLevel(level)
+    handlers: list[logging.Handler] = [console]
+    if log_file is not None:
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(
+                logging.handlers.RotatingFileHandler(
+                    log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS,
+                    encoding="utf-8", delay=True,
+                )
+            )  # fmt: skip
+        except OSError as exc:
+            log_file = None
+            console.handle(logging.makeLogRecord(
+                {"levelno": logging.WARNING, "levelname": "WARNING", "name": __name__,
+                 "msg": f"no log file: {exc}"}
+            ))  # fmt: skip
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.addFilter(scrubber)
+        root.addHandler(handler)
     root.setLevel(level)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if log_file is not None else logging.NOTSET)
     quiet_third_party()
 
 

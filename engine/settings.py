@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,10 +26,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE_VARIABLE = "RADIO_ENV_FILE"
+#: Settings that are secrets: no child process (worker, trainer, ffmpeg) gets them.
+SECRET_KEYS = ("DISCORD_TOKEN",)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -58,6 +61,13 @@ def _auto_or_int(value: Any) -> Any:
     return value
 
 
+def _id_list(value: Any) -> Any:
+    """`123, 456` (commas or spaces) -> a tuple of ids; empty -> none."""
+    if isinstance(value, str):
+        return tuple(part for part in re.split(r"[,\s]+", value.strip()) if part)
+    return value
+
+
 def _empty_is_none(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         return None
@@ -65,6 +75,7 @@ def _empty_is_none(value: Any) -> Any:
 
 
 AutoSwitch = Annotated[bool | None, BeforeValidator(_tri_state)]
+IdList = Annotated[tuple[Annotated[int, Field(ge=1)], ...], NoDecode, BeforeValidator(_id_list)]
 Switch = Annotated[bool, BeforeValidator(_strict_bool)]
 
 _SWITCH = "true or false (also yes/no, on/off, 1/0)"
@@ -102,6 +113,12 @@ class Settings(BaseSettings):
         None, "empty, or the id of one server (a positive integer)", ge=1
     )
     dj_role: str = _field("DJ", "a role name or role id; empty: Manage Server only", max_length=100)
+    owner_ids: IdList = _field(
+        (), "empty, or Discord user ids separated by commas (besides the application's owner)"
+    )
+    training_guilds: IdList = _field(
+        (), "empty, or server ids separated by commas whose admins may train adapters"
+    )
     vote_skip_ratio: float = _field(0.5, "a share of listeners above 0, up to 1", gt=0, le=1)
     idle_disconnect_seconds: int = _field(
         120, "an integer number of seconds from 0 (stay) to 86400", ge=0, le=86400
@@ -162,6 +179,9 @@ class Settings(BaseSettings):
 
     # GPU worker process (engine/worker.py) and the local listener (bot/local.py)
     worker_max_in_flight: int = _field(2, "an integer from 1 to 4", ge=1, le=4)
+    worker_max_adapters: int = _field(
+        4, "an integer from 1 to 64: adapters the worker keeps loaded", ge=1, le=64
+    )
     worker_stall_timeout: float = _field(
         600.0, "a number of seconds from 30 to 3600", ge=30, le=3600
     )
@@ -186,6 +206,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _field(
         "INFO", "DEBUG, INFO, WARNING or ERROR"
     )
+    log_file: Annotated[Path | None, BeforeValidator(_empty_is_none)] = _field(
+        Path("data/logs/radio.log"), "empty (no log file), or a file for the full log"
+    )
 
     @field_validator("device")
     @classmethod
@@ -209,10 +232,12 @@ class Settings(BaseSettings):
 
     @field_validator(
         "checkpoint_dir", "models_dir", "data_dir", "tracks_dir", "local_output_dir",
-        "adapters_dir", "datasets_dir",
+        "adapters_dir", "datasets_dir", "log_file",
     )  # fmt: skip
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
         value = value.expanduser()
         return value if value.is_absolute() else PROJECT_ROOT / value
 
@@ -250,6 +275,19 @@ def _format_error(error: dict[str, Any]) -> str:
     allowed = (field.json_schema_extra or {}).get("allowed") if field else None
     shown = "<hidden>" if name == "discord_token" else repr(error.get("input"))
     return f"Invalid setting {_env_key(name)}={shown}: allowed is {allowed or error['msg']}."
+
+
+def without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without the secret settings (in any case), for a child process."""
+    return {key: value for key, value in environ.items() if key.upper() not in SECRET_KEYS}
+
+
+def drop_secrets_from_environment() -> None:
+    """Remove the secret settings from this process's environment once they were read,
+    so that no child process (the worker, the trainer, ffmpeg) inherits them."""
+    for key in list(os.environ):
+        if key.upper() in SECRET_KEYS:
+            del os.environ[key]
 
 
 def default_env_file() -> Path:

@@ -37,12 +37,18 @@ _INVISIBLE = re.compile(
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _DISCORD_MARKUP = re.compile(r"<(?:@[!&]?|#)\d+>|</[^<>\n]{1,64}:\d+>")
 _EVERYONE = re.compile(r"@+\s*(?:everyone|here)\b", re.IGNORECASE)
-_URL = re.compile(r"\b[a-z][a-z0-9+.-]{1,20}://\S*|\bwww\.\S+", re.IGNORECASE)
+#: No word boundary before a link: `1https://`, `_https://` and `éhttps://` are links too
+#: (Discord links whatever precedes the scheme), so the whole word goes.
+_URL = re.compile(r"\S*://\S*|(?<![a-z0-9])www\.\S+", re.IGNORECASE)
 _TLDS = (
     "com|net|org|gg|io|ly|me|co|xyz|app|dev|tv|ru|de|uk|info|biz|link|site|online|shop|"
     "top|club|live|stream|store|gift|pw|cc|su|to|sh|ai|us|eu|fr|jp|cn|in|br"
 )
-_BARE_DOMAIN = re.compile(rf"\b(?:[a-z0-9-]+\.)+(?:{_TLDS})\b(?:/\S*)?", re.IGNORECASE)
+_BARE_DOMAIN = re.compile(rf"(?<![a-z0-9-])(?:[a-z0-9-]+\.)+(?:{_TLDS})\b(?:/\S*)?", re.IGNORECASE)
+#: An absolute path of this machine (POSIX or Windows) with at least one folder in it.
+_HOST_PATH = re.compile(
+    r"(?<![\w/.~-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\'\"<>|:*?]+[/\\])+[^\s/\\'\"<>|:*?,;)]*"
+)
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 
 
@@ -69,11 +75,29 @@ def sanitize_text(text: str, max_length: int | None = None, *, multiline: bool =
     text = text.replace("@", "")
     text = _URL.sub(" ", text)
     text = _BARE_DOMAIN.sub(" ", text)
+    # Removing '@' can join mention markup: `<#12@34>` would become `<#1234>`.
+    text = _DISCORD_MARKUP.sub(" ", text)
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     if max_length is not None and len(text) > max_length:
         text = _cut(text, max_length)
     return text
+
+
+def hide_paths(text: str) -> str:
+    """Replace each absolute path of the host by `…/` and its last part.
+
+    Error messages from ffmpeg, the trainer or the file system name folders of
+    the machine the bot runs on; Discord users should not learn its layout.
+    `/tmp/x/data/datasets` becomes `…/datasets`; commands such as `/radio_join`
+    and fractions such as `3/10` are left alone.
+    """
+    return _HOST_PATH.sub(_last_part, text)
+
+
+def _last_part(match: re.Match[str]) -> str:
+    parts = [part for part in re.split(r"[/\\]", match.group(0)) if part]
+    return f"…/{parts[-1]}"
 
 
 def is_safe_text(text: str, *, multiline: bool = False) -> bool:

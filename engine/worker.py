@@ -293,20 +293,33 @@ class _JobServer:
         )
 
 
-def _load(config: WorkerConfig) -> tuple[Any, Songwriter, str, Path]:
-    """Engine, songwriter, device name and adapters folder, as the config says."""
+def worker_settings(config: WorkerConfig) -> Settings:
+    """The worker's settings: `.env` and the environment under the caller's values,
+    never the Discord token (the worker has no use for it)."""
+    from engine.settings import load_settings
+
+    return load_settings(**{**config.settings, "discord_token": None})
+
+
+def worker_log_file(log_file: Path | None) -> Path | None:
+    """The worker's own log file beside the bot's (`radio.log` -> `radio-worker.log`):
+    two processes must not rotate one file."""
+    return None if log_file is None else log_file.with_name(f"{log_file.stem}-worker.log")
+
+
+def _load(config: WorkerConfig) -> tuple[Any, Songwriter, str, AdapterCache]:
+    """Engine, songwriter, device name and adapter cache, as the config says."""
     import dataclasses
 
     from tqdm import tqdm
 
     from engine.logs import setup_logging
     from engine.pipeline import MusicEngine
-    from engine.settings import load_settings
     from engine.songwriter import Songwriter, SongwriterConfig
     from engine.tiers import detect_device, resolve
 
-    settings = load_settings(**config.settings)
-    setup_logging(settings.log_level, settings.secrets)
+    settings = worker_settings(config)
+    setup_logging(settings.log_level, settings.secrets, worker_log_file(settings.log_file))
     # tqdm (diffusers' loading bars) would make a multiprocessing semaphore that the
     # worker's os._exit never unlinks; a thread lock serves a process without children.
     tqdm.set_lock(threading.RLock())
@@ -323,9 +336,10 @@ def _load(config: WorkerConfig) -> tuple[Any, Songwriter, str, Path]:
         writer_config = dataclasses.replace(writer_config, model=None, fallback_model=None)
     if config.songwriter_max_tokens is not None:
         writer_config = dataclasses.replace(writer_config, max_tokens=config.songwriter_max_tokens)
+    adapters = AdapterCache(engine, settings.adapters_dir, settings.worker_max_adapters)
     writer = Songwriter(writer_config)
     writer.load()  # the model, the language identifier and the word lists, before "ready"
-    return engine, writer, str(engine.device), settings.adapters_dir
+    return engine, writer, str(engine.device), adapters
 
 
 def worker_main(conn: Connection, config_json: str, parent_pid: int) -> None:
@@ -336,9 +350,10 @@ def worker_main(conn: Connection, config_json: str, parent_pid: int) -> None:
     started = time.monotonic()
     try:
         config = WorkerConfig.model_validate_json(config_json)
-        engine, writer, device, adapters_dir = _load(config)
+        engine, writer, device, adapters = _load(config)
     except Exception as exc:
-        log.exception("worker: cannot start")
+        # The parent says why in one line (WorkerFatal); the traceback goes to the log file.
+        log.debug("worker: cannot start", exc_info=True)
         sender.send(WorkerFatal(message=f"{type(exc).__name__}: {exc}"))
         conn.close()
         logging.shutdown()
@@ -352,7 +367,7 @@ def worker_main(conn: Connection, config_json: str, parent_pid: int) -> None:
         )
     )
     log.info("worker %d ready on %s in %.1f s", os.getpid(), device, time.monotonic() - started)
-    _JobServer(conn, engine, writer, config, AdapterCache(engine, adapters_dir)).serve(parent_pid)
+    _JobServer(conn, engine, writer, config, adapters).serve(parent_pid)
     conn.close()
     logging.shutdown()
     # A songwriter call cannot be interrupted; do not wait for it at interpreter exit.

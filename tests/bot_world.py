@@ -56,8 +56,10 @@ class Server:
         return self.guild.id
 
 
-def add_server(fake: FakeDiscord, name: str) -> Server:
-    guild = fake.add_guild(name)
+def add_server(fake: FakeDiscord, name: str, owner: FakeUser | None = None) -> Server:
+    """A guild with an admin, a DJ and three listeners; owned by `owner` (default: the
+    application's owner, as when the bot's developer invites it to their own server)."""
+    guild = fake.add_guild(name, owner)
     admin_role = guild.add_role("Admin", discord.Permissions(manage_guild=True).value)
     dj_role = guild.add_role("DJ")
     return Server(

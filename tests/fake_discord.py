@@ -6,7 +6,8 @@ It serves what the radio bot uses and behaves like Discord where that matters
 to the bot:
 
 - login (`GET /users/@me`, `GET /oauth2/applications/@me`) refuses any token
-  but its own with 401, as Discord does;
+  but its own with 401, as Discord does; the application names its `owner`,
+  or its `team` (members with their roles) when one is set;
 - the gateway sends HELLO, READY and one GUILD_CREATE per guild (text frames,
   no compression), answers heartbeats, and turns the bot's voice state
   updates (op 4) into VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE events;
@@ -148,6 +149,7 @@ class FakeChannel:
 class FakeMember:
     user: FakeUser
     roles: list[int] = field(default_factory=list)
+    nick: str | None = None  # the member's name in this guild
 
 
 @dataclass
@@ -361,7 +363,7 @@ class FakeGuild:
             "deaf": False,
             "mute": False,
             "flags": 0,
-            "nick": None,
+            "nick": self.members[user.id].nick,
             "avatar": None,
             "premium_since": None,
             "pending": False,
@@ -466,6 +468,8 @@ class FakeDiscord:
         self.bot = FakeUser(snowflake(), "Radio", bot=True)
         self.application_id = snowflake()
         self.owner = FakeUser(snowflake(), "owner")
+        #: The application's team, (member, role) pairs: "admin", "developer", "read_only".
+        self.team: list[tuple[FakeUser, str]] | None = None
         self.guilds: dict[int, FakeGuild] = {}
         self.global_commands: list[dict[str, Any]] = []
         self.guild_commands: dict[int, list[dict[str, Any]]] = {}
@@ -479,6 +483,7 @@ class FakeDiscord:
         self.refused_dms: list[int] = []  # user ids a DM was refused to (closed DMs)
         self.bot_voice_requests: list[dict[str, Any]] = []
         self.identifies = 0
+        self.application_reads = 0
         self.sessions: list[_Session] = []
         self.port = 0
         self._changed = asyncio.Event()
@@ -551,11 +556,13 @@ class FakeDiscord:
             self._saved = None
 
     # --- building the world ---------------------------------------------------
-    def add_guild(self, name: str = "Test guild") -> FakeGuild:
-        """A guild with the bot in it (with a role that lets it speak and post)."""
-        guild = FakeGuild(self, name, self.owner)
+    def add_guild(self, name: str = "Test guild", owner: FakeUser | None = None) -> FakeGuild:
+        """A guild with the bot in it (with a role that lets it speak and post), owned
+        by `owner` (default: the application's owner)."""
+        owner = owner or self.owner
+        guild = FakeGuild(self, name, owner)
         self.guilds[guild.id] = guild
-        guild.add_member(self.owner)
+        guild.add_member(owner)
         bot_role = guild.add_role("Radio", discord.Permissions(
             view_channel=True, connect=True, speak=True, send_messages=True, embed_links=True,
         ).value)  # fmt: skip
@@ -673,7 +680,8 @@ class FakeDiscord:
     async def _application(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return _error(401, "401: Unauthorized")
-        return _response({
+        self.application_reads += 1
+        data: dict[str, Any] = {
             "id": str(self.application_id),
             "name": self.bot.name,
             "description": "",
@@ -683,7 +691,21 @@ class FakeDiscord:
             "owner": self.owner.payload(),
             "verify_key": "0" * 64,
             "flags": 0,
-        })  # fmt: skip
+        }
+        if self.team is not None:
+            team_id = str(self.application_id + 1)
+            # A team-owned application's owner is a pseudo-user named after the team.
+            data["owner"] = {**self.owner.payload(), "id": team_id, "username": "team"}
+            data["team"] = {
+                "id": team_id, "name": "Radio team", "icon": None,
+                "owner_user_id": str(self.team[0][0].id),
+                "members": [
+                    {"membership_state": 2, "team_id": team_id, "user": user.payload(),
+                     "role": role, "permissions": ["*"]}
+                    for user, role in self.team
+                ],
+            }  # fmt: skip
+        return _response(data)
 
     async def _sync(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

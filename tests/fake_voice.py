@@ -42,6 +42,7 @@ class PlayedSource:
     pcm_samples: int = 0  # per channel, at 48 kHz, from decoding every frame
     first_frame: float | None = None
     last_frame: float | None = None
+    frame_times: list[float] = field(default_factory=list)  # when each audio frame went out
     after_called: float | None = None
     error: Exception | None = None
 
@@ -203,6 +204,7 @@ class FakeVoice(discord.VoiceProtocol):
         pcm = self._decoder.decode(data)  # raises OpusError for anything but Opus audio
         record.pcm_samples += len(pcm) // (2 * Decoder.CHANNELS)
         record.frames += 1
+        record.frame_times.append(now)
         if record.first_frame is None:
             record.first_frame = now
         record.last_frame = now

@@ -27,6 +27,7 @@ def radio_settings(root: Path, checkpoint: Path, **changes: Any) -> Settings:
         "models_dir": root / "models",
         "adapters_dir": root / "adapters",
         "datasets_dir": root / "datasets",
+        "log_file": root / "logs" / "radio.log",
         "device": "cpu",
         "default_duration": 10,
         "max_cuda_vram": None,

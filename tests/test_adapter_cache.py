@@ -83,3 +83,25 @@ def test_unsafe_names_are_refused(cache: AdapterCache) -> None:
     for name in ("../warm", "..", "a/b"):
         with pytest.raises(AdapterError, match="is not allowed"):
             cache.use(name)
+
+
+def test_at_most_max_loaded_adapters_stay_loaded_least_recently_used_goes(
+    engine: MusicEngine, tmp_path: Path
+) -> None:
+    for seed, name in enumerate(("one", "two", "three")):
+        write_diffusers_lora(tmp_path / "adapters" / name, seed=seed)
+    cache = AdapterCache(engine, tmp_path / "adapters", max_loaded=2)
+    cache.use("one")
+    cache.use("two")
+    cache.use("one")  # "two" is now the one used longest ago
+    cache.use("three")
+    assert cache.loaded == ["one", "three"]
+    assert sorted(engine.adapters.loaded) == ["one", "three"]
+    assert engine.adapters.active == "three"
+    cache.use("two")  # loaded again on demand
+    assert sorted(engine.adapters.loaded) == ["three", "two"]
+
+
+def test_a_name_ending_in_a_newline_is_refused(cache: AdapterCache) -> None:
+    with pytest.raises(AdapterError, match="is not allowed"):
+        cache.use("warm\n")

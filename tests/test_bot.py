@@ -36,8 +36,8 @@ LISTENING = {
 STATION = {
     "radio_auto", "radio_genre", "radio_theme", "radio_style", "radio_language",
     "radio_maxlength", "radio_preset", "radio_pause", "radio_resume", "radio_stop",
-    "radio_settings", "radio_upload", "radio_adapter", "radio_adapters", "radio_train",
-    "radio_train_status", "radio_train_stop",
+    "radio_settings", "radio_upload", "radio_adapter", "radio_adapters", "radio_adapter_share",
+    "radio_train", "radio_train_status", "radio_train_stop",
 }  # fmt: skip
 
 
@@ -409,7 +409,7 @@ async def test_upload_puts_a_listeners_file_in_the_queue(
                 sine, tmp_path / "short.wav", 3), "audio/wav"),
             "allowed is 10 to 60 s",
         ),
-        (world.fake.add_attachment("noise.ogg", b"OggS" + b"\0" * 500), "no audio"),
+        (world.fake.add_attachment("noise.ogg", b"OggS" + b"\0" * 500), "holds no Ogg audio"),
     ]  # fmt: skip
     for attachment, expected in refusals:
         _, message = await world.run(server, server.dj, "radio_upload", file=attachment)

@@ -113,6 +113,6 @@ def test_uploads_are_checked_before_and_after_download(tmp_path: Path) -> None:
         check_attachment("song.mp3", 3000, 2000)
     with pytest.raises(UploadError, match="empty"):
         check_attachment("song.mp3", 0, 2000)
-    with pytest.raises(UploadError, match="no audio"):
+    with pytest.raises(UploadError, match="not WAV audio, as its name says"):
         prepare_upload(b"not audio at all", "x.wav", tmp_path, 2000, 60)
     assert list(tmp_path.iterdir()) == []  # nothing left behind

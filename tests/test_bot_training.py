@@ -1,4 +1,4 @@
-"""End to end: an admin trains an adapter from Discord and the station sings with it.
+"""End to end: the bot's owner trains an adapter from Discord and the station sings with it.
 
 The real discord.py client against the fake Discord, the real worker (tiny
 checkpoint) and the real trainer in its own process, on a tiny dataset of
@@ -93,38 +93,41 @@ async def test_train_from_discord_then_sing_with_the_adapter(world: World) -> No
         lambda: [p for p in world.voice.plays_in(server.id) if p.ended], timeout=120
     )  # fmt: skip (a library to replay)
 
-    # What an admin is offered, and what is refused before anything starts.
-    datasets = await world.fake.autocomplete(server.guild, server.admin, "radio_train",
+    # What the owner is offered, and what is refused before anything starts.
+    owner = server.guild.owner
+    datasets = await world.fake.autocomplete(server.guild, owner, "radio_train",
                                              "dataset", dataset="", name=ADAPTER)  # fmt: skip
     assert [c["value"] for c in datasets] == ["tones"]
-    presets = await world.fake.autocomplete(server.guild, server.admin, "radio_train", "preset",
+    presets = await world.fake.autocomplete(server.guild, owner, "radio_train", "preset",
                                             dataset="tones", name=ADAPTER, preset="")  # fmt: skip
     assert {"minimal", "tiny"} <= {c["value"] for c in presets}
-    text = await refused(world, server, server.dj, "radio_train", dataset="tones", name=ADAPTER)
-    assert "Manage Server" in text
-    text = await refused(world, server, server.admin, "radio_train", dataset="../..", name="x")
+    text = await refused(world, server, server.admin, "radio_train", dataset="tones", name=ADAPTER)
+    assert "for the bot's owner" in text and "TRAINING_GUILDS" in text
+    text = await refused(world, server, owner, "radio_train", dataset="../..", name="x")
     assert "invalid dataset '../..'" in text and "tones" in text
-    text = await refused(world, server, server.admin, "radio_train", dataset="tones", name="../x")
+    text = await refused(world, server, owner, "radio_train", dataset="nope", name="x")
+    assert "DATASETS_DIR" in text and str(world.settings.datasets_dir) not in text
+    text = await refused(world, server, owner, "radio_train", dataset="tones", name="../x")
     assert "invalid adapter '../x'" in text and "letters, digits" in text
-    text = await refused(world, server, server.admin, "radio_train", dataset="tones",
+    text = await refused(world, server, owner, "radio_train", dataset="tones",
                          name=ADAPTER, epochs=0)  # fmt: skip
     assert "invalid epochs 0" in text and "1 to 1000" in text
-    text = await refused(world, server, server.admin, "radio_train", dataset="tones",
+    text = await refused(world, server, owner, "radio_train", dataset="tones",
                          name=ADAPTER, preset="huge")  # fmt: skip
     assert "invalid preset 'huge'" in text and "tiny" in text
     assert not world.bot.training.running and world.bot.stations.busy_reason is None
 
     # Training: the worker stops, the station replays its library and says why.
-    _, message = await world.run(server, server.admin, "radio_train", dataset="tones",
+    _, message = await world.run(server, owner, "radio_train", dataset="tones",
                                  name=ADAPTER, preset="tiny", epochs=2)  # fmt: skip
     assert "Training started" in message.content
     assert world.bot.training.running
-    assert "training adapter 'tonal'" in (world.bot.stations.busy_reason or "")
-    text = await refused(world, server, server.admin, "radio_train", dataset="tones", name="b")
+    assert "an adapter is training" in (world.bot.stations.busy_reason or "")
+    text = await refused(world, server, owner, "radio_train", dataset="tones", name="b")
     assert "'tonal' is training now" in text
     _, queue = await world.run(server, server.alice, "radio_queue")
-    assert "training adapter 'tonal'" in queue.text and "replaying the library" in queue.text
-    _, status = await world.run(server, server.admin, "radio_train_status")
+    assert "an adapter is training" in queue.text and "replaying the library" in queue.text
+    _, status = await world.run(server, owner, "radio_train_status")
     assert status.ephemeral and "Adapter **tonal**" in status.content
 
     async def replayed() -> bool:
@@ -143,10 +146,14 @@ async def test_train_from_discord_then_sing_with_the_adapter(world: World) -> No
     assert "/radio_adapter name:tonal" in final.content
     assert (await world.bot.training.wait()).state == "done"  # type: ignore[union-attr]
     assert not world.bot.training.running and world.bot.stations.busy_reason is None
-    adapter_dir = world.settings.adapters_dir / ADAPTER
+    adapter_dir = world.settings.adapters_dir / f"g{server.id}-{ADAPTER}"  # this server's
     assert (adapter_dir / "pytorch_lora_weights.safetensors").is_file()
+    # The run's folder (tensors, checkpoints) and its record are gone once exported.
+    assert list((world.settings.data_dir / "training-runs").iterdir()) == []
+    assert not (world.settings.data_dir / "training-run.json").exists()
     _, listing = await world.run(server, server.dj, "radio_adapters")
-    assert "**tonal** (lora)" in listing.content and "base model" in listing.content
+    assert "**tonal** (lora, this server's)" in listing.content
+    assert "base model" in listing.content
 
     # A DJ applies it; the next request is sung with it, and sounds different.
     names = await world.fake.autocomplete(server.guild, server.dj, "radio_adapter", "name",
@@ -159,10 +166,10 @@ async def test_train_from_discord_then_sing_with_the_adapter(world: World) -> No
     _, message = await world.run(server, server.dj, "radio_adapter", name=ADAPTER, scale=4)
     assert "adapter **tonal** at scale 4" in message.content
     _, listing = await world.run(server, server.dj, "radio_adapters")
-    assert "**tonal** (lora) ← active (scale 4)" in listing.content
+    assert "**tonal** (lora, this server's) ← active (scale 4)" in listing.content
     _, message = await world.run(server, server.alice, "radio_request", theme="a tonal song")
     track = await world.fake.wait_for(lambda: _requested(world, server), timeout=120)
-    assert track.track.settings["adapter"] == ADAPTER
+    assert track.track.settings["adapter"] == f"g{server.id}-{ADAPTER}"
     assert track.track.settings["adapter_scale"] == 4.0
 
     def now_playing_with_adapter() -> list[FakeMessage]:

@@ -60,3 +60,27 @@ def test_bad_command_line_values_are_refused_before_anything_starts(capsys) -> N
     assert "--speed must be from 0.01 to 10000" in capsys.readouterr().err
     assert main(["--steps", "500"]) == 2
     assert "--steps must be from 1 to 200" in capsys.readouterr().err
+
+
+def test_a_missing_checkpoint_ends_with_one_clear_line_and_the_traceback_in_the_log(
+    tmp_path: Path,
+) -> None:
+    env_file = tmp_path / ".env"
+    log_file = tmp_path / "logs" / "radio.log"
+    env_file.write_text(
+        f"CHECKPOINT_DIR={tmp_path / 'nothing-here'}\nDATA_DIR={tmp_path / 'data'}\n"
+        f"DEVICE=cpu\nLOG_FILE={log_file}\n"
+    )
+    keys = set(Settings.model_fields)
+    env = {key: value for key, value in os.environ.items() if key.lower() not in keys}
+    run = subprocess.run(
+        [sys.executable, "-m", "bot.local", "--songs", "1", "--songwriter", "template"],
+        cwd=PROJECT_ROOT, env={**env, ENV_FILE_VARIABLE: str(env_file)},
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr, run.stderr
+    errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "CHECKPOINT_DIR=" in errors[0], run.stderr
+    worker_log = (tmp_path / "logs" / "radio-worker.log").read_text()
+    assert "Traceback" in worker_log and "CheckpointError" in worker_log

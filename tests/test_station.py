@@ -90,6 +90,14 @@ def player(tmp_path: Path, speed: float) -> LocalPlayer:
     return LocalPlayer(tmp_path / "out", speed=speed)
 
 
+async def held_on_air(station: Station, tmp_path: Path) -> LocalPlayer:
+    """On air for a listener to whom a track lasts 1000 s: auto-fill runs (a station
+    makes its own songs only on air), the first track holds, nothing else plays."""
+    listener = player(tmp_path, speed=0.01)
+    await station.start(listener)
+    return listener
+
+
 # --- the queue ------------------------------------------------------------------
 
 
@@ -121,37 +129,44 @@ async def test_requests_come_before_auto_fill_across_stations_and_in_the_buffer(
 ) -> None:
     await client.pause("holding the queue for the test", release_gpu=False)
     manager = await radio(buffer_size=2)
-    auto = await manager.add_station(21)  # auto mode: two auto-fill jobs queued
+    auto = await manager.add_station(21)
+    listener = await held_on_air(auto, tmp_path)  # on air in auto mode: two auto-fill jobs
     quiet = await manager.add_station(22)
     await quiet.set_auto_mode(False)
     await quiet.request(5, "five", "first wish")
     await quiet.request(6, "six", "second wish")
     assert [job.kind for job in await pending(auto)] == ["auto", "auto"]
     await client.resume()
-    await until(
-        lambda: len(auto.buffered) == 2 and len(quiet.buffered) == 2,
-        auto.wait_changed,
-    )
-    made = sorted((await buffered(auto)) + (await buffered(quiet)), key=lambda r: r.id)
-    assert [r.guild_id for r in made] == [22, 22, 21, 21]  # both requests were made first
+    await until(lambda: len(auto.buffered) == 2 and len(quiet.buffered) == 2, auto.wait_changed)
+    made = sorted(await buffered(quiet), key=lambda r: r.id)
+    first_auto = listener.played[0].track_id
+    assert all(r.id < first_auto for r in made)  # both requests were made first
 
     # A request made after two auto-fill songs still plays before them.
     await auto.request(7, "seven", "jump the queue")
     await until(lambda: len(auto.buffered) == 3, auto.wait_changed)
-    listener = player(tmp_path, speed=1000)
-    await auto.start(listener)
-    await until(lambda: len(listener.played) >= 2, auto.wait_changed)
-    assert listener.played[0].requester == "seven"
-    assert listener.played[1].requester is None
+
+    def now_playing(requester: int | None) -> bool:
+        play = auto.now_playing
+        return (
+            play is not None
+            and play.track.id != first_auto
+            and (play.track.requester_id == requester)
+        )
+
+    auto.skip()  # the held auto-fill song ends: the request comes next
+    await until(lambda: now_playing(7), auto.wait_changed)
+    auto.skip()
+    await until(lambda: now_playing(None), auto.wait_changed)
+    played = reversed(await auto.history(3))
+    assert [play.track.requester_name for play in played] == [None, "seven", None]
 
 
 @module_loop
 async def test_auto_mode_keeps_the_buffer_exactly_buffer_size_deep(radio, tmp_path) -> None:
     manager = await radio(buffer_size=2)
     station = await manager.add_station(30)
-    await until(lambda: len(station.buffered) == 2, station.wait_changed)
-    assert await pending(station) == [] and depth(manager.store, 30) == 2
-
+    assert await pending(station) == []  # off air: no songs of its own
     listener = player(tmp_path, speed=5)
     depths: list[int] = []
 
@@ -165,6 +180,8 @@ async def test_auto_mode_keeps_the_buffer_exactly_buffer_size_deep(radio, tmp_pa
     await until(lambda: len(listener.played) >= 4, station.wait_changed)
     watcher.cancel()
     assert max(depths) == 2, depths
+    await station.stop()  # off air: the auto-fill jobs still waiting are withdrawn
+    assert not [job for job in await pending(station) if job.status == "queued"]
     stats = await station.stats()
     assert stats.songs_generated <= len(listener.played) + 2
 
@@ -247,8 +264,10 @@ async def test_a_vanished_track_file_is_skipped_with_a_log_line(
 ) -> None:
     manager = await radio(buffer_size=2)
     station = await manager.add_station(60)
+    await held_on_air(station, tmp_path)
     await until(lambda: len(station.buffered) == 2, station.wait_changed)
     await station.set_auto_mode(False)
+    await station.stop()
     gone, kept = await buffered(station)
     gone.path.unlink()
     listener = player(tmp_path, speed=1000)
@@ -276,7 +295,7 @@ async def test_played_tracks_are_pruned_to_the_disk_budget_never_buffered_or_pla
     await station.start(listener)
     await until(lambda: len(listener.played) >= 4, station.wait_changed)
     await station.stop()
-    await until(lambda: len(station.buffered) == 2, station.wait_changed)
+    await until(lambda: not station.making, station.wait_changed)  # what was being made is in
     await asyncio.to_thread(manager.store.prune_tracks, 1)
     tracks = await asyncio.to_thread(
         lambda: [manager.store.get_track(line.track_id) for line in listener.played]
@@ -336,9 +355,9 @@ async def test_while_the_gpu_is_busy_the_station_replays_its_library_and_says_so
 async def test_skip_pause_resume_stop_now_playing_and_history(radio, tmp_path: Path) -> None:
     manager = await radio(buffer_size=2)
     station = await manager.add_station(100)
-    await until(lambda: len(station.buffered) == 2, station.wait_changed)
     listener = player(tmp_path, speed=0.01)  # nothing ends by itself during the test
     await station.start(listener)
+    await until(lambda: len(station.buffered) == 2, station.wait_changed)
     await until(lambda: station.now_playing is not None, station.wait_changed)
     first = station.now_playing
     station.pause()

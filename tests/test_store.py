@@ -262,7 +262,7 @@ def test_a_lowered_max_length_max_caps_stored_station_limits(db_path: Path) -> N
         assert store.guild_settings(GUILD).max_length == 240
         with pytest.raises(InvalidValueError, match=r"length 280: allowed is .* 10 to 240"):
             store.enqueue_request(
-                GUILD, requester_id=A, requester_name="a", theme="", length=280, **LIMITS
+                GUILD, requester_id=A, requester_name="a", theme="x", length=280, **LIMITS
             )
     with Store(db_path, max_length_max=300) as store:  # the guild's own choice was kept
         assert store.guild_settings(GUILD).max_length == 280
@@ -384,24 +384,68 @@ def test_requests_come_before_auto_fill(store: Store) -> None:
 def test_per_user_and_per_guild_limits(store: Store) -> None:
     for _ in range(2):
         request(store, A, max_per_user=2, max_per_guild=3)
-    with pytest.raises(QueueFullError, match=r"user11 already has 2 request.*at most 2") as info:
+    with pytest.raises(QueueFullError, match=r"user11 already has 2 song.*at most 2") as info:
         request(store, A, max_per_user=2, max_per_guild=3)
     assert (info.value.scope, info.value.current, info.value.limit) == ("user", 2, 2)
     request(store, B, max_per_user=2, max_per_guild=3)
-    with pytest.raises(QueueFullError, match=r"already has 3 requests.*at most 3") as info:
+    with pytest.raises(QueueFullError, match=r"already has 3 listeners' songs.*at most 3") as info:
         request(store, C, max_per_user=2, max_per_guild=3)
     assert info.value.scope == "guild"
     store.enqueue_auto(GUILD)  # auto-fill is not a request: not limited
     request(store, C, guild=GUILD, max_per_user=2, max_per_guild=4)
-    # a request being made still counts; a finished one does not
+    # a request being made still counts, and so does a finished one until it has played
     job = store.next_job(GUILD)
     with pytest.raises(QueueFullError):
         request(store, A, max_per_user=2, max_per_guild=10)
-    store.add_track(GUILD, make_track(store.path.parent, "done"), job_id=job.id)
+    track = store.add_track(GUILD, make_track(store.path.parent, "done"), job_id=job.id)
+    with pytest.raises(QueueFullError, match="waiting, being made or ready to play"):
+        request(store, A, max_per_user=2, max_per_guild=10)
+    store.finish_playing(store.start_playing(track.id).id)
     request(store, A, max_per_user=2, max_per_guild=10)
     # other guilds have their own queue
     store.ensure_guild(OTHER_GUILD)
     request(store, A, guild=OTHER_GUILD, max_per_user=2, max_per_guild=3)
+
+
+def test_uploads_count_toward_the_limits_like_requests(store: Store) -> None:
+    uploads = [
+        store.add_track(
+            GUILD, make_track(store.path.parent, f"up{i}"), uploader=(A, "a"), limits=(2, 3)
+        )
+        for i in range(2)
+    ]
+    with pytest.raises(QueueFullError, match="already has 2 song"):
+        store.add_track(GUILD, make_track(store.path.parent, "up3"), uploader=(A, "a"),
+                        limits=(2, 3))  # fmt: skip
+    with pytest.raises(QueueFullError):
+        request(store, A, max_per_user=2, max_per_guild=3)
+    request(store, B, max_per_user=2, max_per_guild=3)
+    with pytest.raises(QueueFullError, match="already has 3 listeners' songs"):
+        request(store, C, max_per_user=2, max_per_guild=3)
+    store.finish_playing(store.start_playing(uploads[0].id).id)
+    request(store, A, max_per_user=2, max_per_guild=3)
+
+
+def test_an_empty_theme_is_refused_for_requests(store: Store) -> None:
+    for theme in ("", "   "):
+        with pytest.raises(InvalidValueError, match=r"theme .*1 to 300 characters, not empty"):
+            request(store, A, theme=theme)
+
+
+def test_an_adapter_name_ending_in_a_newline_is_refused(store: Store) -> None:
+    with pytest.raises(InvalidValueError, match="adapter 'x': allowed is a name of 1-64"):
+        store.update_guild_settings(GUILD, adapter="x\n")
+    assert store.guild_settings(GUILD).adapter is None
+
+
+def test_a_refused_value_is_echoed_without_mentions_links_or_host_paths(store: Store) -> None:
+    hostile = "@everyone <@&1> https://evil.example/x /srv/radio/secret/file " + "y" * 300
+    with pytest.raises(InvalidValueError) as info:
+        request(store, A, theme=hostile)
+    text = str(info.value)
+    assert "at most 300 characters" in text
+    for bad in ("@everyone", "<@&1>", "https://", "evil.example", "/srv/radio"):
+        assert bad not in text, text
 
 
 @pytest.mark.parametrize(
@@ -433,10 +477,10 @@ def test_request_length_is_checked_against_the_station_limit(store: Store) -> No
     store.update_guild_settings(GUILD, max_length=90)
     with pytest.raises(InvalidValueError, match="length 120: allowed is an integer from 10 to 90"):
         store.enqueue_request(
-            GUILD, requester_id=A, requester_name="a", theme="", length=120, **LIMITS
+            GUILD, requester_id=A, requester_name="a", theme="x", length=120, **LIMITS
         )
     job = store.enqueue_request(
-        GUILD, requester_id=A, requester_name="a", theme="", length=90, genre="jazz", **LIMITS
+        GUILD, requester_id=A, requester_name="a", theme="x", length=90, genre="jazz", **LIMITS
     )
     assert (job.length, job.genre) == (90, "jazz")
 

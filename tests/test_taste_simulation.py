@@ -88,6 +88,8 @@ async def test_auto_songs_lean_to_what_the_audience_likes(tmp_path: Path) -> Non
     rng = random.Random(5)
     run = Run()
     for number in range(SONGS):
+        # Auto-fill as an on-air station with listeners queues it (Station.top_up).
+        store.enqueue_auto(GUILD)
         taken = await station.take_job()
         assert taken is not None, f"no auto job queued before song {number}"
         job, song = taken
@@ -126,7 +128,6 @@ async def test_auto_songs_lean_to_what_the_audience_likes(tmp_path: Path) -> Non
         run.tags.append(tags)
         run.explored.append(explores(job.id))
         run.leaned.append(song.style.lean is not None)
-        await station.top_up()
     store.close()
 
     late = slice(SONGS - LATE, SONGS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.text_safety import is_safe_text, sanitize_text
+from engine.text_safety import hide_paths, is_safe_text, sanitize_text
 
 HOSTILE = [
     "@everyone free nitro",
@@ -32,6 +32,12 @@ HOSTILE = [
     "c1 control \x85 \x9b",
     "line\u2028separator\u2029paragraph",
     "\ufeffbom at start",
+    "glued 1https://evil.example/x scheme",
+    "underscore _https://evil.example/x",
+    "accent éhttps://evil.example/x",
+    "glued _www.evil.example host",
+    "joined by an at sign <#12@34>",
+    "joined role <@&12@34> mention",
 ]
 
 
@@ -88,3 +94,10 @@ def test_empty_and_blank_text_give_empty() -> None:
 def test_non_text_is_a_clear_error() -> None:
     with pytest.raises(TypeError, match="expects a str"):
         sanitize_text(None)  # type: ignore[arg-type]
+
+
+def test_host_paths_are_hidden_but_commands_and_fractions_stay() -> None:
+    text = "cannot read '/srv/radio/data/datasets/tones' (C:\\Users\\bob\\x.wav); try /radio_join"
+    assert hide_paths(text) == "cannot read '…/tones' (…/x.wav); try /radio_join"
+    assert hide_paths("step 3/10, epoch 1/2") == "step 3/10, epoch 1/2"
+    assert hide_paths("at /home/u/dir/ now") == "at …/dir now"

@@ -15,24 +15,41 @@ child's alone while it runs: the bot keeps the station off it (DESIGN.md).
 
 Exit status of the child: 0 done or stopped, 1 run-time problem, 2 invalid
 settings (see `{output-dir}/console.log` and the `error` event).
+
+The child gets no secrets: its environment is the parent's without
+`DISCORD_TOKEN` (engine.settings.without_secrets). It also ends with its
+parent: a trainer whose bot was killed would hold the GPU with nobody to
+export its adapter. On Linux the kernel sends it SIGTERM when the parent dies
+(`prctl(PR_SET_PDEATHSIG)`; strictly, when the parent *thread* that started
+it ends: the bot starts it from a thread of asyncio's default executor, which
+lives as long as the bot's event loop); everywhere a watchdog thread checks
+the parent's pid every second and sends the same SIGTERM. SIGTERM is a clean
+stop: the trainer saves what it learnt at the next step, so the restarted bot
+can export it (bot.training_record).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.settings import PROJECT_ROOT
+from engine.settings import PROJECT_ROOT, without_secrets
 from training.config import ConfigError, TrainConfig
 from training.progress import read_events
 
 CONFIG_FILE = "job_config.json"
 CONSOLE_FILE = "console.log"
+PARENT_CHECK_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -113,12 +130,12 @@ def launch_training(
     console = open(output / CONSOLE_FILE, "ab")  # noqa: SIM115 (handed to the child)
     try:
         process = subprocess.Popen(
-            [python, "-m", "training.jobs", str(config_path)],
+            [python, "-m", "training.jobs", str(config_path), "--parent-pid", str(os.getpid())],
             cwd=PROJECT_ROOT,
             stdin=subprocess.DEVNULL,
             stdout=console,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env=without_secrets({**os.environ, **(env or {})}),
             start_new_session=True,
         )
     finally:
@@ -126,14 +143,48 @@ def launch_training(
     return TrainingJob(process, config, _offset=offset)
 
 
+def exit_with_parent(parent_pid: int, interval: float = PARENT_CHECK_SECONDS) -> bool:
+    """Send this process SIGTERM when process `parent_pid` (its parent) ends.
+
+    On Linux the kernel does it (`PR_SET_PDEATHSIG`); a daemon thread that polls
+    the parent's pid does it everywhere. Returns whether the kernel took it on."""
+    by_kernel = _set_parent_death_signal(signal.SIGTERM)
+    watchdog = threading.Thread(
+        target=_watch_parent, args=(parent_pid, interval), name="parent-watchdog", daemon=True
+    )
+    watchdog.start()
+    return by_kernel
+
+
+def _set_parent_death_signal(signum: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int, interval: float) -> None:
+    """Polls until the parent is gone (this process is then adopted by another)."""
+    while os.getppid() == parent_pid:
+        time.sleep(interval)  # a timer: nothing to wait on for another process's end
+    print(f"the parent process {parent_pid} is gone: stopping", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The child: train from a config JSON file."""
+    """The child: train from a config JSON file; with `--parent-pid N`, end with N."""
     from engine.logs import setup_logging
     from training.cli import run_config
 
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 3 and args[1] == "--parent-pid" and args[2].isdigit():
+        exit_with_parent(int(args[2]))
+        args = args[:1]
     if len(args) != 1:
-        print("usage: python -m training.jobs CONFIG.json", file=sys.stderr)
+        print("usage: python -m training.jobs CONFIG.json [--parent-pid PID]", file=sys.stderr)
         return 2
     setup_logging("INFO")
     try:

@@ -3,8 +3,11 @@ auto mode, pause/resume/stop, settings and uploads.
 
 Each command carries `default_permissions(manage_guild=True)`, so Discord
 hides it from other members, and the cog checks for real before every
-command (`interaction_check`): see bot.permissions. Values are checked again
-by the station and the store, since Discord does not enforce `Range`.
+command (`interaction_check`): see bot.permissions. Who is DJ and where the
+radio posts (`/radio_settings dj_role: channel:`) need Manage Server itself:
+a DJ cannot hand the DJ role to everyone. Autocomplete suggests nothing to
+members who are not DJs. Values are checked again by the station and the
+store, since Discord does not enforce `Range`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from discord.ext import commands
 
 from bot import choices
 from bot.cogs.listening import listener_name, member_of
-from bot.permissions import DJ_PERMISSIONS, describe_dj_role
+from bot.permissions import DJ_PERMISSIONS, NotAllowedError, describe_dj_role, has_manage_server
 from bot.radio import Radio
 from bot.render import safe, settings_embed
 from bot.replies import RadioError, answer, defer
@@ -81,6 +84,18 @@ class StationControl(commands.Cog):
         self.radio.require_dj(interaction)
         return True
 
+    # --- autocomplete: nothing for members who are not DJs ----------------------------
+    async def _genres(self, interaction: discord.Interaction, current: str):
+        return await choices.genres(interaction, current) if self.radio.is_dj(interaction) else []
+
+    async def _languages(self, interaction: discord.Interaction, current: str):
+        if not self.radio.is_dj(interaction):
+            return []
+        return await choices.languages(interaction, current)
+
+    async def _presets(self, interaction: discord.Interaction, current: str):
+        return await choices.presets(interaction, current) if self.radio.is_dj(interaction) else []
+
     async def _station(self, interaction: discord.Interaction) -> Station:
         await defer(interaction)
         return await self.radio.station(member_of(interaction).guild.id)
@@ -98,7 +113,7 @@ class StationControl(commands.Cog):
 
     @station_command("radio_genre", "Set the station's genre")
     @app_commands.describe(genre="e.g. synthwave, jazz, lofi hip hop")
-    @app_commands.autocomplete(genre=choices.genres)
+    @app_commands.autocomplete(genre=_genres)
     async def radio_genre(
         self, interaction: discord.Interaction, genre: app_commands.Range[str, 1, MAX_GENRE_CHARS]
     ) -> None:
@@ -130,7 +145,7 @@ class StationControl(commands.Cog):
 
     @station_command("radio_language", "Set the language of the lyrics")
     @app_commands.describe(language="A language code such as en, ja, es")
-    @app_commands.autocomplete(language=choices.languages)
+    @app_commands.autocomplete(language=_languages)
     async def radio_language(self, interaction: discord.Interaction, language: str) -> None:
         station = await self._station(interaction)
         settings = await station.set_style(language=language)
@@ -147,7 +162,7 @@ class StationControl(commands.Cog):
 
     @station_command("radio_preset", "Give the station a ready-made style")
     @app_commands.describe(name="A preset such as lofi, synthwave, jazz")
-    @app_commands.autocomplete(name=choices.presets)
+    @app_commands.autocomplete(name=_presets)
     async def radio_preset(self, interaction: discord.Interaction, name: str) -> None:
         station = await self._station(interaction)
         settings = await station.apply_preset(name)
@@ -193,8 +208,8 @@ class StationControl(commands.Cog):
     @station_command("radio_settings", "Show the station's settings, or change who is DJ "
                                        "and where now-playing messages go")  # fmt: skip
     @app_commands.describe(
-        dj_role="The role that may use the station commands (besides Manage Server)",
-        channel="The text channel for now-playing messages",
+        dj_role="The role that may use the station commands (Manage Server to change it)",
+        channel="The text channel for now-playing messages (Manage Server to change it)",
         taste="on: auto songs lean to what listeners like; off: they do not; reset: forget it",
         lyrics="clean: no swearing, sex, drugs, slurs or self-harm (Manage Server only)",
     )
@@ -209,6 +224,12 @@ class StationControl(commands.Cog):
     ) -> None:
         if taste is not None and taste not in TASTE_MODES:
             raise RadioError(f"taste {safe(taste, 20)!r} is not allowed: give on, off or reset.")
+        changing = dj_role is not None or channel is not None
+        if changing and not has_manage_server(interaction.permissions):
+            raise NotAllowedError(
+                "Changing the DJ role or the now-playing channel needs the Manage Server "
+                "permission: DJs may look at the settings, not decide who is DJ."
+            )
         station = await self._station(interaction)
         if lyrics is not None:  # first: it may be refused, and then nothing is changed
             await set_lyrics_rating(interaction, station, lyrics)
@@ -257,7 +278,11 @@ class StationControl(commands.Cog):
         name = listener_name(member)
         track = upload_track(upload, title or Path(file.filename).stem, name,
                              station.settings.language)  # fmt: skip
-        record = await station.add_upload(track, member.id, name, upload.seconds)
+        try:
+            record = await station.add_upload(track, member.id, name, upload.seconds)
+        except BaseException:  # refused (the queue is full) or failed: leave nothing behind
+            await asyncio.to_thread(upload.path.unlink, missing_ok=True)
+            raise
         await answer(interaction, f"📼 **{safe(record.title, 100)}** ({upload.duration:.0f} s) "
                                   "is in the queue, ahead of the station's own songs.")  # fmt: skip
 

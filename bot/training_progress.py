@@ -1,0 +1,66 @@
+"""Where a training run stands, as the bot shows it, and how the trainer's progress
+events (training.progress) move it on. Plain data; no discord import."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+EXPORTING = "; exporting the adapter"
+RunState = Literal["preparing", "training", "exporting", "done", "stopped", "failed"]
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """Where a run stands; `message` says it in words (the end, or why it failed)."""
+
+    name: str
+    dataset: str
+    preset: str | None
+    guild_id: int = 0  # the server the run belongs to
+    key: str | None = None  # its adapter's folder in ADAPTERS_DIR
+    state: RunState = "preparing"
+    step: int = 0
+    total_steps: int | None = None
+    epoch: int = 0
+    epochs: int = 0
+    loss: float | None = None
+    eta_s: float | None = None
+    message: str = "loading the model and preprocessing the dataset"
+    adapter: str | None = None  # the name to play it by, once exported
+    result: Literal["done", "stopped"] | None = None  # how training ended, before the export
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "stopped", "failed")
+
+
+ProgressCallback = Callable[[TrainingProgress], Awaitable[None]]
+
+
+def apply_event(progress: TrainingProgress, event: dict[str, Any]) -> TrainingProgress:
+    """The progress after one trainer event (training.progress lists them)."""
+    kind = event.get("event")
+    if kind == "start":
+        return replace(progress, state="training", total_steps=event.get("total_steps"),
+                       epochs=event.get("epochs", progress.epochs), step=event.get("step", 0),
+                       message="training")  # fmt: skip
+    if kind == "step":
+        return replace(progress, state="training", step=event.get("step", progress.step),
+                       total_steps=event.get("total_steps", progress.total_steps),
+                       epoch=event.get("epoch", progress.epoch), loss=event.get("loss"),
+                       eta_s=event.get("eta_s"), message="training")  # fmt: skip
+    if kind in ("done", "stopped"):
+        why = f" ({event['reason']})" if event.get("reason") else ""
+        ended = "finished" if kind == "done" else "stopped"
+        return replace(progress, state="exporting", result=kind, eta_s=None,
+                       step=event.get("step", progress.step),
+                       epoch=event.get("epoch", progress.epoch),
+                       message=f"training {ended}{why}{EXPORTING}")  # fmt: skip
+    if kind == "error":
+        return replace(progress, state="failed", eta_s=None,
+                       message=str(event.get("message", "the trainer failed")))  # fmt: skip
+    return progress
