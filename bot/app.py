@@ -7,8 +7,13 @@ commands: to the `DEV_GUILD_ID` server only when it is set (they show at
 once), else globally. A worker that cannot start (no checkpoint, say) is
 logged and the bot runs on: stations replay their libraries and say why.
 
-`main()` reads `.env`; a missing or refused `DISCORD_TOKEN`, a bad setting or
-an unreachable Discord each end with one clear line, not a traceback.
+`main()` reads `.env`; a missing or refused `DISCORD_TOKEN`, a bad setting,
+an unreachable Discord or (with `WORKER_BACKEND=ray`) an unreachable Ray
+cluster each end with one clear line, not a traceback.
+
+The bot is an `AutoShardedBot`: Discord says how many gateway shards it needs
+(one per 2,500 servers at most), or `SHARD_COUNT` sets it; one process runs
+them all (docs/scaling.md).
 SIGINT and SIGTERM shut down cleanly: playback stops, the stations and the
 database are closed (everything the radio knows is already in SQLite) and
 the worker stops.
@@ -43,7 +48,7 @@ COGS = ("bot.cogs.listening", "bot.cogs.dj", "bot.cogs.adapters", "bot.cogs.voic
 EXIT_USAGE = 2
 
 
-class RadioBot(commands.Bot):
+class RadioBot(commands.AutoShardedBot):
     """The radio. `stations` and `radio` exist once `setup_hook` has run."""
 
     def __init__(
@@ -64,6 +69,7 @@ class RadioBot(commands.Bot):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            shard_count=settings.shard_count,
             **options,
         )
         self.settings = settings
@@ -103,7 +109,9 @@ class RadioBot(commands.Bot):
             log.error("the music worker cannot start: %s; the radio runs without new songs", exc)
         await manager.start()
         self._radio = Radio(self, manager, self.settings, voice_cls=self.voice_cls)
-        self._training = TrainingRuns(manager, self.settings, **self.training_options)
+        self._training = TrainingRuns(
+            manager, self.settings, place=training_place(self.settings), **self.training_options
+        )
         self.tree.error(on_command_error)
         for cog in COGS:
             await self.load_extension(cog)
@@ -189,6 +197,15 @@ async def serve(bot: RadioBot, token: str) -> int:
     return 0
 
 
+def training_place(settings: Settings) -> Any:
+    """Where adapters train: None (this machine, songs paused) or the Ray cluster."""
+    if settings.worker_backend != "ray":
+        return None
+    from training.ray_jobs import RayTrainingPlace
+
+    return RayTrainingPlace(gpus=settings.ray_training_gpus)
+
+
 def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
@@ -209,4 +226,11 @@ def main() -> int:
         )
         return EXIT_USAGE
     setup_logging(settings.log_level, settings.secrets)
+    if settings.worker_backend == "ray":
+        from engine.ray_cluster import ClusterUnreachableError, connect
+
+        try:
+            connect(settings.ray_address)
+        except ClusterUnreachableError as exc:
+            return fail(str(exc))
     return asyncio.run(run(settings))

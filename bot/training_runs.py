@@ -6,6 +6,9 @@ pause_generation`: the worker process stops and frees the GPU; stations play
 their buffers, then replay their libraries, and say so), and starts the shared
 trainer in its own process (`training.jobs.launch_training`) with
 preprocessing first (`TrainConfig.preprocess` with the dataset as `audio_dir`).
+With a `place` (`training.ray_jobs.RayTrainingPlace`, WORKER_BACKEND=ray) the
+run goes to the Ray cluster instead, and generation is paused only when the
+cluster has no GPU to spare for it.
 
 A watcher task reads the trainer's progress events on a timer in a thread, so
 the event loop never waits on the disk or the child, and hands each change to
@@ -47,6 +50,14 @@ class TrainingBusyError(RuntimeError):
     """A run is already going: one GPU, one training at a time."""
 
 
+class TrainingPlace(Protocol):
+    """Somewhere else to train (`training.ray_jobs.RayTrainingPlace`); blocking calls."""
+
+    def has_spare_gpu(self) -> bool: ...
+
+    def launch(self, config: Any, env: dict[str, str] | None = None) -> Any: ...
+
+
 class GenerationSwitch(Protocol):
     """What a run needs of the stations (`bot.stations.StationManager`)."""
 
@@ -71,6 +82,7 @@ class TrainingProgress:
     eta_s: float | None = None
     message: str = "loading the model and preprocessing the dataset"
     adapter: str | None = None  # the name in ADAPTERS_DIR once exported
+    pauses_songs: bool = True  # False: it trains on a GPU of its own and the stations sing on
     result: Literal["done", "stopped"] | None = None  # how training ended, before the export
     started_at: float = field(default_factory=time.time)
 
@@ -127,8 +139,10 @@ class TrainingRuns:
         overrides: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         poll_seconds: float = 2.0,
+        place: TrainingPlace | None = None,
     ):
         self.stations = stations
+        self.place = place
         self.settings = settings
         self.overrides = dict(overrides or {})
         self.env = env
@@ -164,11 +178,16 @@ class TrainingRuns:
         self._starting = True
         try:
             config, progress = await asyncio.to_thread(self._config, dataset, name, preset, epochs)
-            await self.stations.pause_generation(f"training adapter '{progress.name}'")
+            place = self.place
+            pause = place is None or not await asyncio.to_thread(place.has_spare_gpu)
+            progress = replace(progress, pauses_songs=pause)
+            if pause:
+                await self.stations.pause_generation(f"training adapter '{progress.name}'")
             try:
                 job = await asyncio.to_thread(self._launch, config)
             except BaseException:
-                await self.stations.resume_generation()
+                if pause:
+                    await self.stations.resume_generation()
                 raise
         finally:
             self._starting = False
@@ -216,6 +235,8 @@ class TrainingRuns:
         return config, progress
 
     def _launch(self, config: Any) -> Any:
+        if self.place is not None:
+            return self.place.launch(config, env=self.env)
         from training.jobs import launch_training
 
         return launch_training(config, env=self.env)
@@ -269,8 +290,9 @@ class TrainingRuns:
                 await asyncio.sleep(self.poll_seconds)  # a timer: the child writes a file
             progress = await self._finish(job, progress, status, report)
         finally:
-            await self.stations.resume_generation()
-            log.info("training of %r ended: %s; generation resumed", progress.name, progress.state)
+            if progress.pauses_songs:
+                await self.stations.resume_generation()
+            log.info("training of %r ended: %s", progress.name, progress.state)
         await report(progress)
 
     async def _finish(

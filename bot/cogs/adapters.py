@@ -73,7 +73,7 @@ def training_text(progress: TrainingProgress) -> str:
         lines.append(line)
     if progress.adapter is not None:
         lines.append(f"Play it with `/radio_adapter name:{progress.adapter}`.")
-    if not progress.finished:
+    if not progress.finished and progress.pauses_songs:
         lines.append("Meanwhile the stations replay their libraries (no new songs).")
     return "\n".join(lines)
 
@@ -191,8 +191,12 @@ class Adapters(commands.Cog):
             )
         except TrainingBusyError as exc:
             raise RadioError(f"{exc}.") from None
-        await answer(interaction, "🎓 Training started. The stations replay their libraries "
-                                  "until it ends; progress follows below.")  # fmt: skip
+        meanwhile = (
+            "The stations replay their libraries until it ends"
+            if progress.pauses_songs
+            else "It has a GPU of its own: the stations sing on"
+        )
+        await answer(interaction, f"🎓 Training started. {meanwhile}; progress follows below.")
         await board.show(self.training.progress or progress)
 
     @station_command("radio_train_status", "How the adapter training is going")
