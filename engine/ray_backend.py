@@ -117,7 +117,7 @@ class RayBackend:
     @property
     def workers(self) -> list[dict[str, Any]]:
         """Each worker's index, readiness, jobs in flight and where it runs."""
-        return [{"index": w.index, "ready": w.ready, "jobs": len(w.jobs), **w.info}
+        return [{"index": w.index, "ready": w.ready, "jobs": len(w.jobs), "made": w.made, **w.info}
                 for w in self.pool.workers]  # fmt: skip
 
     @property
@@ -256,6 +256,7 @@ class RayBackend:
                     lost, worker = worker, None
                     continue
             worker.jobs.discard(handle.job_id)
+            worker.made += isinstance(outcome, JobDone)
             self._finish(handle, outcome)
             return
 

@@ -62,6 +62,7 @@ class SongWorker:
     actor: Any
     jobs: set[str] = field(default_factory=set)
     ready: bool = False
+    made: int = 0  # songs finished
     failed: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # pid, node, device, load_seconds
 
