@@ -1,14 +1,15 @@
 """VoicePlayer: plays a station's tracks into one guild's voice channel.
 
 It is the station's `Player` (see bot.station): `play(record)` starts the track
-with `FFmpegOpusAudio` and returns when it ended. discord.py plays on its own
+and returns when it ended. discord.py plays on its own
 audio thread and calls `after` there; `after` only hands the result back to
 the event loop (`call_soon_threadsafe`), where the station's play loop starts
-the next track at once. Ogg/Opus files (what the worker writes) pass through
-ffmpeg without re-encoding (`codec="copy"`). ffmpeg takes a moment to start, so
+the next track at once. Ogg/Opus files (what the worker writes) go out packet
+by packet as they are, without any process (`bot.ogg_source.OggOpusFile`);
+other formats are encoded by ffmpeg. Opening takes a moment, so
 `prepare(record)` opens the next track's source while the current one plays;
 then the next track's first frame is ready the moment the current one ends.
-Opening a source (spawning ffmpeg) and closing one (reaping it) run in
+Opening a source (reading its headers, or spawning ffmpeg) and closing one run in
 threads: nothing here blocks the event loop.
 
 The connection: `connect(channel)` joins or moves; the player remembers the
@@ -30,6 +31,7 @@ from typing import Any
 
 import discord
 
+from bot.ogg_source import OggOpusFile
 from bot.store import TrackRecord
 
 log = logging.getLogger("bot.player")
@@ -37,7 +39,7 @@ log = logging.getLogger("bot.player")
 #: Seconds to wait before each reconnection attempt after the voice connection was lost.
 RECONNECT_DELAYS = (0.0, 2.0, 5.0)
 CONNECT_TIMEOUT = 20.0
-#: Files ffmpeg can pass through as Opus packets without re-encoding.
+#: Files whose Opus packets go to Discord as they are, without re-encoding.
 OPUS_SUFFIXES = (".ogg", ".opus")
 
 
@@ -45,12 +47,12 @@ class VoiceUnavailableError(RuntimeError):
     """The player could not (re)connect to its voice channel."""
 
 
-def open_source(path: Path) -> discord.FFmpegOpusAudio:
-    """Start ffmpeg on `path` (blocking: call it in a thread)."""
+def open_source(path: Path) -> discord.AudioSource:
+    """Open `path` for voice (blocking: call it in a thread); `OSError` when it cannot be."""
     if not path.is_file():
         raise FileNotFoundError(f"track file {path} is missing")
     if path.suffix.lower() in OPUS_SUFFIXES:
-        return discord.FFmpegOpusAudio(str(path), codec="copy")
+        return OggOpusFile(path)
     return discord.FFmpegOpusAudio(str(path), bitrate=128)
 
 
@@ -82,7 +84,7 @@ class VoicePlayer:
         self._started = 0.0
         self._paused_at: float | None = None
         self._paused_total = 0.0
-        self._prepared: tuple[Path, asyncio.Task[discord.FFmpegOpusAudio]] | None = None
+        self._prepared: tuple[Path, asyncio.Task[discord.AudioSource]] | None = None
 
     # --- the connection -------------------------------------------------------
     @property
@@ -242,7 +244,7 @@ class VoicePlayer:
         return max(0.0, now - self._started - self._paused_total)
 
     # --- sources --------------------------------------------------------------
-    async def _take_source(self, path: Path) -> discord.FFmpegOpusAudio:
+    async def _take_source(self, path: Path) -> discord.AudioSource:
         prepared, self._prepared = self._prepared, None
         if prepared is not None:
             prepared_path, task = prepared
@@ -266,7 +268,7 @@ class VoicePlayer:
             self._prepared = None
             await _cleanup(task)
 
-    def _spawn_cleanup(self, task: asyncio.Task[discord.FFmpegOpusAudio]) -> None:
+    def _spawn_cleanup(self, task: asyncio.Task[discord.AudioSource]) -> None:
         cleanup = asyncio.get_running_loop().create_task(_cleanup(task))
         _background.add(cleanup)
         cleanup.add_done_callback(_background.discard)
@@ -275,8 +277,8 @@ class VoicePlayer:
 _background: set[asyncio.Task[None]] = set()
 
 
-async def _cleanup(task: asyncio.Task[discord.FFmpegOpusAudio]) -> None:
-    """Close a source that will not be played (ends its ffmpeg)."""
+async def _cleanup(task: asyncio.Task[discord.AudioSource]) -> None:
+    """Close a source that will not be played (its file, or its ffmpeg)."""
     try:
         source = await task
     except OSError:
