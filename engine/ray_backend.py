@@ -39,20 +39,20 @@ from pathlib import Path
 from typing import Any
 
 from engine.adapters import AdapterError
-from engine.jobs import JobDone, JobFailure, JobProgress, JobWritten, SongJob, read_from_worker
-from engine.ray_adapters import AdapterShelf
-from engine.ray_cluster import ClusterUnreachableError, connect, disconnect
-from engine.ray_workers import RayOptions, SongWorker, SongWorkerPool, is_loss
-from engine.worker import WorkerConfig
-from engine.worker_client import (
+from engine.backend_base import (
     JobFailedError,
     JobHandle,
-    WorkerBusyError,
+    SongBackendBase,
     WorkerClosedError,
     WorkerError,
     WorkerEvent,
     WorkerStartError,
 )
+from engine.jobs import JobDone, JobProgress, JobWritten, SongJob, read_from_worker
+from engine.ray_adapters import AdapterShelf
+from engine.ray_cluster import ClusterUnreachableError, connect, disconnect
+from engine.ray_workers import RayOptions, SongWorker, SongWorkerPool, is_loss
+from engine.worker import WorkerConfig
 
 log = logging.getLogger("engine.ray_backend")
 
@@ -60,8 +60,10 @@ log = logging.getLogger("engine.ray_backend")
 _TRACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
 
-class RayBackend:
+class RayBackend(SongBackendBase):
     """Song workers on a Ray cluster. See the module docstring."""
+
+    what = "the Ray backend"
 
     def __init__(
         self,
@@ -75,44 +77,22 @@ class RayBackend:
         start_timeout: float = 600.0,
         on_event: Callable[[WorkerEvent], None] | None = None,
     ):
-        if not 1 <= max_in_flight <= 8:
-            raise ValueError(f"max_in_flight={max_in_flight}: allowed is 1 to 8")
+        super().__init__(max_in_flight=max_in_flight, max_attempts=max_attempts, on_event=on_event)
         self.config = config
         self.options = options
         self.tracks_dir = Path(tracks_dir)
         self.adapters = AdapterShelf(adapters_dir)
-        self.max_in_flight = max_in_flight
-        self.max_attempts = max_attempts
         self.start_timeout = start_timeout
-        self.on_event = on_event
-        self._state = "new"
         self._joined = False
-        self._handles: dict[str, JobHandle] = {}
-        self._tasks: set[asyncio.Task] = set()
-        self._busy_reason: str | None = None
-        self._unavailable_reason: str | None = None
-        self._changed = asyncio.Event()
         self.pool = SongWorkerPool(
-            config, options, emit=self._emit, changed=self._notify,
-            wait_changed=self.wait_changed, spawn=self._spawn,
+            config, options, event=self._event, changed=self._notify,
+            wait_changed=self.wait_changed, spawn=self._spawn_task,
         )  # fmt: skip
 
     # --- public state (as WorkerClient) ----------------------------------------
     @property
     def state(self) -> str:
         return self._state
-
-    @property
-    def busy_reason(self) -> str | None:
-        return self._busy_reason
-
-    @property
-    def unavailable_reason(self) -> str | None:
-        return self._unavailable_reason
-
-    @property
-    def in_flight(self) -> list[JobHandle]:
-        return list(self._handles.values())
 
     @property
     def workers(self) -> list[dict[str, Any]]:
@@ -156,43 +136,6 @@ class RayBackend:
         await asyncio.to_thread(disconnect, self._joined)
         self._notify()
 
-    async def pause(self, reason: str, *, release_gpu: bool = True) -> None:
-        """Hand out no more work; return once the jobs in flight ended (see the docstring)."""
-        if not isinstance(reason, str) or not reason.strip():
-            raise ValueError("pause(reason): give a short reason to show listeners")
-        self._check_open()
-        self._busy_reason = reason.strip()
-        self._emit(WorkerEvent("paused", f"generation paused: {self._busy_reason}"))
-        self._notify()
-        pending = [handle.future for handle in self._handles.values()]
-        if pending:
-            await asyncio.wait(pending)
-        if release_gpu and self._busy_reason is not None and self._state == "ready":
-            await asyncio.to_thread(self.pool.remove)
-            self._state = "released"
-
-    async def resume(self) -> None:
-        self._check_open()
-        self._busy_reason = None
-        if self._state in ("released", "unavailable"):
-            self._unavailable_reason = None
-            try:
-                await self._launch()
-            except WorkerStartError as exc:
-                self._make_unavailable(str(exc))
-                raise
-        self._emit(WorkerEvent("resumed", "generation resumed"))
-        self._notify()
-
-    # --- jobs -----------------------------------------------------------------
-    async def wait_for_slot(self) -> None:
-        while self.free_slots <= 0:
-            self._check_open()
-            await self.wait_changed()
-
-    async def wait_changed(self) -> None:
-        await self._changed.wait()
-
     def submit(
         self,
         job: SongJob,
@@ -202,22 +145,12 @@ class RayBackend:
         on_retry: Callable[[str], None] | None = None,
     ) -> JobHandle:
         """Send `job` to the ready worker with the shortest queue (as `WorkerClient.submit`)."""
-        self._check_open()
-        if not isinstance(job, SongJob):
-            raise TypeError(f"submit() takes an engine.jobs.SongJob, not {type(job).__name__}")
-        if job.job_id in self._handles:
-            raise ValueError(f"job id {job.job_id!r} is already in flight: ids must be unique")
-        if self._state == "unavailable":
-            raise WorkerError(f"cannot take job {job.job_id}: {self._unavailable_reason}")
-        if self._busy_reason is None and self.free_slots <= 0:
-            raise WorkerBusyError(f"cannot take job {job.job_id} now: every worker is full")
-        loop = asyncio.get_running_loop()
-        handle = JobHandle(job, loop.create_future(), on_progress, on_written, on_retry)
-        self._handles[job.job_id] = handle
+        full = self._busy_reason is None and self.free_slots <= 0  # paused: held for resume()
+        handle = self._admit(job, (on_progress, on_written, on_retry), full=full)
         worker = self.pool.shortest_queue()
         if worker is not None:
             worker.jobs.add(job.job_id)
-        self._spawn(self._run(handle, worker))
+        self._spawn_task(self._run(handle, worker))
         self._notify()
         return handle
 
@@ -273,22 +206,13 @@ class RayBackend:
             job.model_dump_json(), adapter
         )
         async for ref in stream:
-            message = read_from_worker(await ref)
-            if isinstance(message, JobProgress):
-                handle.started = True
-                handle.progress = message
-                if handle.on_progress is not None:
-                    handle.on_progress(message)
-            elif isinstance(message, JobWritten):
-                handle.written = message
-                if handle.on_written is not None:
-                    handle.on_written(message)
-            elif isinstance(message, JobFailure):
-                return JobFailedError(job.job_id, message.reason, message.message, handle.attempt)
-            elif isinstance(message, JobDone):
+            outcome = self._follow(handle, read_from_worker(await ref))
+            if isinstance(outcome, JobDone):
                 audio = await (await stream.__anext__())
-                track = await asyncio.to_thread(self._store_track, message.track, audio)
-                return message.model_copy(update={"track": track})
+                track = await asyncio.to_thread(self._store_track, outcome.track, audio)
+                return outcome.model_copy(update={"track": track})
+            if outcome is not None:
+                return outcome
         ended = f"{worker.name} ended the job without a result"
         return JobFailedError(job.job_id, "engine_error", ended, handle.attempt)
 
@@ -304,49 +228,11 @@ class RayBackend:
         partial.replace(target)
         return track.model_copy(update={"path": str(target)})
 
-    def _finish(self, handle: JobHandle, outcome: JobDone | BaseException) -> None:
-        self._handles.pop(handle.job_id, None)
-        if not handle.future.done():
-            if isinstance(outcome, BaseException):
-                handle.future.set_exception(outcome)
-            else:
-                handle.future.set_result(outcome)
-        self._notify()
-
     async def _launch(self) -> None:
         self._state = "starting"
         await self.pool.launch(self.start_timeout)
         self._state = "ready"
         self._notify()
 
-    def _make_unavailable(self, reason: str) -> None:
-        self._state = "unavailable"
-        self._unavailable_reason = reason
-        for handle in list(self._handles.values()):
-            self._finish(handle, JobFailedError(handle.job_id, "worker_start_failed", reason,
-                                                handle.attempt))  # fmt: skip
-        self._emit(WorkerEvent("unavailable", f"the song workers cannot be started: {reason}"))
-        self._notify()
-
-    # --- internals: helpers ---------------------------------------------------
-    def _check_open(self) -> None:
-        if self._state == "closed":
-            raise WorkerClosedError("the Ray backend is closed")
-        if self._state == "new":
-            raise WorkerError("call start() first")
-
-    def _emit(self, event: WorkerEvent) -> None:
-        if self.on_event is not None:
-            try:
-                self.on_event(event)
-            except Exception:
-                log.exception("worker event handler failed")
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _release(self) -> None:
+        await asyncio.to_thread(self.pool.remove)

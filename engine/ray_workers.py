@@ -20,10 +20,10 @@ from typing import Any
 
 import ray
 
+from engine.backend_base import WorkerStartError
 from engine.ray_cluster import first_line
 from engine.settings import Settings
 from engine.worker import WorkerConfig
-from engine.worker_client import WorkerEvent, WorkerStartError
 
 log = logging.getLogger("engine.ray_workers")
 
@@ -72,15 +72,16 @@ class SongWorker:
 
 
 class SongWorkerPool:
-    """See the module docstring. `emit` reports events, `changed` wakes the backend's
-    waiters, `wait_changed` waits for the next change, `spawn` runs a background task."""
+    """See the module docstring. `event(kind, message, pid, job_ids)` reports what
+    happened (a `WorkerEvent`), `changed` wakes the backend's waiters, `wait_changed`
+    waits for the next change, `spawn` runs a background task."""
 
     def __init__(
         self,
         config: WorkerConfig,
         options: RayOptions,
         *,
-        emit: Callable[[WorkerEvent], None],
+        event: Callable[..., None],
         changed: Callable[[], None],
         wait_changed: Callable[[], Awaitable[None]],
         spawn: Callable[[Any], None],
@@ -89,7 +90,7 @@ class SongWorkerPool:
         self.options = options
         self.workers: list[SongWorker] = []
         self.losses = 0  # workers lost since the start
-        self._emit = emit
+        self._event = event
         self._changed = changed
         self._wait_changed = wait_changed
         self._spawn = spawn
@@ -147,8 +148,7 @@ class SongWorkerPool:
             log.error("%s (pid %s) was lost: %s; Ray restarts it; its %d job(s) go to other "
                       "workers", worker.name, worker.info.get("pid"), first_line(exc),
                       len(jobs))  # fmt: skip
-            self._emit(WorkerEvent("died", f"{label}: Ray restarts it", worker.info.get("pid"),
-                                   jobs))  # fmt: skip
+            self._event("died", f"{label}: Ray restarts it", worker.info.get("pid"), jobs)
             self._spawn(self._await_ready(worker))
             self._changed()
         return label
@@ -171,14 +171,14 @@ class SongWorkerPool:
             except ray.exceptions.RayActorError as exc:
                 worker.failed = creation_error(exc)
                 log.error("%s cannot start: %s", worker.name, worker.failed)
-                self._emit(WorkerEvent("died", f"{worker.name} cannot start: {worker.failed}"))
+                self._event("died", f"{worker.name} cannot start: {worker.failed}")
                 self._changed()
                 return
         worker.ready = True
         info = worker.info
         message = (f"{worker.name} ready on {info['node']} ({info['device']}, pid "
                    f"{info['pid']}, models loaded in {info['load_seconds']:.1f} s)")  # fmt: skip
-        self._emit(WorkerEvent("ready", message, info["pid"]))
+        self._event("ready", message, info["pid"])
         self._changed()
 
 

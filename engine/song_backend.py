@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from engine.backend_base import JobHandle, WorkerEvent
 from engine.jobs import JobProgress, JobWritten, SongJob
 from engine.settings import Settings
 from engine.worker import WorkerConfig
-from engine.worker_client import JobHandle, WorkerClient, WorkerEvent
+from engine.worker_client import WorkerClient
 
 
 class SongBackend(Protocol):
