@@ -200,18 +200,18 @@ async def run(args: argparse.Namespace, root: Path) -> None:
     await manager.start()
     loop = asyncio.get_running_loop()
     client = CountingClient()
-    starts: list[int] = []  # one entry per track started, any station
+    starts: list[int] = []  # the guild of every track started
     started = time.perf_counter()
     for guild_id in range(1, args.servers + 1):
         client.guilds[guild_id] = SimpleNamespace(voice_client=CountingVoice(loop))
         station = await manager.add_station(guild_id)
-        player = VoicePlayer(client, guild_id, on_start=lambda _record: starts.append(1))  # type: ignore[arg-type]
+        player = VoicePlayer(client, guild_id, on_start=lambda _r, g=guild_id: starts.append(g))  # type: ignore[arg-type]
         await station.start(player)
     stations = manager.stations
-    while sum(1 for s in stations if s.now_playing is not None) < args.servers:
-        await asyncio.sleep(0.5)  # ramp-up: until every station plays
-    print(f"{args.servers} stations playing after {time.perf_counter() - started:.1f} s",
-          flush=True)  # fmt: skip
+    print(f"{args.servers} stations started in {time.perf_counter() - started:.1f} s", flush=True)
+    while len(set(starts)) < args.servers:
+        await asyncio.sleep(0.5)  # ramp-up: until every station has begun to play
+    print(f"every station playing after {time.perf_counter() - started:.1f} s", flush=True)
 
     me = psutil.Process()
     lag: list[tuple[float, bool]] = []

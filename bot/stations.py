@@ -201,10 +201,10 @@ class StationManager:
             return None
         start = self._next % len(stations)
         order = stations[start:] + stations[:start]
-        kinds = [(station, await station.next_kind()) for station in order]
+        kinds = await asyncio.to_thread(self.store.queued_kinds)  # one query for all stations
         for wanted in ("request", "auto"):
-            for station, kind in kinds:
-                if kind != wanted:
+            for station in order:
+                if kinds.get(station.guild_id) != wanted:
                     continue
                 taken = await station.take_job()
                 if taken is not None:
