@@ -197,6 +197,10 @@ class SongBackendBase:
     def free_slots(self) -> int:
         raise NotImplementedError
 
+    def summary(self) -> str:
+        """The workers in a few words, for `/radio_stats`."""
+        raise NotImplementedError
+
     async def _launch(self) -> Any:
         """Start the workers; `WorkerStartError` when they cannot start."""
         raise NotImplementedError

@@ -107,6 +107,14 @@ class RayBackend(SongBackendBase):
         workers = self.pool.workers
         return sum(max(0, self.max_in_flight - len(w.jobs)) for w in workers if w.ready)
 
+    def summary(self) -> str:
+        workers = self.pool.workers
+        ready = sum(1 for w in workers if w.ready)
+        text = f"{ready} of {len(workers)} Ray workers ready"
+        if self.pool.losses:
+            text += f"; {self.pool.losses} lost since the start and restarted by Ray"
+        return text
+
     # --- life cycle -----------------------------------------------------------
     async def start(self) -> None:
         """Join the cluster and wait until a first worker is ready (`WorkerStartError`)."""

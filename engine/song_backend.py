@@ -50,6 +50,10 @@ class SongBackend(Protocol):
         """How many jobs `submit` takes now."""
         ...
 
+    def summary(self) -> str:
+        """The workers in a few words, for `/radio_stats`."""
+        ...
+
     async def start(self) -> Any:
         """Start the workers; raises `WorkerStartError` when none can start."""
         ...

@@ -158,6 +158,9 @@ class WorkerClient(SongBackendBase):
             return 0
         return self.max_in_flight - len(self._handles)
 
+    def summary(self) -> str:
+        return f"one worker process on this machine ({self._state})"
+
     # --- life cycle -----------------------------------------------------------
     async def start(self) -> WorkerReady:
         """Start the worker and wait until its models are loaded.
