@@ -194,7 +194,7 @@ async def test_a_worker_killed_mid_song_has_its_song_finished_by_the_other_and_n
     assert worst_gap(world, server) < 0.1, worst_gap(world, server)
     # /radio_stats counts the lost attempt and says how the workers are doing.
     _, message = await world.run(server, server.alice, "radio_stats")
-    assert f"worker_died ({worker.name} lost): 1" in message.text, message.text
+    assert f"worker\\_died ({worker.name} lost): 1" in message.text, message.text  # markdown
     assert "2 of 2 Ray workers ready; 1 lost since the start and restarted by Ray" in message.text
 
 
