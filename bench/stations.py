@@ -46,82 +46,52 @@ from bot.player import VoicePlayer
 from bot.station import StationConfig
 from bot.stations import StationManager
 from bot.store import Store
-from engine.jobs import JobDone, JobProgress, JobWritten, SongJob
+from engine.backend_base import JobHandle, SongBackendBase
+from engine.jobs import JobDone, SongJob
 from engine.spec import SongSpec, Track
-from engine.worker_client import JobHandle
 
 SPEC = SongSpec(title="Ready Made", caption="ambient, synth pad", lyrics="[instrumental]",
                 bpm=90, key="A minor", duration=60, seed=1)  # fmt: skip
 
 
-class ReadyMadeBackend:
-    """A song backend (engine.song_backend.SongBackend) whose songs are ready-made
-    files: each job ends after `delay` seconds with a hard link of `source`."""
+class ReadyMadeBackend(SongBackendBase):
+    """A song backend whose songs are ready-made files: each job ends after `delay`
+    seconds with a hard link of `source` (the rest is the real backends' own base)."""
+
+    what = "the ready-made songs"
 
     def __init__(self, source: Path, tracks: Path, seconds: float, delay: float, slots: int):
+        super().__init__(max_in_flight=1, max_attempts=1, on_event=None)
+        self.max_in_flight = slots  # a whole cluster's slots, not one worker's
         self.source, self.tracks, self.seconds, self.delay = source, tracks, seconds, delay
-        self.max_in_flight = slots
-        self.on_event: Callable[..., None] | None = None
-        self.state, self.busy_reason, self.unavailable_reason = "ready", None, None
-        self._handles: dict[str, JobHandle] = {}
-        self._changed = asyncio.Event()
         self._names = itertools.count()
 
     @property
-    def in_flight(self) -> list[JobHandle]:
-        return list(self._handles.values())
-
-    @property
     def free_slots(self) -> int:
-        return self.max_in_flight - len(self._handles)
+        return self.max_in_flight - len(self._handles) if self._state == "ready" else 0
+
+    def summary(self) -> str:
+        return f"ready-made songs after {self.delay:g} s"
 
     async def start(self) -> None:
         self.tracks.mkdir(parents=True, exist_ok=True)
+        self._state = "ready"
 
-    async def close(self) -> None:
-        self._notify()
+    async def _shut_down(self) -> None:
+        return None
 
-    async def pause(self, reason: str, *, release_gpu: bool = True) -> None:
-        raise NotImplementedError("the benchmark never pauses")
-
-    async def resume(self) -> None:
-        raise NotImplementedError("the benchmark never pauses")
-
-    async def wait_for_slot(self) -> None:
-        while self.free_slots <= 0:
-            await self.wait_changed()
-
-    async def wait_changed(self) -> None:
-        await self._changed.wait()
-
-    def submit(
-        self,
-        job: SongJob,
-        *,
-        on_progress: Callable[[JobProgress], None] | None = None,
-        on_written: Callable[[JobWritten], None] | None = None,
-        on_retry: Callable[[str], None] | None = None,
-    ) -> JobHandle:
-        loop = asyncio.get_running_loop()
-        handle = JobHandle(job, loop.create_future(), on_progress, on_written, on_retry)
-        self._handles[job.job_id] = handle
-        loop.call_later(self.delay, self._finish, handle)
+    def submit(self, job: SongJob, **callbacks: Callable[..., None] | None) -> JobHandle:
+        handle = self._admit(job, tuple(callbacks.values()), full=self.free_slots <= 0)
+        asyncio.get_running_loop().call_later(self.delay, self._done, handle)
         return handle
 
-    def _finish(self, handle: JobHandle) -> None:
+    def _done(self, handle: JobHandle) -> None:
         path = self.tracks / f"ready-{next(self._names)}.ogg"
         os.link(self.source, path)  # a file of its own, as a worker's would be
         track = Track(path=str(path), spec=SPEC, duration=self.seconds, sample_rate=48000,
                       seed=1, timings={}, peak_memory_mb=None, settings={})  # fmt: skip
-        done = JobDone(job_id=handle.job_id, track=track, write_seconds=0.0,
-                       sing_seconds=self.delay)  # fmt: skip
-        del self._handles[handle.job_id]
-        handle.future.set_result(done)
-        self._notify()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._finish(handle, JobDone(job_id=handle.job_id, track=track, write_seconds=0.0,
+                                     sing_seconds=self.delay))  # fmt: skip
 
 
 class _Speaker:

@@ -147,6 +147,20 @@ class SongBackendBase:
     def in_flight(self) -> list[JobHandle]:
         return list(self._handles.values())
 
+    async def close(self) -> None:
+        """Stop the workers for good; what is still in flight ends with `WorkerClosedError`."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._shut_down()
+        for handle in list(self._handles.values()):
+            self._finish(handle, WorkerClosedError(f"job {handle.job_id}: {self.what} was closed"))
+        self._notify()
+
     async def pause(self, reason: str, *, release_gpu: bool = True) -> None:
         """Hand out no more work; return once the jobs in flight have ended.
 
@@ -207,6 +221,10 @@ class SongBackendBase:
 
     async def _release(self) -> None:
         """Stop the workers so their GPU memory is free."""
+        raise NotImplementedError
+
+    async def _shut_down(self) -> None:
+        """Stop the workers for good (`close`)."""
         raise NotImplementedError
 
     def _admit(

@@ -43,7 +43,6 @@ from engine.backend_base import (
     JobFailedError,
     JobHandle,
     SongBackendBase,
-    WorkerClosedError,
     WorkerError,
     WorkerEvent,
     WorkerStartError,
@@ -129,20 +128,9 @@ class RayBackend(SongBackendBase):
             self._make_unavailable(str(exc))
             raise WorkerStartError(str(exc)) from None
 
-    async def close(self) -> None:
-        """Remove the workers and fail what is still in flight with `WorkerClosedError`."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for handle in list(self._handles.values()):
-            self._finish(handle, WorkerClosedError(f"job {handle.job_id}: the backend was closed"))
+    async def _shut_down(self) -> None:
         await asyncio.to_thread(self.pool.remove)
         await asyncio.to_thread(disconnect, self._joined)
-        self._notify()
 
     def submit(
         self,

@@ -179,19 +179,8 @@ class WorkerClient(SongBackendBase):
             self._unavailable_reason = str(exc)
             raise
 
-    async def close(self) -> None:
-        """Stop the worker for good and fail what is still in flight with `WorkerClosedError`."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def _shut_down(self) -> None:
         await self._stop_process()
-        for handle in list(self._handles.values()):
-            self._finish(handle, WorkerClosedError(f"job {handle.job_id}: the worker was closed"))
-        self._notify()
 
     async def __aenter__(self) -> WorkerClient:
         await self.start()
