@@ -7,7 +7,8 @@ checkpoint, template songwriter) and, for training, a third actor. The tests
 share one bot and run in order: several servers share the two workers; an
 adapter trained on the third actor while the two sing reaches a worker that
 never saw it; a worker killed with SIGKILL in the middle of a song has the
-song finished by the other one, and no station goes silent.
+song finished by the other one, and no station goes silent; with no GPU to
+spare, training pauses the songs and frees the workers' GPUs, as on one machine.
 """
 
 from __future__ import annotations
@@ -196,6 +197,36 @@ async def test_a_worker_killed_mid_song_has_its_song_finished_by_the_other_and_n
     _, message = await world.run(server, server.alice, "radio_stats")
     assert f"worker\\_died ({worker.name} lost): 1" in message.text, message.text  # markdown
     assert "2 of 2 Ray workers ready; 1 lost since the start and restarted by Ray" in message.text
+
+
+@module_loop
+async def test_with_no_gpu_to_spare_training_pauses_the_songs_as_on_one_machine(
+    world: World,
+) -> None:
+    import ray
+
+    # Something else holds the cluster's third GPU: the trainer has none of its own.
+    holder = ray.remote(num_gpus=1, num_cpus=0)(_GpuHolder).remote()
+    await holder.ready.remote()
+    try:
+        progress = await world.bot.training.start("tones", "paused-run", preset="tiny", epochs=1)
+        assert progress.pauses_songs
+        # The song workers were removed so the trainer could have their GPU.
+        assert backend(world).state == "released" and not backend(world).workers
+        assert "training adapter 'paused-run'" in (world.bot.stations.busy_reason or "")
+        progress = await world.bot.training.wait()
+        assert progress is not None and progress.state == "done", progress
+    finally:
+        ray.kill(holder)
+    # Generation resumed: the workers are back (the first one ready is enough to sing).
+    assert world.bot.stations.busy_reason is None
+    await world.fake.wait_for(lambda: [w["ready"] for w in backend(world).workers] == [True] * 2,
+                              timeout=180)  # fmt: skip
+
+
+class _GpuHolder:
+    def ready(self) -> bool:
+        return True
 
 
 def test_a_bot_with_ray_and_no_cluster_says_so_in_one_line(tmp_path: Path) -> None:
