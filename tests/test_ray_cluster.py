@@ -205,8 +205,12 @@ async def test_with_no_gpu_to_spare_training_pauses_the_songs_as_on_one_machine(
 ) -> None:
     import ray
 
+    class GpuHolder:  # defined here so that Ray sends the class itself to its worker
+        def ready(self) -> bool:
+            return True
+
     # Something else holds the cluster's third GPU: the trainer has none of its own.
-    holder = ray.remote(num_gpus=1, num_cpus=0)(_GpuHolder).remote()
+    holder = ray.remote(num_gpus=1, num_cpus=0)(GpuHolder).remote()
     await holder.ready.remote()
     try:
         progress = await world.bot.training.start("tones", "paused-run", preset="tiny", epochs=1)
@@ -222,11 +226,6 @@ async def test_with_no_gpu_to_spare_training_pauses_the_songs_as_on_one_machine(
     assert world.bot.stations.busy_reason is None
     await world.fake.wait_for(lambda: [w["ready"] for w in backend(world).workers] == [True] * 2,
                               timeout=180)  # fmt: skip
-
-
-class _GpuHolder:
-    def ready(self) -> bool:
-        return True
 
 
 def test_a_bot_with_ray_and_no_cluster_says_so_in_one_line(tmp_path: Path) -> None:
