@@ -1,7 +1,9 @@
 """StationManager: every guild's station, and who gets the GPU worker next.
 
-One worker serves all stations. The manager's scheduler waits until the
-worker has a free slot (`WorkerClient.wait_for_slot`), then takes one job:
+One song backend serves all stations (`engine.song_backend`: the local
+worker process, or song workers on a Ray cluster, where each job goes to the
+worker with the shortest queue). The manager's scheduler waits until the
+backend has a free slot (`wait_for_slot`), then takes one job:
 a listener's request from the next station in round-robin order that has one,
 else an auto-fill job the same way. So no station can starve another, requests
 anywhere come before auto-fill anywhere, and the stations together never ask
@@ -28,8 +30,9 @@ from bot.store_checks import check_id
 from bot.store_records import Job
 from engine.jobs import SongJob
 from engine.settings import Settings
+from engine.song_backend import SongBackend, backend_from_settings
 from engine.worker import WorkerConfig
-from engine.worker_client import WorkerClient, WorkerError, WorkerEvent
+from engine.worker_client import WorkerError, WorkerEvent
 
 log = logging.getLogger("bot.stations")
 
@@ -47,7 +50,7 @@ class StationManager:
     def __init__(
         self,
         store: Store,
-        client: WorkerClient,
+        client: SongBackend,
         config: StationConfig,
         *,
         owns_client: bool = True,
@@ -213,10 +216,10 @@ class StationManager:
             return None
         start = self._next % len(stations)
         order = stations[start:] + stations[:start]
-        kinds = [(station, await station.next_kind()) for station in order]
+        kinds = await asyncio.to_thread(self.store.queued_kinds)  # one query for all stations
         for wanted in ("request", "auto"):
-            for station, kind in kinds:
-                if kind != wanted:
+            for station in order:
+                if kinds.get(station.guild_id) != wanted:
                     continue
                 try:
                     taken = await station.take_job()
@@ -248,11 +251,8 @@ async def isolated(what: str, step: Coroutine[Any, Any, Any]) -> None:
 def manager_from_settings(
     settings: Settings, worker: WorkerConfig | None = None, **station_changes: object
 ) -> StationManager:
-    """Store, worker client and manager as `.env` says (the bot and the local listener)."""
-    client = WorkerClient(
-        worker or WorkerConfig.from_settings(settings),
-        max_in_flight=settings.worker_max_in_flight,
-        stall_timeout=settings.worker_stall_timeout,
-    )
+    """Store, song backend (WORKER_BACKEND) and manager as `.env` says (the bot and the
+    local listener)."""
+    client = backend_from_settings(settings, worker)
     config = StationConfig.from_settings(settings, **station_changes)
     return StationManager(Store.from_settings(settings), client, config)

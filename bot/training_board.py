@@ -36,7 +36,7 @@ def training_text(progress: TrainingProgress) -> str:
         lines.append(line)
     if progress.adapter is not None:
         lines.append(f"Play it with `/radio_adapter name:{progress.adapter}`.")
-    if not progress.finished:
+    if not progress.finished and progress.pauses_songs:
         lines.append("Meanwhile the stations replay their libraries (no new songs).")
     return "\n".join(lines)
 

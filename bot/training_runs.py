@@ -8,7 +8,10 @@ trainer in its own process (`training.jobs.launch_training`) with
 preprocessing first (`TrainConfig.preprocess` with the dataset as `audio_dir`).
 Who may start, see and stop a run is decided before (bot.ownership); a run
 belongs to the server it was started from, and so does its adapter
-(`ADAPTERS_DIR/g<server id>-<name>/`, see bot.adapter_library).
+(`ADAPTERS_DIR/g<server id>-<name>/`, see bot.adapter_library). With a `place`
+(`training.ray_jobs.RayTrainingPlace`, WORKER_BACKEND=ray) the run goes to the
+Ray cluster instead, and generation is paused only when the cluster has no GPU
+to spare for it.
 
 A watcher task reads the trainer's progress events on a timer in a thread, so
 the event loop never waits on the disk or the child, and hands each change to
@@ -69,6 +72,14 @@ class TrainingBusyError(RuntimeError):
     """A run is already going: one GPU, one training at a time."""
 
 
+class TrainingPlace(Protocol):
+    """Somewhere else to train (`training.ray_jobs.RayTrainingPlace`); blocking calls."""
+
+    def has_spare_gpu(self) -> bool: ...
+
+    def launch(self, config: Any, env: dict[str, str] | None = None) -> Any: ...
+
+
 class GenerationSwitch(Protocol):
     """What a run needs of the stations (`bot.stations.StationManager`)."""
 
@@ -93,8 +104,10 @@ class TrainingRuns:
         overrides: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         poll_seconds: float = 2.0,
+        place: TrainingPlace | None = None,
     ):
         self.stations = stations
+        self.place = place
         self.settings = settings
         self.overrides = dict(overrides or {})
         self.env = env
@@ -134,11 +147,16 @@ class TrainingRuns:
             config, progress = await asyncio.to_thread(
                 self._config, dataset, name, preset, epochs, guild_id
             )
-            await self.stations.pause_generation(TRAINING_REASON)
+            place = self.place
+            pause = place is None or not await asyncio.to_thread(place.has_spare_gpu)
+            progress = replace(progress, pauses_songs=pause)
+            if pause:
+                await self.stations.pause_generation(TRAINING_REASON)
             try:
                 job = await asyncio.to_thread(self._launch, config, progress, channel_id)
             except BaseException:
-                await self.stations.resume_generation()
+                if pause:
+                    await self.stations.resume_generation()
                 raise
         finally:
             self._starting = False
@@ -203,7 +221,11 @@ class TrainingRuns:
         return config, progress
 
     def _launch(self, config: Any, progress: TrainingProgress, channel_id: int | None) -> Any:
-        """In a thread: start the trainer, and record the run (see bot.training_record)."""
+        """In a thread: start the trainer, and record the run (see bot.training_record).
+        A run on the Ray cluster is not recorded: its trainer is an actor of this bot's
+        Ray driver, and Ray ends it when the bot dies."""
+        if self.place is not None:
+            return self.place.launch(config, env=self.env)
         from training.jobs import launch_training
 
         job = launch_training(config, env=self.env)
@@ -321,7 +343,8 @@ class TrainingRuns:
             await asyncio.to_thread(clear_record, self.settings.data_dir)
             await asyncio.to_thread(prune_run_folders, self.settings.data_dir)
         finally:
-            if not self._closing:  # never start the worker again on the way out
+            # Never start the worker again on the way out.
+            if progress.pauses_songs and not self._closing:
                 await self.stations.resume_generation()
             log.info("training of %r ended: %s", progress.name, progress.state)
         await report(progress)

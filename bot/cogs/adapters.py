@@ -208,8 +208,12 @@ class Adapters(commands.Cog):
             )  # fmt: skip
         except TrainingBusyError as exc:
             raise RadioError(f"{exc}.") from None
-        await answer(interaction, "🎓 Training started. The stations replay their libraries "
-                                  "until it ends; progress follows below.")  # fmt: skip
+        meanwhile = (
+            "The stations replay their libraries until it ends"
+            if progress.pauses_songs
+            else "It has a GPU of its own: the stations sing on"
+        )
+        await answer(interaction, f"🎓 Training started. {meanwhile}; progress follows below.")
         await board.show(self.training.progress or progress)
 
     async def _own_run(self, interaction: discord.Interaction):
