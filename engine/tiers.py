@@ -324,25 +324,31 @@ def resolve(settings: Settings, device: DeviceInfo) -> EffectivePolicy:
 class ClampedRequest:
     duration: int
     batch: int
-    warnings: tuple[str, ...]
+    duration_warnings: tuple[str, ...]
+    batch_warnings: tuple[str, ...]
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.duration_warnings + self.batch_warnings
 
 
 def clamp_request(duration: float, batch: int, policy: EffectivePolicy) -> ClampedRequest:
     """Clamp one request's duration and batch to the policy, saying what changed."""
-    warnings: list[str] = []
     wanted = round(duration)
     clamped = max(10, min(wanted, policy.max_duration))
+    duration_warnings = ()
     if clamped != wanted:
-        warnings.append(
+        duration_warnings = (
             f"asked for {duration:g} s; {policy.tier.name} allows 10 to {policy.max_duration} s, "
-            f"so the track will be {clamped} s"
+            f"so the track will be {clamped} s",
         )
     clamped_batch = max(1, min(int(batch), policy.max_batch))
+    batch_warnings = ()
     if clamped_batch != batch:
-        warnings.append(
+        batch_warnings = (
             f"asked for a batch of {batch}; {policy.tier.name} allows 1 to {policy.max_batch}, "
-            f"so {clamped_batch} will be made"
+            f"so {clamped_batch} will be made",
         )
-    for warning in warnings:
+    for warning in duration_warnings + batch_warnings:
         log.warning("Clamped request: %s", warning)
-    return ClampedRequest(clamped, clamped_batch, tuple(warnings))
+    return ClampedRequest(clamped, clamped_batch, duration_warnings, batch_warnings)

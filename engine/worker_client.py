@@ -12,9 +12,11 @@ process sentinel, handing every message to the loop with
 `call_soon_threadsafe`. A death (OOM kill, segfault, `kill -9`) is therefore
 noticed as soon as the process exits.
 
-Slots: at most `max_in_flight` jobs are in flight; `submit` refuses more
-(`WorkerBusyError`), so a scheduler waits for `wait_for_slot()` and picks the
-job to send only when the worker can take it.
+Slots: at most `max_in_flight` units of work are in flight, a unit being one
+job (`submit`) or the jobs of one generation (`submit_batch`, up to
+`batch_size` songs made together); more are refused (`WorkerBusyError`), so a
+scheduler waits for `wait_for_slot()` and picks the jobs to send only when the
+worker can take them.
 
 Deaths and retries: when the worker dies, a new one is started and every job
 in flight is sent to it again (with the spec already written, so the
@@ -59,6 +61,7 @@ from engine.jobs import (
     SongJob,
     Stop,
     Submit,
+    SubmitBatch,
     WorkerFatal,
     WorkerReady,
     read_from_worker,
@@ -137,6 +140,7 @@ class JobHandle:
     written: JobWritten | None = None
     deaths: int = 0
     started: bool = field(default=False, repr=False)  # by the worker running now
+    unit: str = ""  # the first job id of the `submit_batch` it came in; its own id alone
 
     def __await__(self) -> Generator[Any, None, JobDone]:
         return self.future.__await__()
@@ -252,7 +256,13 @@ class WorkerClient:
         """How many jobs `submit` takes now: 0 while paused, unavailable or closed."""
         if self._state not in ("starting", "ready") or self._busy_reason is not None:
             return 0
-        return self.max_in_flight - len(self._handles)
+        return self.max_in_flight - len({handle.unit for handle in self._handles.values()})
+
+    @property
+    def batch_size(self) -> int:
+        """The most jobs one `submit_batch` may carry: `BATCH_SIZE` as the worker's GPU
+        tier allows it (1 until the worker is ready)."""
+        return self.ready_info.batch_size if self.ready_info is not None else 1
 
     # --- life cycle -----------------------------------------------------------
     async def start(self) -> WorkerReady:
@@ -351,7 +361,7 @@ class WorkerClient:
         """Send `job` to the worker; the callbacks run on the event loop.
 
         `on_retry(label)` is called when a worker died while making the job and
-        it is tried again. Raises `WorkerBusyError` when `max_in_flight` jobs are
+        it is tried again. Raises `WorkerBusyError` when `max_in_flight` units are
         in flight, `WorkerError` while the worker is unavailable. A job
         submitted while paused (a scheduler that saw a free slot just before
         `pause`) is held and made after `resume()`.
@@ -359,21 +369,49 @@ class WorkerClient:
         self._check_open()
         if not isinstance(job, SongJob):
             raise TypeError(f"submit() takes an engine.jobs.SongJob, not {type(job).__name__}")
-        if job.job_id in self._handles:
-            raise ValueError(f"job id {job.job_id!r} is already in flight: ids must be unique")
+        (handle,) = self._take([job], [(on_progress, on_written, on_retry)])
+        self._send(Submit(job=job))
+        return handle
+
+    def submit_batch(
+        self, jobs: list[SongJob], callbacks: list[dict[str, Callable[..., None]]]
+    ) -> list[JobHandle]:
+        """Send `jobs` to be made in one generation (at most `batch_size` of them; they
+        must share adapter, scale, format and steps); they take one slot together.
+        `callbacks[i]` holds job i's `on_progress`, `on_written` and `on_retry`, as
+        `submit` takes them. Each job ends on its own handle; raises as `submit` does,
+        and `ValueError` for jobs that cannot be one batch."""
+        self._check_open()
+        if not 2 <= len(jobs) <= self.batch_size:
+            raise ValueError(f"a batch of {len(jobs)} jobs: allowed is 2 to {self.batch_size}")
+        message = SubmitBatch(jobs=tuple(jobs))
+        keys = ("on_progress", "on_written", "on_retry")
+        handles = self._take(jobs, [tuple(c.get(k) for k in keys) for c in callbacks])
+        self._send(message)
+        return handles
+
+    def _take(self, jobs: list[SongJob], callbacks: list[tuple]) -> list[JobHandle]:
+        """Handles for one unit of work, after checking that the worker can take it."""
+        for job in jobs:
+            if job.job_id in self._handles:
+                raise ValueError(f"job id {job.job_id!r} is already in flight: ids must be unique")
+        names = ", ".join(job.job_id for job in jobs)
         if self._state == "unavailable":
-            raise WorkerError(f"cannot take job {job.job_id}: {self._unavailable_reason}")
-        if len(self._handles) >= self.max_in_flight:
+            raise WorkerError(f"cannot take job {names}: {self._unavailable_reason}")
+        if len({handle.unit for handle in self._handles.values()}) >= self.max_in_flight:
             raise WorkerBusyError(
-                f"cannot take job {job.job_id} now: all {self.max_in_flight} slots are in use"
+                f"cannot take job {names} now: all {self.max_in_flight} slots are in use"
             )
         assert self._loop is not None
-        handle = JobHandle(job, self._loop.create_future(), on_progress, on_written, on_retry)
-        self._handles[job.job_id] = handle
+        handles = []
+        for job, (on_progress, on_written, on_retry) in zip(jobs, callbacks, strict=True):
+            future = self._loop.create_future()
+            handle = JobHandle(job, future, on_progress, on_written, on_retry, unit=jobs[0].job_id)
+            self._handles[job.job_id] = handle
+            handles.append(handle)
         self._last_activity = time.monotonic()
-        self._send(Submit(job=job))
         self._notify()
-        return handle
+        return handles
 
     # --- internals: processes -------------------------------------------------
     def _check_open(self) -> None:
@@ -397,9 +435,12 @@ class WorkerClient:
             self._proc = await spawning
             raise
         self._proc = proc
+        units: dict[str, list[SongJob]] = {}
         for handle in self._handles.values():
             handle.started = False
-            self._send(Submit(job=handle.job_to_send()))
+            units.setdefault(handle.unit, []).append(handle.job_to_send())
+        for jobs in units.values():
+            self._send(Submit(job=jobs[0]) if len(jobs) == 1 else SubmitBatch(jobs=tuple(jobs)))
         reader = threading.Thread(
             target=self._read, args=(proc,), name=f"worker-reader-{generation}", daemon=True
         )
