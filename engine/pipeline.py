@@ -412,4 +412,3 @@ class MusicEngine:
     @property
     def samples_per_frame(self) -> int:
         return hop_length(self.pipe.vae)
-
