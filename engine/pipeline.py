@@ -138,6 +138,8 @@ class MusicEngine:
             self.quantization or "none",
             "on" if self.policy.torch_compile else "off",
         )
+        for warning in self.policy.warnings:
+            log.warning("Unsafe setting: %s", warning)
 
     # --- adapters -----------------------------------------------------------
     def load_adapter(self, path: Path, name: str | None = None, scale: float = 1.0) -> AdapterInfo:
