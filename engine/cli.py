@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -11,22 +10,9 @@ from engine.download import VARIANT_REPOS, DownloadError, download_acestep, down
 from engine.generate_command import add_generate_command
 from engine.logs import setup_logging
 from engine.settings import SettingsError, load_settings
-from engine.tier_report import format_policy, format_table
-from engine.tiers import DeviceError, detect_device, resolve
+from engine.tier_command import add_tiers_command
+from engine.tiers import DeviceError
 from engine.write_command import add_write_command
-
-
-def _tiers(args: argparse.Namespace) -> int:
-    if args.all:
-        print(format_table())
-        return 0
-    settings = load_settings()
-    policy = resolve(settings, detect_device(settings, apply_cap=False))
-    if args.json:
-        print(json.dumps(policy.as_dict(), indent=2, default=str))
-    else:
-        print(format_policy(policy))
-    return 0
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -76,12 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    tiers = commands.add_parser(
-        "tiers", help="show the detected device, its GPU tier and the settings in force"
-    )
-    tiers.add_argument("--all", action="store_true", help="print the whole tier table")
-    tiers.add_argument("--json", action="store_true", help="print the policy as JSON")
-    tiers.set_defaults(handler=_tiers)
+    add_tiers_command(commands)
 
     download = commands.add_parser(
         "download", help="download ACE-Step 1.5 weights (and optionally a GGUF) from the Hub"

@@ -78,6 +78,8 @@ class MusicEngine:
         self.policy = policy or resolve(settings, detect_device(settings))
         self.device = device or torch.device(self.policy.device.torch_device)
         self._lock = threading.Lock()
+        #: The VRAM guard before each song (`--boundary` turns it off to measure).
+        self.vram_guard = True
         if pipeline is None:
             pipeline, is_turbo, is_xl = self._load(checkpoint, variant)
         self.pipe = pipeline
@@ -125,6 +127,9 @@ class MusicEngine:
         if self.compiled:
             placement.compile_modules([pipe.transformer])
         self._offloader = placement.apply_placement(pipe, self.placement, self.device)
+        self._incoming_gb = vram.incoming_weights_gb(
+            pipe, self.placement, self.quantization, self.policy.dtype
+        )
         self._vae_home = self.device if self.placement == "resident" else torch.device("cpu")
         pipe.vae.to(self._vae_home)
         pipe.set_progress_bar_config(disable=True)
@@ -252,9 +257,10 @@ class MusicEngine:
     ) -> tuple[int, tuple[str, ...]]:
         """On a GPU, the batch the VRAM guard lets through (it refuses what cannot fit)."""
         free_gb = self._free_gb()
-        if free_gb is None:
+        if free_gb is None or not self.vram_guard:
             return batch, ()
         cfg = self._uses_cfg(sampling)
+        free_gb -= self._incoming_gb  # weights offload brings in for the DiT stage
         decision = vram.guard(duration, batch, free_gb, xl=self.is_xl, cfg=cfg)
         return decision.batch, decision.warnings
 
