@@ -32,17 +32,23 @@ def random_lora_state(
     return state
 
 
-def write_random_lora(transformer: torch.nn.Module, folder: Path, rank: int = 4) -> Path:
-    """Save a random LoRA for `transformer` in `folder`; returns the folder."""
+def save_lora(folder: Path, state: dict[str, torch.Tensor], rank: int, alpha: float) -> Path:
+    """LoRA factors in diffusers naming, saved as the trainer saves them (rank and
+    alpha in the file's metadata); returns the folder."""
     from diffusers import AceStepPipeline
 
     AceStepPipeline.save_lora_weights(
         folder,
-        transformer_lora_layers=random_lora_state(transformer, rank),
+        transformer_lora_layers=state,
         transformer_lora_adapter_metadata={
             "r": rank,
-            "lora_alpha": rank,
+            "lora_alpha": alpha,
             "target_modules": list(TARGETS),
         },
     )
     return folder
+
+
+def write_random_lora(transformer: torch.nn.Module, folder: Path, rank: int = 4) -> Path:
+    """Save a random LoRA for `transformer` in `folder`; returns the folder."""
+    return save_lora(folder, random_lora_state(transformer, rank), rank, rank)

@@ -130,10 +130,16 @@ def find_boundary(settings: Settings, tier: str, options: RunOptions) -> TierBou
     xl, cfg = engine.is_xl, not engine.is_turbo
     tier_gb = TIER_SIZES[tier]
     on_cpu = device is not None
+    writer = None
     if on_cpu:
         free = simulated_free_gb(tier_gb, policy, engine.placement, size, songwriter_gb)
     else:
-        free = engine._free_gb() or 0.0
+        if policy.songwriter_on_gpu:  # its weights take their share of the card meanwhile
+            from engine.songwriter import Songwriter, SongwriterConfig
+
+            writer = Songwriter(SongwriterConfig.from_settings(settings, policy))
+            writer.load()
+        free = (engine._free_gb() or 0.0) - engine._incoming_gb
     capabilities = _capabilities(tier_gb, policy, size, songwriter_gb, xl)
 
     def guard_duration(d: int) -> bool:
@@ -180,6 +186,7 @@ def find_boundary(settings: Settings, tier: str, options: RunOptions) -> TierBou
             f"at {measured_duration} s the guard asks {needed:.1f} of {free:.1f} GB free; "
             f"torch peaked at {peaks[(measured_duration, 1)]:.1f} GB"
         )
+    del writer
     return TierBoundary(
         tier, free, longest, largest, measured_duration, measured_batch, check, capabilities
     )
