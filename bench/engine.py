@@ -10,7 +10,9 @@ MAX_CUDA_VRAM, exactly as the radio uses it. `--batch N` makes N different songs
 per generation (`MusicEngine.generate_batch`, as BATCH_SIZE=N does); the tier's
 batch limit is lifted to the largest N asked for, so the CPU (whose tier allows
 1) can measure what batching gains. One warm-up generation per batch size (it
-pays for torch.compile) is not counted. Prints a table; `--json` the figures.
+pays for torch.compile) is not counted; then the batch sizes take turns, run
+after run, so a changing load on the machine touches them alike. Prints a
+table; `--json` the figures.
 """
 
 from __future__ import annotations
@@ -73,16 +75,26 @@ def songs(duration: int, count: int, first_seed: int) -> list[SongSpec]:
     ]
 
 
-def measure(engine: MusicEngine, batch: int, args: argparse.Namespace) -> dict:
-    """Warm up, then `args.runs` generations of `batch` songs each."""
-    warm_start = time.perf_counter()
-    engine.generate_batch(songs(args.duration, batch, 1000), steps=args.steps)
-    warm = time.perf_counter() - warm_start
-    tracks, wall = [], 0.0
-    for run in range(args.runs):
+def measure(engine: MusicEngine, batches: list[int], args: argparse.Namespace) -> list[dict]:
+    """One warm-up per batch size, then `args.runs` rounds that each make one generation
+    of every batch size in turn, so a changing load on the machine touches them alike."""
+    warmups = {}
+    for batch in batches:
         started = time.perf_counter()
-        tracks += engine.generate_batch(songs(args.duration, batch, run * batch), steps=args.steps)
-        wall += time.perf_counter() - started
+        engine.generate_batch(songs(args.duration, batch, 1000), steps=args.steps)
+        warmups[batch] = time.perf_counter() - started
+    tracks: dict[int, list] = {batch: [] for batch in batches}
+    walls = dict.fromkeys(batches, 0.0)
+    for run in range(args.runs):
+        for batch in batches:
+            started = time.perf_counter()
+            made = engine.generate_batch(songs(args.duration, batch, run * batch), steps=args.steps)
+            walls[batch] += time.perf_counter() - started
+            tracks[batch] += made
+    return [summary(batch, tracks[batch], walls[batch], warmups[batch], args) for batch in batches]
+
+
+def summary(batch: int, tracks: list, wall: float, warm: float, args) -> dict:
     per_minute = 60.0 / args.duration
     # Stage times are per generation (shared by its songs); encoding is per song.
     generations = [t for i, t in enumerate(tracks) if i % batch == 0]
@@ -126,7 +138,7 @@ def main() -> int:
     pipe = build(args.size, getattr(torch, policy.dtype))
     engine = MusicEngine(settings, policy=policy, pipeline=pipe)
     print(f"built and prepared in {time.perf_counter() - build_start:.1f} s")
-    results = [measure(engine, batch, args) for batch in batches]
+    results = measure(engine, batches, args)
     head = {
         "size": args.size,
         "device": policy.device.name,
@@ -145,7 +157,7 @@ def main() -> int:
         f"{args.size} model on {head['device']} ({head['tier']}, {head['dtype']}, "
         f"{head['placement']}, quantization {head['quantization']}, "
         f"compile {'on' if head['torch_compile'] else 'off'}); songs of {args.duration} s, "
-        f"{args.runs} generations per batch size after one warm-up"
+        f"{args.runs} rounds of one generation per batch size, after one warm-up each"
     )
     for result in results:
         stages = result["seconds_per_60s_by_stage"]
