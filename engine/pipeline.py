@@ -7,7 +7,8 @@ and then makes song after song with the same models. Each song:
 1. clamp duration and batch to the tier, and let the VRAM guard lower the
    batch or refuse before anything runs out of memory;
 2. run the text encoder, condition encoder and DiT through the pipeline with
-   `output_type="latent"` (progress reported per step);
+   `output_type="latent"` (progress reported per step), for one song or for a
+   batch of different songs in one call (`generate_batch`, engine.song_batch);
 3. decode the latents with the adaptive VAE decoder (chunks sized from free
    memory, with the three-step out-of-memory fallback);
 4. loudness-normalise and encode to a file (Ogg/Opus for the radio).
