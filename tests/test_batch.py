@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import soundfile as sf
 from bot.station import StationConfig
 from bot.stations import StationManager
 from bot.store import Store
-from engine.jobs import SongJob, SubmitBatch, can_share_batch
+from engine.jobs import JobProgress, SongJob, SubmitBatch, can_share_batch
 from engine.pipeline import MusicEngine
 from engine.settings import load_settings
 from engine.spec import SongSpec
@@ -99,18 +101,57 @@ def test_only_jobs_that_can_share_a_generation_are_batched() -> None:
         SubmitBatch(jobs=(a, a))
 
 
-@pytest_asyncio.fixture(loop_scope="function")
-async def batching_client(tmp_path: Path, tiny_checkpoint_dir: Path):
+module_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def batching_client(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path):
     # No GPU here: MAX_CUDA_VRAM=8 gives the CPU tier 4's limits (batch up to 4
     # with the songwriter off the GPU), so BATCH_SIZE=2 stands.
-    settings = radio_settings(tmp_path, tiny_checkpoint_dir, batch_size=2, max_cuda_vram=8)
+    root = tmp_path_factory.mktemp("batch")
+    settings = radio_settings(root, tiny_checkpoint_dir, batch_size=2, max_cuda_vram=8)
     client = WorkerClient(template_worker(settings))
     await client.start()
     yield client
     await client.close()
 
 
-@pytest.mark.asyncio
+@module_loop
+async def test_a_batch_takes_one_slot_and_is_sent_again_as_a_batch_after_a_death(
+    batching_client: WorkerClient,
+) -> None:
+    client = batching_client
+    await client.wait_for_slot()
+    jobs = [
+        SongJob(job_id="rain", spec=RAIN.model_copy(update={"duration": 10})),
+        SongJob(job_id="sun", spec=SUN),
+    ]
+    killed: list[int] = []
+    retries: list[str] = []
+
+    def kill_when_singing(progress: JobProgress) -> None:
+        if progress.stage == "singing" and not killed:
+            killed.append(client.pid)
+            os.kill(client.pid, signal.SIGKILL)
+
+    handles = client.submit_batch(
+        jobs,
+        [
+            {"on_progress": kill_when_singing, "on_retry": retries.append},
+            {"on_retry": retries.append},
+        ],
+    )
+    assert client.free_slots == client.max_in_flight - 1  # one generation, one slot
+    with pytest.raises(ValueError, match="allowed is 2 to 2"):
+        client.submit_batch([SongJob(job_id=f"x{i}", theme="x") for i in range(3)], [{}] * 3)
+    done = [await handle for handle in handles]
+    assert retries == ["worker_died (SIGKILL)"] * 2 and client.pid != killed[0]
+    assert [d.track.spec.title for d in done] == ["Rainy Night", "Sunny Morning"]
+    assert [d.track.settings["batch"] for d in done] == [2, 2]  # still one generation
+    assert client.free_slots == client.max_in_flight
+
+
+@module_loop
 async def test_the_station_makes_two_due_songs_in_one_generation(
     batching_client: WorkerClient, tmp_path: Path
 ) -> None:
