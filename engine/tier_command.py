@@ -36,8 +36,12 @@ def _child(connection, function: Callable, args: tuple) -> None:
     # The table reports what matters; library chatter at import would bury it.
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore")
+    from engine.tier_run import TierSkipped
+
     try:
         result = ("ok", function(*args))
+    except TierSkipped as exc:
+        result = ("skip", str(exc))
     except Exception as exc:
         text = str(exc).strip().splitlines()
         result = ("error", f"{type(exc).__name__}: {text[0] if text else ''}"[:300])
@@ -45,9 +49,10 @@ def _child(connection, function: Callable, args: tuple) -> None:
     connection.close()
 
 
-def run_in_process(function: Callable, *args: Any) -> tuple[bool, Any]:
-    """`function(*args)` in a spawned process: (True, result), or (False, what went wrong),
-    also when the process dies (out of memory, a crash in native code)."""
+def run_in_process(function: Callable, *args: Any) -> tuple[bool | None, Any]:
+    """`function(*args)` in a spawned process: (True, result), (None, why the tier was
+    skipped), or (False, what went wrong), also when the process dies (out of memory, a
+    crash in native code)."""
     from engine.worker_client import describe_exit
 
     context = multiprocessing.get_context("spawn")
@@ -61,7 +66,7 @@ def run_in_process(function: Callable, *args: Any) -> tuple[bool, Any]:
         process.join()
         return False, f"the tier's process died ({describe_exit(process.exitcode)})"
     process.join()
-    return status == "ok", value
+    return {"ok": True, "skip": None}.get(status, False), value
 
 
 def _model(settings: Settings, wanted: str) -> tuple[str, str]:
@@ -105,6 +110,9 @@ def _test(settings: Settings, tiers: list[str], options, on_gpu: bool) -> int:
     for tier in tiers:
         print(f"testing {tier} ...", file=sys.stderr, flush=True)
         ok, run = run_in_process(run_tier_test, settings, tier, options)
+        if ok is None:
+            rows.append((tier, "skip", "", "", "", "", "", run))
+            continue
         if not ok or not run.ok:
             failed += 1
             rows.append((tier, "FAIL", "", "", "", "", "", run if not ok else run.message))
@@ -127,13 +135,14 @@ def _boundary(settings: Settings, tiers: list[str], options, on_gpu: bool) -> in
     from engine.tier_boundary import find_boundary
 
     lm = options.with_llm
-    rows, found = [], {}
+    rows, found, failed = [], {}, 0
     for tier in tiers:
         print(f"probing {tier} ...", file=sys.stderr, flush=True)
         ok, result = run_in_process(find_boundary, settings, tier, options)
         guide = GUIDE[tier]
         wanted = (_minutes(guide.max_duration(lm)), str(guide.max_batch(lm)))
         if not ok:
+            failed += ok is False  # None: skipped (this GPU is smaller than the tier's card)
             rows.append((tier, wanted[0], "?", "?", wanted[1], "?", "?", result))
             continue
         found[tier] = result
@@ -160,7 +169,7 @@ def _boundary(settings: Settings, tiers: list[str], options, on_gpu: bool) -> in
         fits = [tier for tier, result in found.items() if result.capabilities.get(name)]
         analysis.append((label, GUIDE_CAPABILITIES[name], fits[0] if fits else "none tested"))
     print(_table(("capability", "guide: min tier", "ours: min tier of those tested"), analysis))
-    return 0 if len(found) == len(tiers) else 1
+    return 1 if failed else 0
 
 
 def run_tiers_command(args: argparse.Namespace) -> int:

@@ -94,6 +94,10 @@ class TierRun:
     settings: dict[str, object] = dataclasses.field(default_factory=dict)
 
 
+class TierSkipped(RuntimeError):
+    """This machine cannot test the tier (its GPU is smaller than the tier's card)."""
+
+
 def gpu_available(settings: Settings) -> bool:
     return settings.device != "cpu" and torch.cuda.is_available()
 
@@ -112,7 +116,7 @@ def tier_policy(
     if gpu_available(settings):
         device = detect_device(settings)  # caps this process at the tier's size
         if device.vram_gb is None or device.vram_gb < size:
-            raise RuntimeError(f"this GPU has {device.total_gb:.1f} GiB, less than {size} GB")
+            raise TierSkipped(f"this GPU has {device.total_gb:.1f} GiB, less than {size} GB")
         return settings, resolve(settings, device), None
     capability = options.capability or DEFAULT_CAPABILITY
     card = DeviceInfo(
