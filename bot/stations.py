@@ -9,6 +9,14 @@ else an auto-fill job the same way. So no station can starve another, requests
 anywhere come before auto-fill anywhere, and the stations together never ask
 for more concurrent work than the worker can do.
 
+Batches. With `BATCH_SIZE` above 1 (as the worker's GPU tier allows it), when
+more songs are due than that first one (a buffer that needs several songs,
+several requests waiting), the scheduler takes more jobs the same way, up to
+the batch size, and hands them over as one generation (`submit_batch`). A job
+joins only if it can share the batch (same adapter, scale and steps, a similar
+length: `engine.jobs.can_share_batch`); one that cannot is kept for the next
+free slot. A song never waits for a batch to fill: what is due goes at once.
+
 At start-up the manager calls `Store.recover()` (jobs in flight go back to the
 queue, the track that was playing back to its buffer, vanished files are
 logged and skipped), prunes track files to the disk budget, and opens a
@@ -28,7 +36,7 @@ from bot.station import Station, StationConfig
 from bot.store import RecoveryReport, Store, UnknownGuildError
 from bot.store_checks import check_id
 from bot.store_records import Job
-from engine.jobs import SongJob
+from engine.jobs import SongJob, can_share_batch
 from engine.settings import Settings
 from engine.song_backend import SongBackend, backend_from_settings
 from engine.worker import WorkerConfig
@@ -64,6 +72,7 @@ class StationManager:
         self._next = 0  # round-robin start among stations
         self._scheduler: asyncio.Task | None = None
         self._jobs: set[asyncio.Task] = set()
+        self._held: tuple[Station, Job, SongJob] | None = None  # taken; did not fit a batch
         self.recovery: RecoveryReport | None = None
         client.on_event = self.on_worker_event
 
@@ -196,18 +205,42 @@ class StationManager:
         while True:
             await self.client.wait_for_slot()
             changed = self._changed
-            picked = await self._pick()
-            if picked is None:
+            batch = await self._pick_batch()
+            if not batch:
                 await changed.wait()
                 continue
-            station, job, song = picked
+            jobs = [song for _station, _job, song in batch]
+            callbacks = [station.job_callbacks(job) for station, job, _song in batch]
             try:
-                handle = self.client.submit(song, **station.job_callbacks(job))
+                if len(batch) == 1:
+                    handles = [self.client.submit(jobs[0], **callbacks[0])]
+                else:
+                    handles = self.client.submit_batch(jobs, callbacks)
             except WorkerError as exc:
-                log.error("guild %d: job %d refused: %s", station.guild_id, job.id, exc)
-                self._track(station.refuse_job(job, "worker_start_failed"))
+                for station, job, _song in batch:
+                    log.error("guild %d: job %d refused: %s", station.guild_id, job.id, exc)
+                    self._track(station.refuse_job(job, "worker_start_failed"))
                 continue
-            self._track(station.run_job(job, handle))
+            for (station, job, _song), handle in zip(batch, handles, strict=True):
+                self._track(station.run_job(job, handle))
+
+    async def _pick_batch(self) -> list[tuple[Station, Job, SongJob]]:
+        """The jobs of the next generation: the next job, then more while more are due,
+        up to the worker's batch size, each able to share the batch."""
+        first = self._held or await self._pick()
+        self._held = None
+        if first is None:
+            return []
+        batch = [first]
+        while len(batch) < self.client.batch_size:
+            picked = await self._pick()
+            if picked is None:
+                break
+            if not can_share_batch([song for _s, _j, song in batch], picked[2]):
+                self._held = picked
+                break
+            batch.append(picked)
+        return batch
 
     async def _pick(self) -> tuple[Station, Job, SongJob] | None:
         """The next job: requests round-robin across stations, then auto-fill."""

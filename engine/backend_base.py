@@ -88,6 +88,7 @@ class JobHandle:
     written: JobWritten | None = None
     deaths: int = 0
     started: bool = field(default=False, repr=False)  # by the worker running now
+    unit: str = ""  # the first job id of the `submit_batch` it came in; its own id alone
 
     def __await__(self) -> Generator[Any, None, JobDone]:
         return self.future.__await__()
@@ -211,6 +212,23 @@ class SongBackendBase:
     def free_slots(self) -> int:
         raise NotImplementedError
 
+    @property
+    def batch_size(self) -> int:
+        """The most jobs one `submit_batch` may carry; backends that make several songs in
+        one generation override it."""
+        return 1
+
+    def submit_batch(
+        self, jobs: list[SongJob], callbacks: list[dict[str, Callable[..., None]]]
+    ) -> list[JobHandle]:
+        """Jobs made together in one generation; see `batch_size`."""
+        raise ValueError(f"{self.what} makes one song per generation (batch size 1)")
+
+    @property
+    def units_in_flight(self) -> int:
+        """Slots in use: one per job sent alone, one per batch."""
+        return len({handle.unit for handle in self._handles.values()})
+
     def summary(self) -> str:
         """The workers in a few words, for `/radio_stats`."""
         raise NotImplementedError
@@ -229,26 +247,33 @@ class SongBackendBase:
 
     def _admit(
         self,
-        job: SongJob,
-        callbacks: tuple[Callable[..., None] | None, ...],
+        jobs: list[SongJob],
+        callbacks: list[tuple[Callable[..., None] | None, ...]],
         *,
         full: bool,
-    ) -> JobHandle:
-        """The checks every `submit` makes, then a new handle in flight; `full`: no slot."""
+    ) -> list[JobHandle]:
+        """The checks every `submit` makes, then new handles in flight for one unit of
+        work (a job, or the jobs of one batch), which takes one slot; `full`: no slot."""
         self._check_open()
-        if not isinstance(job, SongJob):
-            raise TypeError(f"submit() takes an engine.jobs.SongJob, not {type(job).__name__}")
-        if job.job_id in self._handles:
-            raise ValueError(f"job id {job.job_id!r} is already in flight: ids must be unique")
+        for job in jobs:
+            if not isinstance(job, SongJob):
+                raise TypeError(f"submit() takes an engine.jobs.SongJob, not {type(job).__name__}")
+            if job.job_id in self._handles:
+                raise ValueError(f"job id {job.job_id!r} is already in flight: ids must be unique")
+        names = ", ".join(job.job_id for job in jobs)
         if self._state == "unavailable":
-            raise WorkerError(f"cannot take job {job.job_id}: {self._unavailable_reason}")
+            raise WorkerError(f"cannot take job {names}: {self._unavailable_reason}")
         if full:
             raise WorkerBusyError(
-                f"cannot take job {job.job_id} now: all {self.max_in_flight} slots are in use"
+                f"cannot take job {names} now: all {self.max_in_flight} slots are in use"
             )
-        handle = JobHandle(job, asyncio.get_running_loop().create_future(), *callbacks)
-        self._handles[job.job_id] = handle
-        return handle
+        loop = asyncio.get_running_loop()
+        handles = []
+        for job, hooks in zip(jobs, callbacks, strict=True):
+            handle = JobHandle(job, loop.create_future(), *hooks, unit=jobs[0].job_id)
+            self._handles[job.job_id] = handle
+            handles.append(handle)
+        return handles
 
     def _check_open(self) -> None:
         if self._state == "closed":

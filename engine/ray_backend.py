@@ -142,7 +142,7 @@ class RayBackend(SongBackendBase):
     ) -> JobHandle:
         """Send `job` to the ready worker with the shortest queue (as `WorkerClient.submit`)."""
         full = self._busy_reason is None and self.free_slots <= 0  # paused: held for resume()
-        handle = self._admit(job, (on_progress, on_written, on_retry), full=full)
+        (handle,) = self._admit([job], [(on_progress, on_written, on_retry)], full=full)
         worker = self.pool.shortest_queue()
         if worker is not None:
             worker.jobs.add(job.job_id)

@@ -47,7 +47,12 @@ class SongBackend(Protocol):
 
     @property
     def free_slots(self) -> int:
-        """How many jobs `submit` takes now."""
+        """How many units of work (a job, or one batch) `submit` takes now."""
+        ...
+
+    @property
+    def batch_size(self) -> int:
+        """The most jobs `submit_batch` takes as one generation (1: no batches)."""
         ...
 
     def summary(self) -> str:
@@ -76,6 +81,12 @@ class SongBackend(Protocol):
         on_written: Callable[[JobWritten], None] | None = None,
         on_retry: Callable[[str], None] | None = None,
     ) -> JobHandle: ...
+
+    def submit_batch(
+        self, jobs: list[SongJob], callbacks: list[dict[str, Callable[..., None]]]
+    ) -> list[JobHandle]:
+        """Jobs made together in one generation, 2 to `batch_size` of them."""
+        ...
 
 
 def backend_from_settings(settings: Settings, config: WorkerConfig | None = None) -> SongBackend:

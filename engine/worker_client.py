@@ -12,9 +12,11 @@ process sentinel, handing every message to the loop with
 `call_soon_threadsafe`. A death (OOM kill, segfault, `kill -9`) is therefore
 noticed as soon as the process exits.
 
-Slots: at most `max_in_flight` jobs are in flight; `submit` refuses more
-(`WorkerBusyError`), so a scheduler waits for `wait_for_slot()` and picks the
-job to send only when the worker can take it.
+Slots: at most `max_in_flight` units of work are in flight, a unit being one
+job (`submit`) or the jobs of one generation (`submit_batch`, up to
+`batch_size` songs made together); more are refused (`WorkerBusyError`), so a
+scheduler waits for `wait_for_slot()` and picks the jobs to send only when the
+worker can take them.
 
 Deaths and retries: when the worker dies, a new one is started and every job
 in flight is sent to it again (with the spec already written, so the
@@ -67,6 +69,7 @@ from engine.jobs import (
     SongJob,
     Stop,
     Submit,
+    SubmitBatch,
     WorkerFatal,
     WorkerReady,
     read_from_worker,
@@ -156,7 +159,13 @@ class WorkerClient(SongBackendBase):
         """How many jobs `submit` takes now: 0 while paused, unavailable or closed."""
         if self._state not in ("starting", "ready") or self._busy_reason is not None:
             return 0
-        return self.max_in_flight - len(self._handles)
+        return self.max_in_flight - self.units_in_flight
+
+    @property
+    def batch_size(self) -> int:
+        """The most jobs one `submit_batch` may carry: `BATCH_SIZE` as the worker's GPU
+        tier allows it (1 until the worker is ready)."""
+        return self.ready_info.batch_size if self.ready_info is not None else 1
 
     def summary(self) -> str:
         return f"one worker process on this machine ({self._state})"
@@ -201,17 +210,40 @@ class WorkerClient(SongBackendBase):
         """Send `job` to the worker; the callbacks run on the event loop.
 
         `on_retry(label)` is called when a worker died while making the job and
-        it is tried again. Raises `WorkerBusyError` when `max_in_flight` jobs are
+        it is tried again. Raises `WorkerBusyError` when `max_in_flight` units are
         in flight, `WorkerError` while the worker is unavailable. A job
         submitted while paused (a scheduler that saw a free slot just before
         `pause`) is held and made after `resume()`.
         """
         callbacks = (on_progress, on_written, on_retry)
-        handle = self._admit(job, callbacks, full=len(self._handles) >= self.max_in_flight)
-        self._last_activity = time.monotonic()
+        full = self.units_in_flight >= self.max_in_flight
+        (handle,) = self._admit([job], [callbacks], full=full)
+        self._sent()
         self._send(Submit(job=job))
-        self._notify()
         return handle
+
+    def submit_batch(
+        self, jobs: list[SongJob], callbacks: list[dict[str, Callable[..., None]]]
+    ) -> list[JobHandle]:
+        """Send `jobs` to be made in one generation (at most `batch_size` of them; they
+        must share adapter, scale, format and steps); they take one slot together.
+        `callbacks[i]` holds job i's `on_progress`, `on_written` and `on_retry`, as
+        `submit` takes them. Each job ends on its own handle; raises as `submit` does,
+        and `ValueError` for jobs that cannot be one batch."""
+        self._check_open()
+        if not 2 <= len(jobs) <= self.batch_size:
+            raise ValueError(f"a batch of {len(jobs)} jobs: allowed is 2 to {self.batch_size}")
+        message = SubmitBatch(jobs=tuple(jobs))
+        keys = ("on_progress", "on_written", "on_retry")
+        hooks = [tuple(c.get(k) for k in keys) for c in callbacks]
+        handles = self._admit(jobs, hooks, full=self.units_in_flight >= self.max_in_flight)
+        self._sent()
+        self._send(message)
+        return handles
+
+    def _sent(self) -> None:
+        self._last_activity = time.monotonic()
+        self._notify()
 
     # --- internals: processes -------------------------------------------------
     async def _launch(self) -> WorkerReady:
@@ -229,9 +261,12 @@ class WorkerClient(SongBackendBase):
             self._proc = await spawning
             raise
         self._proc = proc
+        units: dict[str, list[SongJob]] = {}
         for handle in self._handles.values():
             handle.started = False
-            self._send(Submit(job=handle.job_to_send()))
+            units.setdefault(handle.unit, []).append(handle.job_to_send())
+        for jobs in units.values():
+            self._send(Submit(job=jobs[0]) if len(jobs) == 1 else SubmitBatch(jobs=tuple(jobs)))
         reader = threading.Thread(
             target=self._read, args=(proc,), name=f"worker-reader-{generation}", daemon=True
         )

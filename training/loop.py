@@ -38,7 +38,13 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.config import TrainConfig, TrainingError
-from training.data import TrackDataset, check_compatible, make_loader, split_keys
+from training.data import (
+    TrackDataset,
+    check_compatible,
+    make_loader,
+    split_keys,
+    warn_if_other_model,
+)
 from training.devices import resolve_runtime
 from training.export import write_peft_export
 from training.metrics import Metrics, grad_norms, log_file, plot_loss_curve
@@ -47,6 +53,7 @@ from training.objective import Objective
 from training.optim import build_optimizer, build_scheduler, current_lr
 from training.progress import ConsoleProgress, Eta, ProgressStream
 from training.sampling import DiscreteTimesteps, LogitNormal
+from training.sidestep import training_folder
 from training.stop import StopRequest
 from training.storage import Manifest
 
@@ -94,23 +101,6 @@ def prepare_transformer(config: TrainConfig, model: TrainingModel) -> AdapterHan
     return handle
 
 
-def _warn_if_other_model(manifest: Manifest, model: TrainingModel) -> None:
-    """Each variant has its own condition encoder: tensors made with another
-    model train on conditions this one would not produce."""
-    from training.preprocess import model_fingerprint
-
-    made_with = manifest.model.rsplit(":", 1)[0]
-    this = model_fingerprint(model.info, model.runtime.precision_name).rsplit(":", 1)[0]
-    if made_with != this:
-        log.warning(
-            "%s was preprocessed with %s, this run uses %s: the condition encoders may "
-            "differ; preprocess again with this model for conditions as inference makes them",
-            manifest.folder,
-            made_with or "an unknown model",
-            this,
-        )
-
-
 class _Run:
     """State and helpers of one `train` call."""
 
@@ -130,7 +120,7 @@ class _Run:
         folder = config.training_data_dir
         manifest = Manifest.load(folder)
         check_compatible(manifest, model.transformer)
-        _warn_if_other_model(manifest, model)
+        warn_if_other_model(manifest, model)
         train_keys, val_keys = split_keys(sorted(manifest.samples), config.val_split, config.seed)
         if not train_keys:
             raise TrainingError(f"{folder} holds no tracks to train on: preprocess audio first")
@@ -339,7 +329,8 @@ def train(
     progress = ProgressStream(config.progress_path)
     try:
         with log_file(config.log_path):
-            if not config.preprocess:
+            if not config.preprocess:  # a Side-Step dataset is imported (once) first
+                config = config.replace(dataset_dir=training_folder(config.dataset_dir))
                 Manifest.load(config.training_data_dir)  # fail before the slow model load
             if model is None:
                 runtime = resolve_runtime(config.device, config.precision, config.attention_backend)
