@@ -55,8 +55,8 @@ from engine.settings import (
     drop_secrets_from_environment,
     load_settings,
 )
-from engine.worker import WorkerConfig
-from engine.worker_client import WorkerStartError
+from engine.worker.client import WorkerStartError
+from engine.worker.process import WorkerConfig
 
 log = logging.getLogger("bot.app")
 
@@ -273,7 +273,7 @@ def main() -> int:
     setup_logging(settings.log_level, settings.secrets, settings.log_file)
     warn_if_readable(default_env_file())
     if settings.worker_backend == "ray":
-        from engine.ray_cluster import ClusterUnreachableError, connect
+        from engine.worker.cluster.connect import ClusterUnreachableError, connect
 
         try:
             connect(settings.ray_address)

@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 
 from bot.presets import PRESETS
-from engine.genres import GENRES
+from engine.songwriter.genres import GENRES
 from engine.spec import LANGUAGES
 
 MAX_CHOICES = 25  # Discord shows at most 25 suggestions

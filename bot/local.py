@@ -41,8 +41,8 @@ from bot.stations import StationManager, manager_from_settings
 from bot.store import StoreError, TrackRecord
 from engine.logs import setup_logging
 from engine.settings import Settings, SettingsError, drop_secrets_from_environment, load_settings
-from engine.worker import WorkerConfig
-from engine.worker_client import WorkerError
+from engine.worker.client import WorkerError
+from engine.worker.process import WorkerConfig
 
 log = logging.getLogger("bot.local")
 

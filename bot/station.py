@@ -65,11 +65,11 @@ from bot.store import (
 )
 from bot.store_checks import MAX_HISTORY, MAX_QUEUE_LIMIT, check_bool, check_int, check_rating
 from bot.taste import explores, lean_from
-from engine.content_rating import blocked_words, check_theme
-from engine.jobs import JobDone, JobProgress, JobWritten, SongJob
 from engine.settings import Settings
+from engine.songwriter.content_rating import blocked_words, check_theme
 from engine.spec import MAX_DURATION, MIN_DURATION, SongSpec, Track
-from engine.worker_client import JobFailedError, JobHandle, WorkerClosedError
+from engine.worker.client import JobFailedError, JobHandle, WorkerClosedError
+from engine.worker.protocol import JobDone, JobProgress, JobWritten, SongJob
 
 log = logging.getLogger("bot.station")
 

@@ -1,6 +1,6 @@
 """StationManager: every guild's station, and who gets the GPU worker next.
 
-One song backend serves all stations (`engine.song_backend`: the local
+One song backend serves all stations (`engine.worker.backend`: the local
 worker process, or song workers on a Ray cluster, where each job goes to the
 worker with the shortest queue). The manager's scheduler waits until the
 backend has a free slot (`wait_for_slot`), then takes one job:
@@ -14,7 +14,7 @@ more songs are due than that first one (a buffer that needs several songs,
 several requests waiting), the scheduler takes more jobs the same way, up to
 the batch size, and hands them over as one generation (`submit_batch`). A job
 joins only if it can share the batch (same adapter, scale and steps, a similar
-length: `engine.jobs.can_share_batch`); one that cannot is kept for the next
+length: `engine.worker.protocol.can_share_batch`); one that cannot is kept for the next
 free slot. A song never waits for a batch to fill: what is due goes at once.
 
 At start-up the manager calls `Store.recover()` (jobs in flight go back to the
@@ -36,11 +36,11 @@ from bot.station import Station, StationConfig
 from bot.store import RecoveryReport, Store, UnknownGuildError
 from bot.store_checks import check_id
 from bot.store_records import Job
-from engine.jobs import SongJob, can_share_batch
 from engine.settings import Settings
-from engine.song_backend import SongBackend, backend_from_settings
-from engine.worker import WorkerConfig
-from engine.worker_client import WorkerError, WorkerEvent
+from engine.worker.backend import SongBackend, backend_from_settings
+from engine.worker.client import WorkerError, WorkerEvent
+from engine.worker.process import WorkerConfig
+from engine.worker.protocol import SongJob, can_share_batch
 
 log = logging.getLogger("bot.stations")
 

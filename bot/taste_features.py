@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.genres import GENRES
+from engine.songwriter.genres import GENRES
 from engine.spec import SongSpec
 from engine.text_safety import sanitize_text
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.settings import Settings, load_settings
-from engine.worker import WorkerConfig
+from engine.worker.process import WorkerConfig
 
 #: Diffusion steps in tests: enough to see progress, few enough to be quick.
 TEST_STEPS = 4

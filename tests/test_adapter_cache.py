@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.adapter_cache import AdapterCache
 from engine.adapters import AdapterError
-from engine.pipeline import MusicEngine
+from engine.music_engine import MusicEngine
 from engine.settings import load_settings
+from engine.worker.adapter_cache import AdapterCache
 from tests.test_adapters import make_engine, song, write_diffusers_lora
 
 

@@ -14,11 +14,11 @@ from adapter_files import lora_weights, write_diffusers_lora, write_lokr, write_
 from safetensors.torch import save_file
 
 from engine.adapters import AdapterError
-from engine.pipeline import MusicEngine
+from engine.checkpoint.tiny import build_tiny_pipeline
+from engine.gpu.tiers import DeviceInfo, resolve
+from engine.music_engine import MusicEngine
 from engine.settings import load_settings
 from engine.spec import SongSpec
-from engine.tiers import DeviceInfo, resolve
-from engine.tiny import build_tiny_pipeline
 
 SPEC = SongSpec(title="T", caption="synthwave", bpm=120, key="C major", duration=10, seed=5)
 CPU = DeviceInfo("cpu", None, "CPU", None, None, None, False)

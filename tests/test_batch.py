@@ -15,13 +15,13 @@ import soundfile as sf
 from bot.station import StationConfig
 from bot.stations import StationManager
 from bot.store import Store
-from engine.jobs import JobProgress, SongJob, SubmitBatch, can_share_batch
-from engine.pipeline import MusicEngine
+from engine.checkpoint.tiny import build_tiny_pipeline
+from engine.gpu.tiers import DeviceInfo, resolve
+from engine.music_engine import MusicEngine
 from engine.settings import load_settings
 from engine.spec import SongSpec
-from engine.tiers import DeviceInfo, resolve
-from engine.tiny import build_tiny_pipeline
-from engine.worker_client import WorkerClient
+from engine.worker.client import WorkerClient
+from engine.worker.protocol import JobProgress, SongJob, SubmitBatch, can_share_batch
 from tests.radio_helpers import radio_settings, template_worker, until
 
 RAIN = SongSpec(

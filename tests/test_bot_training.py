@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from bot.store import TrackRecord
-from engine.jobs import SongJob
+from engine.worker.protocol import SongJob
 from tests.bot_world import Server, World, add_server, start_bot, world_settings
 from tests.fake_discord import FakeDiscord, FakeMessage
 from tests.fake_voice import VoiceLog

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.content_rating import blocked_words, check_theme
-from engine.language_id import identify, likelier
-from engine.song_checks import copied_example_line
-from engine.song_languages import language_kit
+from engine.songwriter.checks import copied_example_line
+from engine.songwriter.content_rating import blocked_words, check_theme
+from engine.songwriter.language_id import identify, likelier
+from engine.songwriter.language_kits import language_kit
 from engine.spec import LANGUAGES
 
 

@@ -2,7 +2,7 @@
 
 Uses the team's fixtures of the real checkpoint (tests/data, and the shared tiny
 original-layout folder, copied before use, never edited) and the tiny checkpoints
-of engine.tiny.
+of engine.checkpoint.tiny.
 """
 
 from __future__ import annotations
@@ -21,21 +21,14 @@ from diffusers import AceStepPipeline
 from diffusers.models.transformers.ace_step_transformer import AceStepAttention
 from safetensors.torch import load_file, save_file
 
-from engine.checkpoints import CheckpointError, inspect_checkpoint
-from engine.cli import main
-from engine.convert import (
-    MARKER,
-    component_configs,
-    convert_original,
-    expected_shapes,
-    plan_conversion,
-    to_diffusers_key,
-    to_original_key,
-)
-from engine.models import load_pipeline
-from engine.tiers import flash_attention_installed
-from engine.tiny import NOTICE, tiny_dit_config
-from engine.tokenizer import save_tiny_tokenizer
+from engine.checkpoint.convert import MARKER, convert_original, plan_conversion
+from engine.checkpoint.find import CheckpointError, inspect_checkpoint
+from engine.checkpoint.layout import component_configs, expected_shapes, to_diffusers_key, to_original_key
+from engine.checkpoint.load import load_pipeline
+from engine.checkpoint.tiny import NOTICE, tiny_dit_config
+from engine.checkpoint.tokenizer import save_tiny_tokenizer
+from engine.commands.cli import main
+from engine.gpu.tiers import flash_attention_installed
 
 #: Key listing and config of the real 2B turbo (copied from the team's shared
 #: fixtures, ../shared/fixtures/acestep-v15-original, so CI always has them).
@@ -319,7 +312,7 @@ def test_conversion_is_cached_and_redone_when_sources_change(
     original_copy: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = tmp_path / "cache"
-    caplog.set_level(logging.INFO, logger="engine.convert")
+    caplog.set_level(logging.INFO, logger="engine.checkpoint.convert")
     load_pipeline(original_copy, dtype="float32", cache_dir=cache)
     (first,) = cache.iterdir()
     assert first.name.startswith(f"{TURBO}-") and (first / MARKER).is_file()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from engine_cli import run_engine
 
-from engine.gguf_files import ensure_bundled_model
+from engine.songwriter.gguf_files import ensure_bundled_model
 from tests.stub_tools import SYSTEM_PATH, stub_nvidia_smi
 
 pytestmark = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""MusicEngine with tiny random-weight models of the real architectures (engine.tiny)."""
+"""MusicEngine with tiny random-weight models of the real architectures (engine.checkpoint.tiny)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import soundfile as sf
 import torch
 from engine_cli import run_engine
 
-from engine import placement
 from engine.audio import probe
-from engine.pipeline import EngineError, MusicEngine
+from engine.checkpoint.tiny import build_tiny_pipeline
+from engine.errors import GenerationError
+from engine.gpu import placement
+from engine.gpu.tiers import DeviceInfo, resolve
+from engine.music_engine import MusicEngine
 from engine.settings import load_settings
 from engine.spec import SongSpec
-from engine.tiers import DeviceInfo, resolve
-from engine.tiny import build_tiny_pipeline
 
 SPEC = SongSpec(
     title="Rainy Night",
@@ -107,9 +108,9 @@ def test_models_are_loaded_once_and_reused(engine: MusicEngine, tmp_path: Path) 
 
 
 def test_bad_requests_give_clear_errors(engine: MusicEngine, tmp_path: Path) -> None:
-    with pytest.raises(EngineError, match="unknown output format 'aac'"):
+    with pytest.raises(GenerationError, match="unknown output format 'aac'"):
         engine.generate(SPEC, fmt="aac")
-    with pytest.raises(EngineError, match="steps=500 is not allowed"):
+    with pytest.raises(GenerationError, match="steps=500 is not allowed"):
         engine.generate(SPEC, steps=500)
 
 
@@ -303,7 +304,7 @@ def test_nan_latents_stop_the_song_with_the_likely_cause(settings, tmp_path: Pat
         return (torch.full_like(output[0], float("nan")), *output[1:])
 
     engine.pipe.transformer.register_forward_hook(overflow)
-    with pytest.raises(EngineError, match=r"NaN or infinite values in float16.*PRECISION=fp32"):
+    with pytest.raises(GenerationError, match=r"NaN or infinite values in float16.*PRECISION=fp32"):
         engine.generate(SPEC, out_path=tmp_path / "nan.ogg")
     assert not (tmp_path / "nan.ogg").exists()
 

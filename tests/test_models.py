@@ -1,5 +1,5 @@
-"""Finding and loading checkpoints through the real loader (engine.models), with the
-tiny random-weight models of engine.tiny in both layouts."""
+"""Finding and loading checkpoints through the real loader (engine.checkpoint.load), with the
+tiny random-weight models of engine.checkpoint.tiny in both layouts."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoints import CheckpointError, CheckpointInfo, find_checkpoint, inspect_checkpoint
-from engine.models import LoadedPipeline, load_pipeline, resolve_dtype
+from engine.checkpoint.find import (
+    CheckpointError,
+    CheckpointInfo,
+    find_checkpoint,
+    inspect_checkpoint,
+)
+from engine.checkpoint.load import LoadedPipeline, load_pipeline, resolve_dtype
+from engine.checkpoint.tiny import build_tiny_pipeline
+from engine.checkpoint.tokenizer import END_OF_TEXT, build_tiny_tokenizer
 from engine.settings import load_settings
-from engine.tiny import build_tiny_pipeline
-from engine.tokenizer import END_OF_TEXT, build_tiny_tokenizer
 
 COMPONENTS = (
     "transformer",

@@ -25,9 +25,9 @@ import pytest
 import pytest_asyncio
 
 from bot.station import Station
-from engine.ray_backend import RayBackend
 from engine.settings import PROJECT_ROOT
-from engine.worker_client import WorkerEvent
+from engine.worker.client import WorkerEvent
+from engine.worker.cluster.backend import RayBackend
 from tests.bot_world import Server, World, add_server, start_bot, world_settings
 from tests.fake_discord import FakeDiscord
 from tests.fake_voice import VoiceLog

@@ -20,7 +20,7 @@ from engine.settings import (
     load_settings,
     without_secrets,
 )
-from engine.worker import WorkerConfig, worker_settings
+from engine.worker.process import WorkerConfig, worker_settings
 
 TOKEN = "MTIz.secret-token.for-this-test"
 

@@ -30,9 +30,10 @@ SETUP_FILES = (
     "requirements-gpu.txt",
     ".env.example",
     "engine/__init__.py",
-    "engine/nvidia_smi.py",
-    "engine/torch_builds.py",
-    "engine/setup_helper.py",
+    "engine/setup/__init__.py",
+    "engine/setup/nvidia_smi.py",
+    "engine/setup/torch_builds.py",
+    "engine/setup/helper.py",
 )
 _TORCH_INSTALL = re.compile(
     r"pip .*install (?:-q )?'?(torch[=<>][^ ']*)'?(?: --index-url \S+/whl/(\S+))?$"

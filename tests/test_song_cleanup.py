@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.genres import genre_profile
-from engine.song_checks import (
+from engine.songwriter.checks import (
     chorus_text,
     copied_example_line,
     form_problems,
@@ -13,7 +12,7 @@ from engine.song_checks import (
     shows_theme,
     theme_words,
 )
-from engine.song_cleanup import (
+from engine.songwriter.cleanup import (
     DurationRange,
     JunkOutputError,
     assemble_lyrics,
@@ -24,8 +23,9 @@ from engine.song_cleanup import (
     clean_title,
     make_spec,
 )
-from engine.song_languages import language_kit
-from engine.song_prompt import SongBrief
+from engine.songwriter.genres import genre_profile
+from engine.songwriter.language_kits import language_kit
+from engine.songwriter.prompt import SongBrief
 from engine.spec import INSTRUMENTAL_LYRICS, SongSpec
 
 BODY = (

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from engine.song_languages import language_kit
-from engine.song_prompt import (
+from engine.songwriter.language_kits import language_kit
+from engine.songwriter.prompt import (
     MAX_THEME,
     chat_prompt,
     example_song_text,

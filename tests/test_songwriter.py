@@ -18,19 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from engine.content_rating import blocked_words
-from engine.genres import genre_profile
-from engine.gguf_files import ModelFileError, ensure_bundled_model, find_model, sha256_of
-from engine.gguf_model import GGUFModel, Sampling
-from engine.language_id import identify
 from engine.settings import PROJECT_ROOT, load_settings
-from engine.song_checks import TAG, form_problems, sections, sung_text
-from engine.song_cleanup import assemble_lyrics
-from engine.song_drafting import Drafter
-from engine.song_gates import first_problem
-from engine.song_grammar import opening_grammar
-from engine.song_prompt import chat_prompt, make_brief
-from engine.songwriter import Songwriter, SongwriterConfig
+from engine.songwriter.checks import TAG, form_problems, sections, sung_text
+from engine.songwriter.cleanup import assemble_lyrics
+from engine.songwriter.content_rating import blocked_words
+from engine.songwriter.drafting import Drafter
+from engine.songwriter.gates import first_problem
+from engine.songwriter.genres import genre_profile
+from engine.songwriter.gguf_files import ModelFileError, ensure_bundled_model, find_model, sha256_of
+from engine.songwriter.gguf_model import GGUFModel, Sampling
+from engine.songwriter.grammar import opening_grammar
+from engine.songwriter.language_id import identify
+from engine.songwriter.prompt import chat_prompt, make_brief
+from engine.songwriter.writer import Songwriter, SongwriterConfig
 from engine.spec import KEYS, SongSpec, StationStyle
 from engine.text_safety import is_safe_text
 from tests.test_song_prompt import GEMMA_TEMPLATE
@@ -342,7 +342,7 @@ def test_unknown_model_name_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_config_from_settings_uses_the_tier(env_file: Path) -> None:
-    from engine.tiers import detect_device, resolve
+    from engine.gpu.tiers import detect_device, resolve
 
     env_file.write_text("LLM_THREADS=3\nLLM_TIMEOUT=12.5\nMAX_LENGTH_MAX=600\n")
     settings = load_settings()

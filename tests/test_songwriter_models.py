@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from engine_cli import run_engine
 
+from engine.gpu.tiers import DeviceInfo, resolve
 from engine.settings import load_settings
-from engine.songwriter_models import RECOMMENDED, choose_model, leftover_gb, recommend
-from engine.tiers import DeviceInfo, resolve
+from engine.songwriter.models import RECOMMENDED, choose_model, leftover_gb, recommend
 
 BUNDLED = "gemma-3-270m-q4_k_m.gguf"
 

@@ -17,11 +17,11 @@ from bot.taste import (
     lean_from,
 )
 from bot.taste_features import Feature, caption_tags, song_features, tag_kind, tempo_band
-from engine.song_cleanup import DurationRange, make_spec
-from engine.song_prompt import make_brief
+from engine.songwriter.cleanup import DurationRange, make_spec
+from engine.songwriter.prompt import make_brief
+from engine.songwriter.taste_lean import lean_bpm_range, lean_choice, lean_keys, lean_tags
+from engine.songwriter.template import template_spec
 from engine.spec import BpmBand, SongSpec, StationStyle, TasteLean
-from engine.taste_lean import lean_bpm_range, lean_choice, lean_keys, lean_tags
-from engine.template_songwriter import template_spec
 
 NOW = 1_900_000_000.0
 

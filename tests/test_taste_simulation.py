@@ -23,12 +23,12 @@ from bot.stations import StationManager
 from bot.store import Store
 from bot.taste import EXPLORE_SHARE, explores
 from bot.taste_features import caption_tags
-from engine.song_cleanup import DurationRange
-from engine.song_prompt import make_brief
-from engine.songwriter import Songwriter, SongwriterConfig
+from engine.songwriter.cleanup import DurationRange
+from engine.songwriter.prompt import make_brief
+from engine.songwriter.template import template_spec
+from engine.songwriter.writer import Songwriter, SongwriterConfig
 from engine.spec import StationStyle, Track
-from engine.template_songwriter import template_spec
-from engine.worker_client import WorkerClient
+from engine.worker.client import WorkerClient
 from tests.radio_helpers import radio_settings, template_worker
 
 GUILD = 77

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from engine.content_rating import blocked_words
-from engine.genres import genre_profile
-from engine.language_id import identify
-from engine.song_checks import chorus_text, copied_example_line, form_problems, sung_text
-from engine.song_cleanup import DurationRange
-from engine.song_languages import language_kit
-from engine.song_prompt import make_brief
+from engine.songwriter.checks import chorus_text, copied_example_line, form_problems, sung_text
+from engine.songwriter.cleanup import DurationRange
+from engine.songwriter.content_rating import blocked_words
+from engine.songwriter.genres import genre_profile
+from engine.songwriter.language_id import identify
+from engine.songwriter.language_kits import language_kit
+from engine.songwriter.prompt import make_brief
+from engine.songwriter.template import template_spec
 from engine.spec import LANGUAGES, SongSpec, StationStyle
-from engine.template_songwriter import template_spec
 from engine.text_safety import is_safe_text
 
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from fake_cuda import FakeCuda
 
-from engine.pipeline import MusicEngine
+from engine.checkpoint.tiny import build_tiny_pipeline
+from engine.gpu.report import format_policy
+from engine.gpu.tiers import detect_device, resolve
+from engine.music_engine import MusicEngine
 from engine.settings import load_settings
-from engine.tier_report import format_policy
-from engine.tiers import detect_device, resolve
-from engine.tiny import build_tiny_pipeline
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_each_unsafe_setting_gets_one_warning_line_in_the_report_and_the_log(
     assert [line for line in report if line.startswith("warning: ")] == [
         f"warning: {w}" for w in policy.warnings
     ]
-    with caplog.at_level(logging.WARNING, logger="engine.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="engine.music_engine"):
         MusicEngine(
             settings,
             policy=policy,

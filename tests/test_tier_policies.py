@@ -18,12 +18,12 @@ import soundfile as sf
 import torch
 from adapter_files import write_diffusers_lora, write_lokr
 
-from engine.pipeline import MusicEngine
+from engine.checkpoint.tiny import build_tiny_pipeline
+from engine.gpu.tiers import DeviceInfo, resolve
+from engine.gpu.vram import VramError
+from engine.music_engine import MusicEngine
 from engine.settings import load_settings
 from engine.spec import SongSpec
-from engine.tiers import DeviceInfo, resolve
-from engine.tiny import build_tiny_pipeline
-from engine.vram import VramError
 
 SPEC = SongSpec(title="Tiers", caption="dub techno", bpm=118, key="F minor", duration=10, seed=7)
 CPU = torch.device("cpu")

@@ -10,11 +10,17 @@ from pathlib import Path
 import pytest
 from engine_cli import run_engine
 
+from engine.commands.tier_boundary import bisect_max, simulated_free_gb
+from engine.commands.tier_run import (
+    RunOptions,
+    parse_capability,
+    parse_tiers,
+    run_tier_test,
+    tier_policy,
+)
+from engine.commands.tiers import run_in_process
+from engine.gpu.vram import FULL_SIZE, dit_stage_gb
 from engine.settings import load_settings
-from engine.tier_boundary import bisect_max, simulated_free_gb
-from engine.tier_command import run_in_process
-from engine.tier_run import RunOptions, parse_capability, parse_tiers, run_tier_test, tier_policy
-from engine.vram import FULL_SIZE, dit_stage_gb
 
 
 def test_tiers_are_named_as_the_guide_names_them() -> None:

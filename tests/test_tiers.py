@@ -8,9 +8,8 @@ import torch
 from engine_cli import run_engine
 from fake_cuda import FakeCuda
 
-from engine.settings import load_settings
-from engine.tier_report import format_policy, format_table
-from engine.tiers import (
+from engine.gpu.report import format_policy, format_table
+from engine.gpu.tiers import (
     CPU_TIER,
     TIERS,
     DeviceError,
@@ -20,6 +19,7 @@ from engine.tiers import (
     resolve,
     tier_for_vram,
 )
+from engine.settings import load_settings
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,10 @@ import pytest
 import torch
 from packaging.requirements import Requirement
 
-from engine.nvidia_smi import Card, Driver, parse_cards, parse_cuda_version
 from engine.settings import PROJECT_ROOT
-from engine.setup_helper import Runner, install_torch
-from engine.torch_builds import (
+from engine.setup.helper import Runner, install_torch
+from engine.setup.nvidia_smi import Card, Driver, parse_cards, parse_cuda_version
+from engine.setup.torch_builds import (
     BUILDS,
     MIN_TORCH,
     TESTED_TORCH,

@@ -31,9 +31,9 @@ SPEC = SongSpec(title="T", caption="bright synth arpeggio", bpm=120, key="A mino
 
 
 def make_engine(tmp_path: Path):
-    from engine.pipeline import MusicEngine
-    from engine.tiers import DeviceInfo, resolve
-    from engine.tiny import build_tiny_pipeline
+    from engine.checkpoint.tiny import build_tiny_pipeline
+    from engine.gpu.tiers import DeviceInfo, resolve
+    from engine.music_engine import MusicEngine
 
     settings = load_settings(tracks_dir=tmp_path / "tracks")
     cpu = DeviceInfo("cpu", None, "CPU", None, None, None, False)

@@ -171,7 +171,7 @@ def test_schedules_warm_up_from_ten_percent() -> None:
 
 def _full_size_transformer():
     """The 2B turbo's DiT on the meta device: real module names, no memory."""
-    from engine.convert import TRANSFORMER, component_classes, component_configs
+    from engine.checkpoint.layout import TRANSFORMER, component_classes, component_configs
 
     config = json.loads((PROJECT_ROOT / "bench" / "turbo-2b-config.json").read_text())
     with torch.device("meta"):

@@ -108,8 +108,8 @@ def test_validation_split_is_stable_as_tracks_are_added() -> None:
 
 
 def test_timestep_parameters_come_from_the_model_config(tmp_path: Path) -> None:
-    from engine.checkpoints import CheckpointInfo
-    from engine.tiny import build_tiny_pipeline
+    from engine.checkpoint.find import CheckpointInfo
+    from engine.checkpoint.tiny import build_tiny_pipeline
     from training.config import TrainConfig
     from training.devices import resolve_runtime
     from training.model import TrainingModel, timestep_parameters

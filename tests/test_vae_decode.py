@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from engine.tiny import build_tiny_pipeline
+from engine.checkpoint.tiny import build_tiny_pipeline
 from engine.vae_decode import decode_adaptive, decode_windows, hop_length
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine import vram
-from engine.vram import VramError, estimate_gb, guard, vae_chunk_frames
+from engine.gpu import vram
+from engine.gpu.vram import VramError, estimate_gb, guard, vae_chunk_frames
 
 
 def test_estimate_follows_upstream_formula() -> None:

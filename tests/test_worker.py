@@ -18,8 +18,20 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from engine.audio import probe
-from engine.gguf_files import ensure_bundled_model
-from engine.jobs import (
+from engine.settings import PROJECT_ROOT
+from engine.songwriter.gguf_files import ensure_bundled_model
+from engine.spec import SongSpec, StationStyle
+from engine.worker.client import (
+    JobFailedError,
+    WorkerBusyError,
+    WorkerClient,
+    WorkerClosedError,
+    WorkerEvent,
+    WorkerStartError,
+)
+from engine.worker.process import WorkerConfig
+from engine.worker.process_handle import describe_exit
+from engine.worker.protocol import (
     JobDone,
     JobFailure,
     JobProgress,
@@ -29,18 +41,6 @@ from engine.jobs import (
     WorkerReady,
     read_from_worker,
     read_to_worker,
-)
-from engine.settings import PROJECT_ROOT
-from engine.spec import SongSpec, StationStyle
-from engine.worker import WorkerConfig
-from engine.worker_client import (
-    JobFailedError,
-    WorkerBusyError,
-    WorkerClient,
-    WorkerClosedError,
-    WorkerEvent,
-    WorkerStartError,
-    describe_exit,
 )
 from tests.radio_helpers import TEST_STEPS, radio_settings, template_worker
 
@@ -312,8 +312,8 @@ async def test_the_real_songwriter_model_then_close_with_a_job_in_flight(setting
 
 PARENT = """
 import asyncio, sys
-from engine.worker import WorkerConfig
-from engine.worker_client import WorkerClient
+from engine.worker.process import WorkerConfig
+from engine.worker.client import WorkerClient
 
 async def main():
     client = WorkerClient(WorkerConfig.model_validate_json(sys.argv[1]))

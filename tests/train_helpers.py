@@ -148,7 +148,7 @@ def wide_tiny_checkpoint(folder: Path) -> Path:
     an overfitting smoke test needs to show the loop really learns."""
     from diffusers import AceStepTransformer1DModel
 
-    from engine.tiny import build_tiny_pipeline
+    from engine.checkpoint.tiny import build_tiny_pipeline
 
     pipe = build_tiny_pipeline("turbo", seed=0)
     with torch.random.fork_rng(devices=[]):

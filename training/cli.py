@@ -195,7 +195,7 @@ def run_command(args: argparse.Namespace, config: TrainConfig) -> int:
 
 def guarded(action: Callable[[], int]) -> int:
     """Run `action`, turning the errors a user can fix into a message and a status."""
-    from engine.checkpoints import CheckpointError
+    from engine.checkpoint.find import CheckpointError
     from training.storage import DatasetFormatError
     from training.tracks import DatasetError
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.tiers import flash_attention_installed
+from engine.gpu.tiers import flash_attention_installed
 from training.config import ConfigError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -123,11 +123,11 @@ def autocast_context(runtime: Runtime):
 
 
 def vram_gb(device: torch.device) -> float | None:
-    """Total memory of a CUDA device in GiB, honouring MAX_CUDA_VRAM (engine.tiers)."""
+    """Total memory of a CUDA device in GiB, honouring MAX_CUDA_VRAM (engine.gpu.tiers)."""
     if device.type != "cuda":
         return None
+    from engine.gpu.tiers import detect_device
     from engine.settings import load_settings
-    from engine.tiers import detect_device
 
     info = detect_device(load_settings(device=f"cuda:{device.index or 0}"))
     return info.vram_gb

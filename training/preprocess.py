@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoints import CheckpointInfo
+from engine.checkpoint.find import CheckpointInfo
 from training.audio_io import AudioReadError, check_audio, read_audio
 from training.config import TrainConfig
 from training.devices import Runtime, resolve_runtime, vram_gb

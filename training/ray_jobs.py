@@ -7,7 +7,7 @@ ray` (`bot.training_runs.TrainingRuns(place=...)`):
   besides the song workers. Then the run starts without pausing song-making;
   otherwise (a single GPU) the bot pauses generation first, which removes the
   song workers and frees their GPU, as with the local worker.
-- `launch(config)`: packs the dataset folder (`engine.folder_blobs`), puts it
+- `launch(config)`: packs the dataset folder (`engine.worker.cluster.blobs`), puts it
   in the object store and starts a `TrainerActor` that asks Ray for that GPU.
   The actor unpacks the dataset on its own machine and runs the shared trainer
   there as a child process (`training.jobs.launch_training`), exactly as the
@@ -31,7 +31,7 @@ from typing import Any
 
 import ray
 
-from engine.folder_blobs import pack_folder, unpack_folder
+from engine.worker.cluster.blobs import pack_folder, unpack_folder
 from training.config import TrainConfig
 from training.jobs import CONSOLE_FILE, TrainingJob, launch_training
 

@@ -84,7 +84,7 @@ def sample_specs(config: TrainConfig, first_track: dict) -> list[SongSpec]:
 def _engine_policy(settings, device: torch.device, precision: str):
     """The engine's policy for the training device, with everything that would
     move or transform the training model (offload, INT8, compile) off."""
-    from engine.tiers import DeviceInfo, detect_device, resolve
+    from engine.gpu.tiers import DeviceInfo, detect_device, resolve
 
     if device.type == "cuda":
         info = detect_device(settings.model_copy(update={"device": f"cuda:{device.index or 0}"}))
@@ -110,7 +110,7 @@ def render_samples(
     offload_encoder: bool,
 ) -> list[Path]:
     """Sing each spec with the current adapter; returns the files written."""
-    from engine.pipeline import MusicEngine
+    from engine.music_engine import MusicEngine
     from engine.settings import load_settings
 
     device = model.runtime.device

@@ -31,7 +31,7 @@ from bot.replies import RadioError, answer, defer
 from bot.training_board import ProgressMessage, training_text
 from bot.training_files import list_datasets, list_trainer_presets
 from bot.training_runs import MAX_EPOCHS, TrainingBusyError, TrainingRuns
-from engine.jobs import MAX_ADAPTER_SCALE
+from engine.worker.protocol import MAX_ADAPTER_SCALE
 
 if TYPE_CHECKING:
     from bot.app import RadioBot
