@@ -17,7 +17,6 @@ station and says so in the text channel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +30,7 @@ from bot.station import Station
 from bot.stations import StationManager
 from bot.store import ReactionTally, StoreError, TrackRecord, UnknownGuildError
 from bot.taste_buttons import reaction_view
+from engine.background import BackgroundTasks
 from engine.settings import Settings
 
 log = logging.getLogger("bot.radio")
@@ -54,7 +54,7 @@ class Radio:
         self.players: dict[int, VoicePlayer] = {}
         self.boards: dict[int, NowPlayingBoard] = {}
         self._idle: dict[int, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(log)
 
     # --- lookups --------------------------------------------------------------
     async def station(self, guild_id: int) -> Station:
@@ -267,14 +267,7 @@ class Radio:
         """Stop every station and leave voice, remembering the channels for a restart."""
         for guild_id in list(self.players):
             await self.leave(guild_id, forget=False)
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.cancel()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(coro)

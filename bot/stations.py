@@ -36,6 +36,7 @@ from bot.station import Station, StationConfig
 from bot.store import RecoveryReport, Store, UnknownGuildError
 from bot.store_checks import check_id
 from bot.store_records import Job
+from engine.background import BackgroundTasks
 from engine.settings import Settings
 from engine.worker.backend import SongBackend, backend_from_settings
 from engine.worker.client import WorkerError, WorkerEvent
@@ -71,7 +72,7 @@ class StationManager:
         self._changed = asyncio.Event()
         self._next = 0  # round-robin start among stations
         self._scheduler: asyncio.Task | None = None
-        self._jobs: set[asyncio.Task] = set()
+        self._jobs = BackgroundTasks(log, "song job")
         self._held: tuple[Station, Job, SongJob] | None = None  # taken; did not fit a batch
         self.recovery: RecoveryReport | None = None
         client.on_event = self.on_worker_event
@@ -111,8 +112,7 @@ class StationManager:
         else:
             for task in self._jobs:
                 task.cancel()
-        while self._jobs:
-            await asyncio.gather(*list(self._jobs), return_exceptions=True)
+        await self._jobs.wait()
         await self._close_stations()  # their last background work, e.g. a top-up
 
     async def _close_stations(self) -> None:
@@ -266,9 +266,7 @@ class StationManager:
         return None
 
     def _track(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._jobs.add(task)
-        task.add_done_callback(self._jobs.discard)
+        self._jobs.spawn(coro)
 
 
 async def isolated(what: str, step: Coroutine[Any, Any, Any]) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from engine.background import BackgroundTasks
 from engine.errors import WorkerError
 from engine.worker.protocol import (
     FailureReason,
@@ -136,7 +137,7 @@ class SongBackendBase:
         self._busy_reason: str | None = None
         self._unavailable_reason: str | None = None
         self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = BackgroundTasks(log, f"{self.what}: background task")
 
     @property
     def busy_reason(self) -> str | None:
@@ -157,10 +158,7 @@ class SongBackendBase:
         if self._state == "closed":
             return
         self._state = "closed"
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.cancel()
         await self._shut_down()
         for handle in list(self._handles.values()):
             self._finish(handle, WorkerClosedError(f"job {handle.job_id}: {self.what} was closed"))
@@ -331,6 +329,4 @@ class SongBackendBase:
         self._changed = asyncio.Event()
 
     def _spawn_task(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
