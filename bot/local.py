@@ -25,7 +25,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import stat
@@ -41,6 +40,7 @@ from bot.stations import StationManager, manager_from_settings
 from bot.store import StoreError, TrackRecord
 from engine.logs import setup_logging
 from engine.settings import Settings, SettingsError, drop_secrets_from_environment, load_settings
+from engine.text_safety import slug
 from engine.worker.client import WorkerError
 from engine.worker.process import WorkerConfig
 
@@ -153,8 +153,7 @@ class LocalPlayer:
     def _write(self, number: int, record: TrackRecord, gap: float | None) -> PlayedTrack:
         """In a thread: copy the file and add it to the playlist and the log."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        slug = re.sub(r"[^a-z0-9]+", "-", record.title.lower()).strip("-")[:40] or "song"
-        name = f"{number:04d}-{slug}{record.path.suffix}"
+        name = f"{number:04d}-{slug(record.title)}{record.path.suffix}"
         shutil.copyfile(record.path, self.out_dir / name)  # OSError when the file vanished
         line = PlayedTrack(
             number=number,

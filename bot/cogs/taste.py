@@ -24,7 +24,7 @@ from bot.render_taste import favorites_embed, saved_song_embed, taste_embed
 from bot.replies import RadioError, answer, defer
 from bot.station import Station
 from bot.store import TrackRecord
-from engine.text_safety import sanitize_text
+from engine.text_safety import sanitize_text, slug
 
 if TYPE_CHECKING:
     from bot.app import RadioBot
@@ -48,9 +48,8 @@ def song_id(value: object) -> int:
 
 
 def file_name(record: TrackRecord) -> str:
-    """A plain file name for the song: its title's letters and digits, its own suffix."""
-    stem = re.sub(r"[^\w\- ]+", "", record.title, flags=re.ASCII).strip().replace(" ", "-")
-    return f"{stem[:60] or 'song'}-{record.id}{record.path.suffix or '.ogg'}"
+    """A plain file name for the song: its title's slug, its number, its own suffix."""
+    return f"{slug(record.title, 60)}-{record.id}{record.path.suffix or '.ogg'}"
 
 
 class Taste(commands.Cog):
