@@ -187,7 +187,7 @@ class BpmBand(BaseModel):
 
 class TasteLean(BaseModel):
     """What an auto song leans to and away from, learnt from the station's listeners
-    (bot.taste); `engine.songwriter.taste_lean` applies it. Empty fields change nothing."""
+    (bot.taste.profile); `engine.songwriter.taste_lean` applies it. Empty fields change nothing."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from bot.station import Station
 from bot.store import Play
-from bot.taste_features import caption_tags
+from bot.taste.features import caption_tags
 from engine.audio import probe
 from tests.bot_world import Server, World, add_server, start_bot, world_settings
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from bot.store_records import GuildSettings
-from bot.taste import (
+from bot.taste.features import Feature, caption_tags, song_features, tag_kind, tempo_band
+from bot.taste.profile import (
     EXPLORE_SHARE,
     PlayEvidence,
     SongEvidence,
@@ -16,7 +17,6 @@ from bot.taste import (
     explores,
     lean_from,
 )
-from bot.taste_features import Feature, caption_tags, song_features, tag_kind, tempo_band
 from engine.songwriter.cleanup import DurationRange, make_spec
 from engine.songwriter.prompt import make_brief
 from engine.songwriter.taste_lean import lean_bpm_range, lean_choice, lean_keys, lean_tags

@@ -21,8 +21,8 @@ import pytest
 from bot.station import StationConfig
 from bot.stations import StationManager
 from bot.store import Store
-from bot.taste import EXPLORE_SHARE, explores
-from bot.taste_features import caption_tags
+from bot.taste.features import caption_tags
+from bot.taste.profile import EXPLORE_SHARE, explores
 from engine.songwriter.cleanup import DurationRange
 from engine.songwriter.prompt import make_brief
 from engine.songwriter.template import template_spec

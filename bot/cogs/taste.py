@@ -20,10 +20,10 @@ from discord.ext import commands
 from bot.cogs.listening import aired_station, member_of
 from bot.radio import Radio
 from bot.render import safe
-from bot.render_taste import favorites_embed, saved_song_embed, taste_embed
 from bot.replies import RadioError, answer, defer
 from bot.station import Station
 from bot.store import TrackRecord
+from bot.taste.render import favorites_embed, saved_song_embed, taste_embed
 from engine.text_safety import sanitize_text, slug
 
 if TYPE_CHECKING:

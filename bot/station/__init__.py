@@ -28,7 +28,7 @@ station plays its buffer and then replays its library, and says so in its
 status.
 
 Taste. An auto-fill job carries the lean the listeners' reactions taught
-(bot.taste: `StationStyle.lean`), unless taste is off or the job is one of
+(bot.taste.profile: `StationStyle.lean`), unless taste is off or the job is one of
 the one in five that explore; the library replay prefers favourites
 (bot.favorites).
 

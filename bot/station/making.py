@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from bot.station.base import StationBase
 from bot.station.config import RECENT_SONGS
 from bot.store import Job, StoreError, TrackRecord
-from bot.taste import explores, lean_from
+from bot.taste.profile import explores, lean_from
 from engine.spec import SongSpec, Track
 from engine.worker.client import JobFailedError, JobHandle, WorkerClosedError
 from engine.worker.protocol import JobDone, JobProgress, JobWritten, SongJob

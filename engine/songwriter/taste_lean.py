@@ -1,6 +1,6 @@
 """A station's taste as the songwriter takes it: which tags, tempo and mode to lean to.
 
-The bot learns what a server's listeners like (bot.taste) and hands each auto
+The bot learns what a server's listeners like (bot.taste.profile) and hands each auto
 song a `TasteLean` inside its `StationStyle`: plain data that crosses the
 process boundary as JSON. Both songwriters apply it the same way, with the
 helpers here:

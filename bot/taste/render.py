@@ -14,7 +14,7 @@ import discord
 
 from bot.render import COLOR, _lines, clock, requester, safe
 from bot.store import Favorite, GuildSettings, TrackRecord
-from bot.taste import EXPLORE_SHARE, SHOWN, FeatureScore, TasteProfile, lean_from
+from bot.taste.profile import EXPLORE_SHARE, SHOWN, FeatureScore, TasteProfile, lean_from
 from engine.text_safety import sanitize_text
 
 DESCRIPTION_LIMIT = 4096  # characters in an embed description (Discord's limit)
@@ -31,11 +31,7 @@ EVIDENCE_WORDS = {
 
 def evidence_text(score: FeatureScore) -> str:
     """`female vocals +1.0 · 9 songs: 7 likes, 2 requests` (the name escaped)."""
-    parts = [
-        f"{n} {EVIDENCE_WORDS[kind][n != 1]}"
-        for kind in EVIDENCE_WORDS
-        if (n := score.evidence.get(kind, 0))
-    ]
+    parts = [f"{n} {EVIDENCE_WORDS[kind][n != 1]}" for kind in EVIDENCE_WORDS if (n := score.evidence.get(kind, 0))]
     songs = f"{score.songs} song{'s' if score.songs != 1 else ''}"
     why = f": {', '.join(parts)}" if parts else ""
     sign = "+" if score.score >= 0 else "−"
@@ -85,8 +81,7 @@ def lean_text(profile: TasteProfile, settings: GuildSettings) -> str:
 
 def favorites_embed(favorites: Sequence[Favorite]) -> discord.Embed:
     lines = [
-        f"`#{f.record.id}` **{safe(f.record.title, 80)}** — 👍 {f.likes} · 👎 {f.dislikes} · "
-        f"{requester(f.record)}"
+        f"`#{f.record.id}` **{safe(f.record.title, 80)}** — 👍 {f.likes} · 👎 {f.dislikes} · {requester(f.record)}"
         for f in favorites
     ]
     return discord.Embed(

@@ -22,9 +22,7 @@ from engine.songwriter.genres import GENRES
 from engine.spec import SongSpec
 from engine.text_safety import sanitize_text
 
-FeatureKind = Literal[
-    "genre", "instrument", "vocals", "mood", "tag", "tempo", "key", "language", "adapter"
-]
+FeatureKind = Literal["genre", "instrument", "vocals", "mood", "tag", "tempo", "key", "language", "adapter"]
 #: Kinds that are words of the caption (the songwriter can choose them).
 TAG_KINDS = ("genre", "instrument", "vocals", "mood", "tag")
 MAX_TAG_CHARS, MAX_TAG_WORDS, MAX_TAGS = 40, 4, 12

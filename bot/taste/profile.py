@@ -15,7 +15,7 @@ outweigh everything else. Each song counts less the older it is: half after
 and only the latest `WINDOW` songs are read. Evidence from before a reset
 (`/radio_settings taste: reset`) is not counted.
 
-Every song has features (bot.taste_features: caption tags, tempo band, key
+Every song has features (bot.taste.features: caption tags, tempo band, key
 mode, language, adapter). A feature's *score* is what it adds to a song's
 signal, found by one weighted ridge regression of the songs' signals on all
 their features at once (weights: the decay above; `RIDGE` pulls features with
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bot.store_records import GuildSettings
-from bot.taste_features import TAG_KINDS, Feature, band_of, normal_tag, song_features
+from bot.taste.features import TAG_KINDS, Feature, band_of, normal_tag, song_features
 from engine.spec import (
     MAX_LEAN_AVOID,
     MAX_LEAN_BANDS,
