@@ -184,9 +184,7 @@ def _last_number(out_dir: Path) -> int:
 
 def _print_play(line: PlayedTrack) -> None:
     who = f", requested by {line.requester}" if line.requester else ""
-    print(
-        f"> {line.number:04d} {line.title} ({line.duration:.0f} s, {line.source}{who})", flush=True
-    )
+    print(f"> {line.number:04d} {line.title} ({line.duration:.0f} s, {line.source}{who})", flush=True)
 
 
 async def _show_status(station: Station) -> None:
@@ -231,8 +229,10 @@ async def _command(text: str, station: Station, manager: StationManager) -> bool
         elif word == "status" or not word:
             await _show_status(station)
         else:
-            print(f"unknown command {word!r}: request, skip, pause, resume, status, "
-                  "auto on|off, preset NAME, busy REASON, free, stats, quit")  # fmt: skip
+            print(
+                f"unknown command {word!r}: request, skip, pause, resume, status, "
+                "auto on|off, preset NAME, busy REASON, free, stats, quit"
+            )
     except (StoreError, WorkerError, ValueError) as exc:
         print(f"error: {exc}")
     return True
@@ -271,9 +271,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.songs and ended >= args.songs:
             done.set()
 
-    player = LocalPlayer(
-        args.out or settings.local_output_dir, speed=args.speed, on_play=_print_play, on_end=on_end
-    )
+    player = LocalPlayer(args.out or settings.local_output_dir, speed=args.speed, on_play=_print_play, on_end=on_end)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
@@ -282,8 +280,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         await manager.client.start()
         await manager.start()
         station = await manager.add_station(LOCAL_GUILD_ID)
-        style = {k: v for k, v in (("genre", args.genre), ("theme", args.theme),
-                                   ("mood", args.mood)) if v is not None}  # fmt: skip
+        style = {k: v for k, v in (("genre", args.genre), ("theme", args.theme), ("mood", args.mood)) if v is not None}
         if args.preset:
             await station.apply_preset(args.preset)
         if style:
@@ -312,15 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one radio station on this machine and write what it plays to files.",
     )
     parser.add_argument("--out", type=Path, help="output folder (default: LOCAL_OUTPUT_DIR)")
-    parser.add_argument(
-        "--songs", type=int, default=0, help="stop after this many songs (default: run until quit)"
-    )
-    parser.add_argument(
-        "--speed", type=float, default=1.0, help="play this many times faster than real time"
-    )
-    parser.add_argument(
-        "--request", action="append", default=[], metavar="THEME", help="queue a request"
-    )
+    parser.add_argument("--songs", type=int, default=0, help="stop after this many songs (default: run until quit)")
+    parser.add_argument("--speed", type=float, default=1.0, help="play this many times faster than real time")
+    parser.add_argument("--request", action="append", default=[], metavar="THEME", help="queue a request")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="the station's style preset")
     parser.add_argument("--genre", help="the station's genre")
     parser.add_argument("--theme", help="the station's theme")
@@ -332,9 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write songs with the GGUF model (default) or the instant template songwriter",
     )
     parser.add_argument("--steps", type=int, help="diffusion steps (default: the model's)")
-    parser.add_argument(
-        "--checkpoint", type=Path, help="checkpoint folder (default: CHECKPOINT_DIR)"
-    )
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: CHECKPOINT_DIR)")
     return parser
 
 

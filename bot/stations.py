@@ -89,9 +89,11 @@ class StationManager:
             log.info(
                 "recovered: %d job(s) back in the queue, %d track(s) back in a buffer, "
                 "%d vanished track file(s) skipped, %d job(s) failed",
-                len(report.requeued_jobs), len(report.interrupted_tracks),
-                len(report.missing_tracks), len(report.failed_jobs),
-            )  # fmt: skip
+                len(report.requeued_jobs),
+                len(report.interrupted_tracks),
+                len(report.missing_tracks),
+                len(report.failed_jobs),
+            )
         await self.prune_tracks()
         for guild_id in await asyncio.to_thread(self.store.guild_ids):
             await self._open(guild_id)
@@ -181,9 +183,7 @@ class StationManager:
         """Keep track files within the disk budget: played ones first, then the
         auto-fill songs buffered by stations that are off air (see `Store.prune_tracks`)."""
         on_air = [station.guild_id for station in self._stations.values() if station.playing]
-        await asyncio.to_thread(
-            self.store.prune_tracks, self.config.disk_budget_bytes, on_air=on_air
-        )
+        await asyncio.to_thread(self.store.prune_tracks, self.config.disk_budget_bytes, on_air=on_air)
 
     def on_worker_event(self, event: WorkerEvent) -> None:
         """`WorkerClient(on_event=...)`: stations re-check what they can play."""

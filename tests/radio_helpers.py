@@ -38,9 +38,7 @@ def radio_settings(root: Path, checkpoint: Path, **changes: Any) -> Settings:
 
 def template_worker(settings: Settings, **changes: Any) -> WorkerConfig:
     """A worker config with the instant template songwriter and few steps."""
-    return WorkerConfig.from_settings(
-        settings, **{"songwriter": "template", "steps": TEST_STEPS, **changes}
-    )
+    return WorkerConfig.from_settings(settings, **{"songwriter": "template", "steps": TEST_STEPS, **changes})
 
 
 async def until(

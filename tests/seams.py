@@ -32,11 +32,15 @@ class SeamFigures:
 
     def summary(self) -> str:
         def line(values: list[float]) -> str:
-            return (f"min {min(values):.1f} / median {statistics.median(values):.1f} / "
-                    f"max {max(values):.1f} ms ({len(values)})")  # fmt: skip
+            return (
+                f"min {min(values):.1f} / median {statistics.median(values):.1f} / "
+                f"max {max(values):.1f} ms ({len(values)})"
+            )
 
-        return (f"between songs: {line(self.seams_ms)}; inside songs: {line(self.inside_ms)}; "
-                f"header packets sent as audio: {self.header_packets}")  # fmt: skip
+        return (
+            f"between songs: {line(self.seams_ms)}; inside songs: {line(self.inside_ms)}; "
+            f"header packets sent as audio: {self.header_packets}"
+        )
 
 
 def write_tracks(folder: Path, count: int, seconds: float) -> list[Path]:
@@ -46,20 +50,48 @@ def write_tracks(folder: Path, count: int, seconds: float) -> list[Path]:
     for index in range(count):
         path = folder / f"seam-{index}.ogg"
         subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
-             f"sine=frequency={220 * (index + 1)}:duration={seconds}", "-ac", "2", "-ar", "48000",
-             "-c:a", "libopus", "-b:a", "128k", "-vbr", "on", "-f", "ogg", str(path)],
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=frequency={220 * (index + 1)}:duration={seconds}",
+                "-ac",
+                "2",
+                "-ar",
+                "48000",
+                "-c:a",
+                "libopus",
+                "-b:a",
+                "128k",
+                "-vbr",
+                "on",
+                "-f",
+                "ogg",
+                str(path),
+            ],
             check=True,
-        )  # fmt: skip
+        )
         paths.append(path)
     return paths
 
 
 def _track(path: Path, seconds: float, number: int) -> Track:
-    spec = SongSpec(title=f"Seam {number}", caption="a tone", bpm=120, key="C major",
-                    duration=10)  # fmt: skip
-    return Track(path=str(path), spec=spec, duration=seconds, sample_rate=48000, seed=number,
-                 timings={"test": 0.1}, peak_memory_mb=None, settings={})  # fmt: skip
+    spec = SongSpec(title=f"Seam {number}", caption="a tone", bpm=120, key="C major", duration=10)
+    return Track(
+        path=str(path),
+        spec=spec,
+        duration=seconds,
+        sample_rate=48000,
+        seed=number,
+        timings={"test": 0.1},
+        peak_memory_mb=None,
+        settings={},
+    )
 
 
 def figures(plays: list[PlayedSource]) -> SeamFigures:
@@ -91,18 +123,13 @@ async def measure_seams(
         assert station is not None
         paths = await asyncio.to_thread(write_tracks, folder, count, seconds)
         for number, path in enumerate(paths):
-            await asyncio.to_thread(station.store.add_track, server.id,
-                                    _track(path, seconds, number))  # fmt: skip
+            await asyncio.to_thread(station.store.add_track, server.id, _track(path, seconds, number))
         await server.guild.set_voice(server.alice, server.lounge)
         await server.guild.set_voice(server.admin, server.lounge)
         _, message = await world.run(server, server.admin, "radio_join")
         assert "On air" in message.content, message.text
         plays = await world.fake.wait_for(
-            lambda: (
-                (done := [p for p in world.voice.plays_in(server.id) if p.ended])
-                and len(done) >= count
-                and done
-            ),
+            lambda: (done := [p for p in world.voice.plays_in(server.id) if p.ended]) and len(done) >= count and done,
             timeout=60 + 4 * count * seconds,
         )
         return figures(plays[:count])

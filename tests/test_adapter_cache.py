@@ -28,9 +28,7 @@ def cache(engine: MusicEngine, tmp_path: Path) -> AdapterCache:
     return AdapterCache(engine, tmp_path / "adapters")
 
 
-def test_adapters_load_once_and_switch_per_job(
-    cache: AdapterCache, engine: MusicEngine, tmp_path: Path
-) -> None:
+def test_adapters_load_once_and_switch_per_job(cache: AdapterCache, engine: MusicEngine, tmp_path: Path) -> None:
     base = song(engine, tmp_path, "base")
     cache.use("warm", 1.0)
     warm = song(engine, tmp_path, "warm")
@@ -45,9 +43,7 @@ def test_adapters_load_once_and_switch_per_job(
     assert np.array_equal(song(engine, tmp_path, "warm-again"), warm)
 
 
-def test_an_adapter_trained_again_is_loaded_again(
-    cache: AdapterCache, engine: MusicEngine, tmp_path: Path
-) -> None:
+def test_an_adapter_trained_again_is_loaded_again(cache: AdapterCache, engine: MusicEngine, tmp_path: Path) -> None:
     cache.use("warm")
     first = song(engine, tmp_path, "first")
     folder = tmp_path / "adapters" / "warm"
@@ -85,9 +81,7 @@ def test_unsafe_names_are_refused(cache: AdapterCache) -> None:
             cache.use(name)
 
 
-def test_at_most_max_loaded_adapters_stay_loaded_least_recently_used_goes(
-    engine: MusicEngine, tmp_path: Path
-) -> None:
+def test_at_most_max_loaded_adapters_stay_loaded_least_recently_used_goes(engine: MusicEngine, tmp_path: Path) -> None:
     for seed, name in enumerate(("one", "two", "three")):
         write_diffusers_lora(tmp_path / "adapters" / name, seed=seed)
     cache = AdapterCache(engine, tmp_path / "adapters", max_loaded=2)

@@ -117,10 +117,7 @@ def _broken_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     unrelated = tmp_path / "unrelated.safetensors"
     save_file({"some.weight": torch.zeros(2, 2)}, unrelated)
     wrong_shape = tmp_path / "wrong_shape"
-    state = {
-        f"transformer.{k}": torch.zeros(v.shape[0], v.shape[1] + 3)
-        for k, v in lora_weights().items()
-    }
+    state = {f"transformer.{k}": torch.zeros(v.shape[0], v.shape[1] + 3) for k, v in lora_weights().items()}
     wrong_shape.mkdir()
     save_file(state, wrong_shape / "pytorch_lora_weights.safetensors")
     elsewhere = tmp_path / "elsewhere.safetensors"
@@ -137,12 +134,8 @@ def _broken_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-@pytest.mark.parametrize(
-    "case", ["garbage", "unrelated", "wrong_shape", "elsewhere", "missing", "empty_dir"]
-)
-def test_a_broken_adapter_leaves_the_engine_as_it_was(
-    engine: MusicEngine, tmp_path: Path, case: str
-) -> None:
+@pytest.mark.parametrize("case", ["garbage", "unrelated", "wrong_shape", "elsewhere", "missing", "empty_dir"])
+def test_a_broken_adapter_leaves_the_engine_as_it_was(engine: MusicEngine, tmp_path: Path, case: str) -> None:
     engine.load_adapter(write_diffusers_lora(tmp_path / "good"), name="good")
     before = song(engine, tmp_path, "before")
     path, message = _broken_files(tmp_path)[case]

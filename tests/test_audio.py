@@ -13,14 +13,12 @@ from engine.audio import AudioError, encode, loudness_gain_db, measure_loudness,
 
 def _tone(seconds: float = 3.0, amplitude: float = 0.05, sr: int = 48_000) -> np.ndarray:
     t = np.arange(int(sr * seconds)) / sr
-    return np.stack(
-        [amplitude * np.sin(2 * np.pi * 440 * t), amplitude * np.sin(2 * np.pi * 550 * t)]
-    ).astype(np.float32)
+    return np.stack([amplitude * np.sin(2 * np.pi * 440 * t), amplitude * np.sin(2 * np.pi * 550 * t)]).astype(
+        np.float32
+    )
 
 
-@pytest.mark.parametrize(
-    ("suffix", "codec"), [("ogg", "opus"), ("flac", "flac"), ("mp3", "mp3"), ("wav", "pcm_s16le")]
-)
+@pytest.mark.parametrize(("suffix", "codec"), [("ogg", "opus"), ("flac", "flac"), ("mp3", "mp3"), ("wav", "pcm_s16le")])
 def test_encode_each_format_with_tags_and_loudness(tmp_path: Path, suffix: str, codec: str) -> None:
     out = encode(
         _tone(),
@@ -41,9 +39,7 @@ def test_encode_each_format_with_tags_and_loudness(tmp_path: Path, suffix: str, 
 
 def test_gain_is_capped_by_the_peak_and_silence_is_left_alone() -> None:
     # A loud, peaky signal cannot reach -5 LUFS without clipping: the gain stops at -1 dBFS.
-    assert loudness_gain_db(-20.0, peak=0.5, target_lufs=-5.0) == pytest.approx(
-        -1 - 20 * np.log10(0.5)
-    )
+    assert loudness_gain_db(-20.0, peak=0.5, target_lufs=-5.0) == pytest.approx(-1 - 20 * np.log10(0.5))
     assert loudness_gain_db(-70.0, peak=0.0, target_lufs=-14.0) == 0.0
     assert loudness_gain_db(-60.0, peak=0.001, target_lufs=-14.0) == audio.MAX_GAIN_DB
     silent = np.zeros((2, 48_000), dtype=np.float32)

@@ -25,13 +25,25 @@ from engine.worker.protocol import JobProgress, SongJob, SubmitBatch, can_share_
 from tests.radio_helpers import radio_settings, template_worker, until
 
 RAIN = SongSpec(
-    title="Rainy Night", caption="lo-fi piano, soft rain", lyrics="[verse]\nrain on the window",
-    bpm=90, key="A minor", duration=12, seed=1234,
-)  # fmt: skip
+    title="Rainy Night",
+    caption="lo-fi piano, soft rain",
+    lyrics="[verse]\nrain on the window",
+    bpm=90,
+    key="A minor",
+    duration=12,
+    seed=1234,
+)
 SUN = SongSpec(
-    title="Sunny Morning", caption="upbeat funk, slap bass", lyrics="[chorus]\nsol de la mañana",
-    bpm=124, key="D major", time_signature="3/4", duration=10, language="es", seed=77,
-)  # fmt: skip
+    title="Sunny Morning",
+    caption="upbeat funk, slap bass",
+    lyrics="[chorus]\nsol de la mañana",
+    bpm=124,
+    key="D major",
+    time_signature="3/4",
+    duration=10,
+    language="es",
+    seed=77,
+)
 CPU = DeviceInfo("cpu", None, "CPU", None, None, None, False)
 
 
@@ -67,8 +79,11 @@ def test_two_different_songs_are_made_in_one_pipeline_call(engine: MusicEngine) 
     assert "- duration: 10 seconds" in second and "- timesignature: 3" in second
 
     assert (rain.spec.title, rain.seed, sun.spec.title, sun.seed) == (
-        "Rainy Night", 1234, "Sunny Morning", 77,
-    )  # fmt: skip
+        "Rainy Night",
+        1234,
+        "Sunny Morning",
+        77,
+    )
     assert rain.settings["batch"] == sun.settings["batch"] == 2
     assert rain.timings["dit"] == sun.timings["dit"]  # the same call
     assert rain.duration == pytest.approx(12.0) and sun.duration == pytest.approx(10.0)
@@ -152,15 +167,15 @@ async def test_a_batch_takes_one_slot_and_is_sent_again_as_a_batch_after_a_death
 
 
 @module_loop
-async def test_the_station_makes_two_due_songs_in_one_generation(
-    batching_client: WorkerClient, tmp_path: Path
-) -> None:
+async def test_the_station_makes_two_due_songs_in_one_generation(batching_client: WorkerClient, tmp_path: Path) -> None:
     assert batching_client.batch_size == 2
     store = Store(tmp_path / "radio.sqlite3")
     manager = StationManager(
-        store, batching_client, StationConfig(buffer_size=2, default_duration=10),
+        store,
+        batching_client,
+        StationConfig(buffer_size=2, default_duration=10),
         owns_client=False,
-    )  # fmt: skip
+    )
     await manager.start()
     try:
         station = await manager.add_station(7)  # auto mode: two songs due at once

@@ -29,16 +29,39 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SERVERS = 15
 LISTENING = {
-    "radio_join", "radio_leave", "radio_nowplaying", "radio_queue", "radio_request",
-    "radio_skip", "radio_history", "radio_stats", "radio_help", "radio_taste", "radio_save",
+    "radio_join",
+    "radio_leave",
+    "radio_nowplaying",
+    "radio_queue",
+    "radio_request",
+    "radio_skip",
+    "radio_history",
+    "radio_stats",
+    "radio_help",
+    "radio_taste",
+    "radio_save",
     "radio_favorites",
-}  # fmt: skip
+}
 STATION = {
-    "radio_auto", "radio_genre", "radio_theme", "radio_style", "radio_language",
-    "radio_maxlength", "radio_preset", "radio_pause", "radio_resume", "radio_stop",
-    "radio_settings", "radio_upload", "radio_adapter", "radio_adapters", "radio_adapter_share",
-    "radio_train", "radio_train_status", "radio_train_stop",
-}  # fmt: skip
+    "radio_auto",
+    "radio_genre",
+    "radio_theme",
+    "radio_style",
+    "radio_language",
+    "radio_maxlength",
+    "radio_preset",
+    "radio_pause",
+    "radio_resume",
+    "radio_stop",
+    "radio_settings",
+    "radio_upload",
+    "radio_adapter",
+    "radio_adapters",
+    "radio_adapter_share",
+    "radio_train",
+    "radio_train_status",
+    "radio_train_stop",
+}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -122,13 +145,9 @@ async def history_of(station: Station) -> list:
     return list(reversed(plays))
 
 
-async def test_join_plays_the_station_frame_by_frame_and_posts_now_playing(
-    world: World, server: Server
-) -> None:
+async def test_join_plays_the_station_frame_by_frame_and_posts_now_playing(world: World, server: Server) -> None:
     await on_air(world, server)
-    plays = await world.fake.wait_for(
-        lambda: [p for p in played(world, server) if p.ended and p.frames], timeout=120
-    )
+    plays = await world.fake.wait_for(lambda: [p for p in played(world, server) if p.ended and p.frames], timeout=120)
     first = plays[0]
     assert first.error is None and first.channel_id == server.lounge.id
     track = (await history_of(station_of(world, server)))[0].track
@@ -138,8 +157,11 @@ async def test_join_plays_the_station_frame_by_frame_and_posts_now_playing(
 
     def now_playing_messages() -> list:
         messages = world.fake.channel_messages.get(server.text.id, [])
-        return [m for m in messages + world.fake.deleted_messages
-                if m.channel_id == server.text.id and "Now playing" in m.text]  # fmt: skip
+        return [
+            m
+            for m in messages + world.fake.deleted_messages
+            if m.channel_id == server.text.id and "Now playing" in m.text
+        ]
 
     posted = await world.fake.wait_for(now_playing_messages)
     text = posted[0].text
@@ -148,23 +170,17 @@ async def test_join_plays_the_station_frame_by_frame_and_posts_now_playing(
     assert posted[0].allowed_mentions == {"parse": []}
 
 
-async def test_a_request_goes_from_slash_command_to_frames_with_no_gap(
-    world: World, server: Server
-) -> None:
+async def test_a_request_goes_from_slash_command_to_frames_with_no_gap(world: World, server: Server) -> None:
     station = await on_air(world, server, server.alice, server.bob)
     await world.fake.wait_for(lambda: played(world, server), timeout=120)
     # Hold the song playing now until the request is made, so the request plays
     # right after it: the join between the two is what is measured.
     await world.run(server, server.dj, "radio_pause")
-    interaction, message = await world.run(
-        server, server.bob, "radio_request", theme="rainy night in Tokyo", length=12
-    )
+    interaction, message = await world.run(server, server.bob, "radio_request", theme="rainy night in Tokyo", length=12)
     assert not message.ephemeral
     assert "rainy night in Tokyo" in message.content and "in the queue" in message.content
     assert interaction.answered_in is not None and interaction.answered_in < 3
-    await world.fake.wait_for(
-        lambda: any(t.requester_id == server.bob.id for t in station.buffered), timeout=120
-    )
+    await world.fake.wait_for(lambda: any(t.requester_id == server.bob.id for t in station.buffered), timeout=120)
     await world.run(server, server.dj, "radio_resume")
 
     async def bobs_play():
@@ -186,9 +202,7 @@ async def test_a_request_goes_from_slash_command_to_frames_with_no_gap(
     assert voice_play.first_frame - before.last_frame < 0.1
 
 
-async def test_nowplaying_queue_history_and_stats_show_the_station(
-    world: World, server: Server
-) -> None:
+async def test_nowplaying_queue_history_and_stats_show_the_station(world: World, server: Server) -> None:
     station = await on_air(world, server)
     await world.fake.wait_for(lambda: [p for p in played(world, server) if p.ended], timeout=120)
     await world.fake.wait_for(lambda: station.now_playing is not None, timeout=120)
@@ -207,9 +221,7 @@ async def test_nowplaying_queue_history_and_stats_show_the_station(
     assert "Time to make a song: median" in message.text and "x real time" in message.text
 
 
-async def test_vote_skip_needs_enough_listeners_and_the_requester_skips_at_once(
-    world: World, server: Server
-) -> None:
+async def test_vote_skip_needs_enough_listeners_and_the_requester_skips_at_once(world: World, server: Server) -> None:
     station = await on_air(world, server, server.alice, server.bob)  # + the admin: 3 listeners
     await world.fake.wait_for(lambda: station.now_playing is not None, timeout=120)
     await world.run(server, server.dj, "radio_pause")  # keeps the song on while votes come
@@ -253,9 +265,7 @@ async def test_station_commands_change_the_sound(world: World, server: Server) -
     _, message = await world.run(server, dj, "radio_maxlength", seconds=45)
     assert "songs up to **45 s**" in message.content
     s = station.settings
-    assert (s.genre, s.theme, s.mood, s.language, s.max_length) == (
-        "synthwave", "neon rain", "dreamy, warm", "ja", 45
-    )  # fmt: skip
+    assert (s.genre, s.theme, s.mood, s.language, s.max_length) == ("synthwave", "neon rain", "dreamy, warm", "ja", 45)
     await world.run(server, dj, "radio_theme")  # no value clears it
     assert station.settings.theme == ""
     _, message = await world.run(server, dj, "radio_preset", name="lofi")
@@ -270,9 +280,7 @@ async def test_station_commands_change_the_sound(world: World, server: Server) -
 
     choices = await world.fake.autocomplete(server.guild, dj, "radio_genre", "genre", genre="wav")
     assert {"name": "synthwave", "value": "synthwave"} in choices
-    choices = await world.fake.autocomplete(
-        server.guild, dj, "radio_language", "language", language="japa"
-    )
+    choices = await world.fake.autocomplete(server.guild, dj, "radio_language", "language", language="japa")
     assert [c["value"] for c in choices] == ["ja"]
     choices = await world.fake.autocomplete(server.guild, dj, "radio_preset", "name", name="lo")
     assert "lofi" in [c["value"] for c in choices]
@@ -281,8 +289,11 @@ async def test_station_commands_change_the_sound(world: World, server: Server) -
 async def test_members_without_permission_get_a_clear_refusal(world: World, server: Server) -> None:
     station = await on_air(world, server)
     genre = station.settings.genre
-    for command, options in [("radio_genre", {"genre": "metal"}), ("radio_stop", {}),
-                             ("radio_settings", {"dj_role": server.admin_role})]:  # fmt: skip
+    for command, options in [
+        ("radio_genre", {"genre": "metal"}),
+        ("radio_stop", {}),
+        ("radio_settings", {"dj_role": server.admin_role}),
+    ]:
         interaction, message = await world.run(server, server.alice, command, **options)
         assert message.ephemeral and len(interaction.messages) == 1
         assert "needs the Manage Server permission or the DJ role" in message.content
@@ -374,16 +385,26 @@ async def test_join_needs_a_voice_channel(world: World, server: Server) -> None:
 
 def sine(path: Path, seconds: float) -> bytes:
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
-         f"sine=frequency=440:duration={seconds}", "-ac", "2", str(path)],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:duration={seconds}",
+            "-ac",
+            "2",
+            str(path),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     return path.read_bytes()
 
 
-async def test_upload_puts_a_listeners_file_in_the_queue(
-    world: World, server: Server, tmp_path: Path
-) -> None:
+async def test_upload_puts_a_listeners_file_in_the_queue(world: World, server: Server, tmp_path: Path) -> None:
     station = await on_air(world, server)
     song = await asyncio.to_thread(sine, tmp_path / "song.mp3", 12)
     attachment = world.fake.add_attachment("my_summer_song.mp3", song, "audio/mpeg")
@@ -405,12 +426,13 @@ async def test_upload_puts_a_listeners_file_in_the_queue(
         (world.fake.add_attachment("notes.txt", b"hello", "text/plain"), "not an audio file"),
         (world.fake.add_attachment("big.mp3", song, size=2 * 2**20), "at most 1 MB"),
         (
-            world.fake.add_attachment("short.wav", await asyncio.to_thread(
-                sine, tmp_path / "short.wav", 3), "audio/wav"),
+            world.fake.add_attachment(
+                "short.wav", await asyncio.to_thread(sine, tmp_path / "short.wav", 3), "audio/wav"
+            ),
             "allowed is 10 to 60 s",
         ),
         (world.fake.add_attachment("noise.ogg", b"OggS" + b"\0" * 500), "holds no Ogg audio"),
-    ]  # fmt: skip
+    ]
     for attachment, expected in refusals:
         _, message = await world.run(server, server.dj, "radio_upload", file=attachment)
         assert message.ephemeral and expected in message.content, message.content
@@ -423,12 +445,8 @@ async def test_the_radio_reconnects_after_a_voice_disconnect(world: World, serve
     await world.fake.wait_for(lambda: played(world, server), timeout=120)
     kicked = len(played(world, server))
     await server.guild.set_voice(world.fake.bot, None)  # an admin disconnects the bot
-    await world.fake.wait_for(
-        lambda: [d for d in world.voice.disconnects if d[0] == server.lounge.id and d[2]]
-    )
-    back = await world.fake.wait_for(
-        lambda: [p for p in played(world, server)[kicked:] if p.frames], timeout=120
-    )
+    await world.fake.wait_for(lambda: [d for d in world.voice.disconnects if d[0] == server.lounge.id and d[2]])
+    back = await world.fake.wait_for(lambda: [p for p in played(world, server)[kicked:] if p.frames], timeout=120)
     assert back[0].channel_id == server.lounge.id and station.playing
     assert server.guild.voice_states[world.fake.bot.id] == server.lounge.id
 
@@ -441,8 +459,7 @@ async def test_the_radio_leaves_when_nobody_listens(world: World, server: Server
     assert not station.playing
     await world.fake.wait_for(
         lambda: any(
-            "Nobody was listening for 1 s" in m.content
-            for m in world.fake.channel_messages.get(server.text.id, [])
+            "Nobody was listening for 1 s" in m.content for m in world.fake.channel_messages.get(server.text.id, [])
         )
     )
 
@@ -457,9 +474,7 @@ async def test_the_bot_survives_a_worker_kill_mid_song(world: World, server: Ser
     frames = sum(p.frames for p in played(world, server))
     os.kill(old_pid, signal.SIGKILL)
 
-    await world.fake.wait_for(
-        lambda: client.state == "ready" and client.pid not in (None, old_pid), timeout=120
-    )
+    await world.fake.wait_for(lambda: client.state == "ready" and client.pid not in (None, old_pid), timeout=120)
     _, message = await world.run(server, server.alice, "radio_nowplaying")
     assert not message.ephemeral  # commands still work while the worker restarts
 
@@ -486,9 +501,7 @@ async def test_every_interaction_was_answered_in_time_without_mentions(world: Wo
             assert message.allowed_mentions == {"parse": []}, message.text
 
 
-async def test_the_lyrics_rating_is_set_by_manage_server_and_cleans_requests(
-    world: World, server: Server
-) -> None:
+async def test_the_lyrics_rating_is_set_by_manage_server_and_cleans_requests(world: World, server: Server) -> None:
     station = await on_air(world, server)
     _, message = await world.run(server, server.admin, "radio_settings")
     assert "Lyrics: clean (LYRICS_RATING)" in message.text

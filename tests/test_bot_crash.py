@@ -61,9 +61,20 @@ def trainers(run_folder: Path) -> list[int]:
 
 
 def env_file(settings: Settings, path: Path, token: str) -> Path:
-    keys = ("checkpoint_dir", "data_dir", "tracks_dir", "models_dir", "adapters_dir",
-            "datasets_dir", "device", "default_duration", "buffer_size",
-            "idle_disconnect_seconds", "max_length_max", "log_file")  # fmt: skip
+    keys = (
+        "checkpoint_dir",
+        "data_dir",
+        "tracks_dir",
+        "models_dir",
+        "adapters_dir",
+        "datasets_dir",
+        "device",
+        "default_duration",
+        "buffer_size",
+        "idle_disconnect_seconds",
+        "max_length_max",
+        "log_file",
+    )
     lines = [f"{key.upper()}={getattr(settings, key)}" for key in keys]
     path.write_text("\n".join([*lines, f"DISCORD_TOKEN={token}"]) + "\n")
     return path
@@ -82,13 +93,22 @@ async def test_a_bot_killed_mid_training_leaves_no_trainer_and_the_next_start_ex
         save_preset("tiny", tiny, settings.data_dir / "training-presets", "tests: tiny model")
         keys = {name.upper() for name in Settings.model_fields}
         env = {k: v for k, v in os.environ.items() if k.upper() not in keys}
-        env.update({ENV_FILE_VARIABLE: str(env_file(settings, tmp_path / "bot.env", fake.token)),
-                    "DISCORD_TOKEN": fake.token, **CHILD_ENV})  # fmt: skip
+        env.update(
+            {
+                ENV_FILE_VARIABLE: str(env_file(settings, tmp_path / "bot.env", fake.token)),
+                "DISCORD_TOKEN": fake.token,
+                **CHILD_ENV,
+            }
+        )
         with open(tmp_path / "first-bot.log", "wb") as log:
             first = subprocess.Popen(
                 [sys.executable, "-m", "tests.bot_process", str(fake.port)],
-                cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
         try:
             await fake.wait_for(lambda: fake.command_syncs, timeout=180)
             # Neither the worker nor any other child of the bot got the token.
@@ -100,15 +120,19 @@ async def test_a_bot_killed_mid_training_leaves_no_trainer_and_the_next_start_ex
             await fake.wait_for(lambda: fake.sessions and fake.identifies == 1, timeout=60)
             owner = server.guild.owner
             interaction = await fake.invoke(
-                server.guild, owner, "radio_train", server.text, dataset="tones", name=ADAPTER,
-                preset="tiny", epochs=500,
-            )  # fmt: skip
+                server.guild,
+                owner,
+                "radio_train",
+                server.text,
+                dataset="tones",
+                name=ADAPTER,
+                preset="tiny",
+                epochs=500,
+            )
             assert "Training started" in (await fake.answer(interaction, 60)).content
 
             def training_steps() -> bool:
-                return any(
-                    "Step " in m.content for m in fake.channel_messages.get(server.text.id, [])
-                )
+                return any("Step " in m.content for m in fake.channel_messages.get(server.text.id, []))
 
             await fake.wait_for(training_steps, timeout=240)
             record = read_record(settings.data_dir)

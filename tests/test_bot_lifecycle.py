@@ -26,17 +26,13 @@ def test_without_a_token_python_m_bot_says_how_to_set_it(tmp_path: Path) -> None
     env_file.write_text("# no token here\n")
     env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
     env["RADIO_ENV_FILE"] = str(env_file)
-    out = subprocess.run(
-        [sys.executable, "-m", "bot"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", "bot"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert "DISCORD_TOKEN is not set" in out.stderr and "python -m bot.local" in out.stderr
 
 
-async def test_a_refused_token_ends_with_one_clear_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_a_refused_token_ends_with_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async with FakeDiscord() as fake:
         add_server(fake, "server")
         settings = world_settings(tmp_path, tmp_path / "checkpoint", "not-the-token")
@@ -47,9 +43,7 @@ async def test_a_refused_token_ends_with_one_clear_line(
     assert "Discord refused DISCORD_TOKEN" in err and "docs/discord-setup.md" in err
 
 
-async def test_sigterm_shuts_down_cleanly_and_a_restart_plays_on(
-    tmp_path: Path, tiny_checkpoint_dir: Path
-) -> None:
+async def test_sigterm_shuts_down_cleanly_and_a_restart_plays_on(tmp_path: Path, tiny_checkpoint_dir: Path) -> None:
     async with FakeDiscord() as fake:
         server = add_server(fake, "server")
         settings = world_settings(tmp_path, tiny_checkpoint_dir, fake.token, dev_guild_id=server.id)
@@ -83,9 +77,7 @@ async def test_sigterm_shuts_down_cleanly_and_a_restart_plays_on(
         second = make_bot(settings, voice)
         before = len(voice.plays)
         running = asyncio.create_task(serve(second, fake.token))
-        resumed = await fake.wait_for(
-            lambda: [p for p in voice.plays[before:] if p.frames], timeout=120
-        )
+        resumed = await fake.wait_for(lambda: [p for p in voice.plays[before:] if p.frames], timeout=120)
         assert fake.identifies == 2
         assert resumed[0].channel_id == server.lounge.id
         plays = await asyncio.to_thread(second.stations.store.history, server.id, 10)

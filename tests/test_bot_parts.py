@@ -19,13 +19,30 @@ from engine.spec import SongSpec, Track
 
 def record(title: str, caption: str, requester: str | None = None) -> TrackRecord:
     spec = SongSpec(title=title, caption=caption, bpm=90, key="A minor", duration=60)
-    track = Track(path="/x.ogg", spec=spec, duration=61.0, sample_rate=48000, seed=1,
-                  timings={"dit": 4.0}, peak_memory_mb=None, settings={})  # fmt: skip
+    track = Track(
+        path="/x.ogg",
+        spec=spec,
+        duration=61.0,
+        sample_rate=48000,
+        seed=1,
+        timings={"dit": 4.0},
+        peak_memory_mb=None,
+        settings={},
+    )
     return TrackRecord(
-        id=1, guild_id=5, job_id=3, path=Path("/x.ogg"), track=track, requester_id=9 if requester
-        else None, requester_name=requester, duration=61.0, generation_seconds=4.0,
-        size_bytes=10, status="playing", created_at=0.0,
-    )  # fmt: skip
+        id=1,
+        guild_id=5,
+        job_id=3,
+        path=Path("/x.ogg"),
+        track=track,
+        requester_id=9 if requester else None,
+        requester_name=requester,
+        duration=61.0,
+        generation_seconds=4.0,
+        size_bytes=10,
+        status="playing",
+        created_at=0.0,
+    )
 
 
 def test_model_written_text_cannot_ping_link_or_format() -> None:
@@ -59,11 +76,18 @@ def test_progress_bar_and_clock() -> None:
 
 def test_stats_render_every_figure_readably() -> None:
     stats = StationStats(
-        guild_id=5, songs_generated=12, songs_played=30, audio_seconds=725.0,
-        generation_p50=8.25, generation_p90=11.0, generation_p99=None,
-        mean_real_time_factor=6.5, underruns=2, failures_by_reason={"oom": 3},
+        guild_id=5,
+        songs_generated=12,
+        songs_played=30,
+        audio_seconds=725.0,
+        generation_p50=8.25,
+        generation_p90=11.0,
+        generation_p99=None,
+        mean_real_time_factor=6.5,
+        underruns=2,
+        failures_by_reason={"oom": 3},
         top_requesters=[RequesterCount(7, "@everyone ann", 4)],
-    )  # fmt: skip
+    )
     fields = {f["name"]: f["value"] for f in stats_embed(stats).to_dict()["fields"]}
     assert fields["Songs made"] == "12" and fields["Music made"] == "12:05"
     assert fields["Time to make a song"] == "median 8.2 s, 90% within 11.0 s, 99% within –"

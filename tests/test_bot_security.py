@@ -52,22 +52,25 @@ async def world(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: P
     root = tmp_path_factory.mktemp("bot-security")
     async with FakeDiscord() as fake:
         people = {name: FakeUser(snowflake(), name) for name in ("stranger", "dev", "reader", "x")}
-        fake.team = [(fake.owner, "admin"), (people["dev"], "developer"),
-                     (people["reader"], "read_only")]  # fmt: skip
+        fake.team = [(fake.owner, "admin"), (people["dev"], "developer"), (people["reader"], "read_only")]
         servers = [add_server(fake, name) for name in SERVERS]
         public = add_server(fake, "public", owner=people["stranger"])
         for user in (fake.owner, people["dev"], people["reader"], people["x"]):
             public.guild.add_member(user)
         home, other = servers[0], servers[1]
         settings = world_settings(
-            root, tiny_checkpoint_dir, fake.token, owner_ids=(people["x"].id,),
-            training_guilds=(home.id, other.id), upload_max_mb=1, max_queue_per_user=2,
-        )  # fmt: skip
+            root,
+            tiny_checkpoint_dir,
+            fake.token,
+            owner_ids=(people["x"].id,),
+            training_guilds=(home.id, other.id),
+            upload_max_mb=1,
+            max_queue_per_user=2,
+        )
         make_audio_dir(settings.datasets_dir / "tones", ["synth.wav", "pad.flac"], broken=False)
         tiny = fast_config(tiny_checkpoint_dir, root, epochs=2)
         save_preset("tiny", tiny, settings.data_dir / "training-presets", "tests: tiny model")
-        training = {"overrides": {"cache_dir": root / "cache"}, "env": CHILD_ENV,
-                    "poll_seconds": 0.2}  # fmt: skip
+        training = {"overrides": {"cache_dir": root / "cache"}, "env": CHILD_ENV, "poll_seconds": 0.2}
         voice = VoiceLog()
         async with start_bot(fake, settings, voice, training) as bot:
             world = Security(fake, bot, voice, settings, [*servers, public])
@@ -84,8 +87,7 @@ async def refused(world: World, server: Server, user: FakeUser, command: str, **
     return message.content
 
 
-async def choices(world: World, server: Server, user: FakeUser, command: str, option: str,
-                  **options) -> list[str]:  # fmt: skip
+async def choices(world: World, server: Server, user: FakeUser, command: str, option: str, **options) -> list[str]:
     found = await world.fake.autocomplete(server.guild, user, command, option, **options)
     return [choice["value"] for choice in found]
 
@@ -101,24 +103,29 @@ async def test_training_needs_the_bot_owner_or_an_allowed_servers_admin(world: S
         assert "for the bot's owner" in text and "TRAINING_GUILDS" in text
     assert world.fake.application_reads >= 1  # the owners were read from Discord
     # Autocomplete tells nothing to members who may not run the command.
-    assert await choices(world, public, public.admin, "radio_train", "dataset", dataset="",
-                         name="x") == []  # fmt: skip
+    assert await choices(world, public, public.admin, "radio_train", "dataset", dataset="", name="x") == []
     assert await choices(world, public, public.alice, "radio_adapter", "name", name="") == []
     assert await choices(world, public, public.alice, "radio_genre", "genre", genre="") == []
     assert await choices(world, public, public.alice, "radio_preset", "name", name="") == []
-    assert await choices(world, public, public.alice, "radio_request", "genre", theme="x",
-                         genre="jazz")  # listening commands still suggest  # fmt: skip
+    assert await choices(
+        world, public, public.alice, "radio_request", "genre", theme="x", genre="jazz"
+    )  # listening commands still suggest
     # The team's admins and developers, and OWNER_IDS, are owners; so is an allowed admin.
-    for server, user in ((public, world.dev), (public, world.extra), (public, world.fake.owner),
-                         (world.server("home"), world.server("home").admin)):  # fmt: skip
+    for server, user in (
+        (public, world.dev),
+        (public, world.extra),
+        (public, world.fake.owner),
+        (world.server("home"), world.server("home").admin),
+    ):
         found = await choices(world, server, user, "radio_train", "dataset", dataset="", name="x")
         assert found == ["tones"], user.name
 
 
 async def test_a_run_belongs_to_its_server_and_its_adapter_too(world: Security) -> None:
     home, other, public = world.server("home"), world.server("other"), world.public
-    _, message = await world.run(home, home.admin, "radio_train", dataset="tones", name=ADAPTER,
-                                 preset="tiny", epochs=500)  # fmt: skip
+    _, message = await world.run(
+        home, home.admin, "radio_train", dataset="tones", name=ADAPTER, preset="tiny", epochs=500
+    )
     assert "Training started" in message.content, message.text
     # Another server learns only that the GPU is busy: no name, no status, no stop.
     text = await refused(world, other, other.admin, "radio_train", dataset="tones", name="b")
@@ -238,9 +245,22 @@ async def test_top_requesters_show_the_name_a_member_has_in_this_server(world: S
 
 
 def _sine(path: Path, seconds: float, *options: str) -> bytes:
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
-                    f"sine=frequency=330:duration={seconds}", *options, str(path)],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=330:duration={seconds}",
+            *options,
+            str(path),
+        ],
+        check=True,
+    )
     return path.read_bytes()
 
 
@@ -251,8 +271,9 @@ def hostile_corpus(folder: Path, tracks_dir: Path) -> list[tuple[str, bytes, str
     _sine(private, 15)
     other_servers_track = tracks_dir / "someone-elses-song.ogg"
     _sine(other_servers_track, 15, "-c:a", "libopus")
-    playlist = (f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:15\n#EXTINF:15.0,\n"
-                f"{private}\n#EXT-X-ENDLIST\n").encode()  # fmt: skip
+    playlist = (
+        f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:15\n#EXTINF:15.0,\n{private}\n#EXT-X-ENDLIST\n"
+    ).encode()
     concat = f"ffconcat version 1.0\nfile '{other_servers_track}'\n".encode()
     lying = bytearray(_sine(folder / "long.webm", 600, "-c:a", "libopus", "-b:a", "6k", "-ac", "1"))
     duration = lying.find(b"\x44\x89\x88")  # Segment Info > Duration, 8-byte float, in ms
@@ -335,8 +356,9 @@ async def test_shutdown_during_training_stops_it_first_and_never_restarts_the_wo
     world: Security, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = world.server("home")
-    _, message = await world.run(home, home.admin, "radio_train", dataset="tones", name="bye",
-                                 preset="tiny", epochs=500)  # fmt: skip
+    _, message = await world.run(
+        home, home.admin, "radio_train", dataset="tones", name="bye", preset="tiny", epochs=500
+    )
     assert "Training started" in message.content, message.text
 
     async def training() -> bool:

@@ -212,9 +212,7 @@ async def test_save_sends_the_song_in_a_dm_or_says_why_not(world: World) -> None
     server.carol.dms_open = False
     _, answer = await world.run(server, server.carol, "radio_save")
     assert answer.ephemeral and "cannot send you direct messages" in answer.content
-    assert world.fake.refused_dms == [server.carol.id] and server.carol.id not in (
-        world.fake.direct_messages
-    )
+    assert world.fake.refused_dms == [server.carol.id] and server.carol.id not in (world.fake.direct_messages)
 
     # A song chosen from the history by its number; forged and bad numbers are refused.
     _, history = await world.run(server, server.alice, "radio_history")

@@ -67,9 +67,7 @@ async def test_votes_and_favourites_survive_a_restart_and_replay_first(
             # A button on a message the first bot posted still counts.
             await server.guild.set_voice(server.carol, server.lounge)
             assert first_message is not None
-            _, answer = await press(
-                world, server, server.carol, first_message, f"radio:like:{first}"
-            )
+            _, answer = await press(world, server, server.carol, first_message, f"radio:like:{first}")
             assert "You like" in answer.content and counts(first_message, first) == ("2", "0")
             _, answer = await world.run(server, server.bob, "radio_favorites")
             assert all(f"`#{track}`" in answer.text for track in favorites)

@@ -232,9 +232,7 @@ def test_fixture_without_tokenizer_files_says_so(tmp_path: Path) -> None:
         ("Qwen3-Embedding-0.6B/model.safetensors", "text encoder weights"),
     ],
 )
-def test_missing_file_is_named_with_how_to_get_it(
-    original_copy: Path, tmp_path: Path, remove: str, named: str
-) -> None:
+def test_missing_file_is_named_with_how_to_get_it(original_copy: Path, tmp_path: Path, remove: str, named: str) -> None:
     target = original_copy / remove
     shutil.rmtree(target) if target.is_dir() else target.unlink()
     with pytest.raises(CheckpointError) as err:
@@ -274,9 +272,7 @@ def test_missing_key_is_named(original_copy: Path, tmp_path: Path) -> None:
         load_pipeline(original_copy, dtype="float32", cache_dir=tmp_path / "cache")
 
 
-def test_checkpoint_without_audio_tokenizer_converts_without_it(
-    original_copy: Path, tmp_path: Path
-) -> None:
+def test_checkpoint_without_audio_tokenizer_converts_without_it(original_copy: Path, tmp_path: Path) -> None:
     def drop(tensors: dict) -> None:
         for key in [k for k in tensors if k.startswith(("tokenizer.", "detokenizer."))]:
             del tensors[key]
@@ -366,9 +362,7 @@ def test_variant_choice_in_a_checkpoints_folder(original_copy: Path) -> None:
     base = inspect_checkpoint(original_copy, "base")
     assert (base.name, base.variant, base.is_turbo) == ("acestep-v15-base", "base", False)
     assert inspect_checkpoint(original_copy, "sft").variant == "sft"
-    with pytest.raises(
-        CheckpointError, match=r"No 'xl-sft' model .* available are base, sft, turbo"
-    ):
+    with pytest.raises(CheckpointError, match=r"No 'xl-sft' model .* available are base, sft, turbo"):
         inspect_checkpoint(original_copy, "xl-sft")
     shutil.rmtree(original_copy / TURBO)
     with pytest.raises(CheckpointError, match=r"several models \(base, sft\) and no turbo"):
@@ -402,9 +396,7 @@ def test_sdpa_is_set_on_every_attention_layer(tiny_checkpoint_dir: Path, tmp_pat
 
 
 @pytest.mark.skipif(flash_attention_installed(), reason="flash-attn is installed here")
-def test_flash_attention_without_flash_attn_is_refused(
-    tiny_checkpoint_dir: Path, tmp_path: Path
-) -> None:
+def test_flash_attention_without_flash_attn_is_refused(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs the flash-attn package"):
         load_pipeline(
             tiny_checkpoint_dir,

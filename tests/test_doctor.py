@@ -43,9 +43,7 @@ def test_doctor_reports_a_cpu_only_machine(
     assert lines[6] == "✔ songwriter: gemma-3-270m-q4_k_m.gguf loads (LLM_GPU_LAYERS=0)"
 
 
-def test_doctor_says_what_to_do_about_each_problem(
-    env_file: Path, tiny_checkpoint_dir: Path, tmp_path: Path
-) -> None:
+def test_doctor_says_what_to_do_about_each_problem(env_file: Path, tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
     checkpoint = tmp_path / "incomplete"
     shutil.copytree(tiny_checkpoint_dir, checkpoint)
     (checkpoint / "vae" / "diffusion_pytorch_model.safetensors").unlink()

@@ -71,9 +71,7 @@ def test_generates_a_real_opus_file_with_the_right_duration(engine: MusicEngine)
 def test_same_seed_same_audio_other_seed_other_audio(engine: MusicEngine, tmp_path: Path) -> None:
     a = engine.generate(SPEC, out_path=tmp_path / "a.wav", fmt="wav")[0]
     b = engine.generate(SPEC, out_path=tmp_path / "b.wav", fmt="wav")[0]
-    c = engine.generate(
-        SPEC.model_copy(update={"seed": 99}), out_path=tmp_path / "c.wav", fmt="wav"
-    )[0]
+    c = engine.generate(SPEC.model_copy(update={"seed": 99}), out_path=tmp_path / "c.wav", fmt="wav")[0]
     assert np.array_equal(wave(a), wave(b))
     assert not np.allclose(wave(a), wave(c))
 
@@ -83,18 +81,14 @@ def test_batch_gives_one_track_per_seed(engine: MusicEngine, tmp_path: Path) -> 
     tracks = engine.generate(SPEC, batch=2, out_path=tmp_path / "song.wav", fmt="wav")
     assert [t.seed for t in tracks] == [1234, 1235]
     assert [Path(t.path).name for t in tracks] == ["song.wav", "song-2.wav"]
-    single = engine.generate(
-        SPEC.model_copy(update={"seed": 1235}), out_path=tmp_path / "s.wav", fmt="wav"
-    )
+    single = engine.generate(SPEC.model_copy(update={"seed": 1235}), out_path=tmp_path / "s.wav", fmt="wav")
     # batched matmuls round differently, so equal up to float noise
     assert np.allclose(wave(tracks[1]), wave(single[0]), atol=2e-3)
 
 
 def test_duration_and_batch_are_clamped_with_warnings(engine: MusicEngine, tmp_path: Path) -> None:
     engine.policy = dataclasses.replace(engine.policy, max_duration=12, max_batch=1)
-    track = engine.generate(
-        SPEC.model_copy(update={"duration": 600}), batch=3, out_path=tmp_path / "x.ogg"
-    )[0]
+    track = engine.generate(SPEC.model_copy(update={"duration": 600}), batch=3, out_path=tmp_path / "x.ogg")[0]
     assert track.duration == pytest.approx(12.0) and track.spec.duration == 12
     assert len(track.warnings) == 2
     assert "600 s" in track.warnings[0] and "batch of 3" in track.warnings[1]
@@ -127,9 +121,7 @@ def test_base_model_uses_cfg_with_the_learned_null_embedding(settings, tmp_path:
     assert calls == [2, 2, 2]  # conditional and null condition in one batch per step
 
 
-def _outputs_match(
-    settings, tmp_path: Path, name: str, **policy_changes
-) -> tuple[MusicEngine, np.ndarray]:
+def _outputs_match(settings, tmp_path: Path, name: str, **policy_changes) -> tuple[MusicEngine, np.ndarray]:
     engine = make_engine(settings, **policy_changes)
     return engine, wave(engine.generate(SPEC, out_path=tmp_path / f"{name}.wav", fmt="wav")[0])
 
@@ -149,25 +141,11 @@ def test_stage_offloader_moves_one_module_at_a_time() -> None:
 
 def test_choose_placement_follows_the_policy() -> None:
     choose = placement.choose_placement
-    assert (
-        choose(on_accelerator=False, cpu_offload=True, dit_offload=True, streamed=True)
-        == "resident"
-    )
-    assert (
-        choose(on_accelerator=True, cpu_offload=False, dit_offload=False, streamed=False)
-        == "resident"
-    )
-    assert (
-        choose(on_accelerator=True, cpu_offload=True, dit_offload=False, streamed=False)
-        == "cpu-offload"
-    )
-    assert (
-        choose(on_accelerator=True, cpu_offload=True, dit_offload=True, streamed=False)
-        == "dit-offload"
-    )
-    assert (
-        choose(on_accelerator=True, cpu_offload=True, dit_offload=True, streamed=True) == "streamed"
-    )
+    assert choose(on_accelerator=False, cpu_offload=True, dit_offload=True, streamed=True) == "resident"
+    assert choose(on_accelerator=True, cpu_offload=False, dit_offload=False, streamed=False) == "resident"
+    assert choose(on_accelerator=True, cpu_offload=True, dit_offload=False, streamed=False) == "cpu-offload"
+    assert choose(on_accelerator=True, cpu_offload=True, dit_offload=True, streamed=False) == "dit-offload"
+    assert choose(on_accelerator=True, cpu_offload=True, dit_offload=True, streamed=True) == "streamed"
     with pytest.raises(ValueError, match="unknown placement"):
         placement.apply_placement(build_tiny_pipeline(), "everywhere", torch.device("cpu"))
 
@@ -185,9 +163,7 @@ def test_int8_quantization_runs_and_stays_close(settings, tmp_path: Path) -> Non
 def test_torch_compile_is_applied(settings, tmp_path: Path) -> None:
     engine = make_engine(settings, torch_compile=True)
     assert engine.pipe.transformer._compiled_call_impl is not None
-    track = engine.generate(
-        SPEC.model_copy(update={"duration": 10}), steps=2, out_path=tmp_path / "c.ogg"
-    )[0]
+    track = engine.generate(SPEC.model_copy(update={"duration": 10}), steps=2, out_path=tmp_path / "c.ogg")[0]
     assert track.settings["torch_compile"] is True
 
 
@@ -202,9 +178,7 @@ def test_engine_loads_either_layout_through_the_real_loader(
     assert probe(Path(track.path)).duration == pytest.approx(10.0, abs=0.05)
 
 
-def test_generate_command_writes_a_playable_file(
-    env_file: Path, tmp_path: Path, tiny_checkpoint_dir
-) -> None:
+def test_generate_command_writes_a_playable_file(env_file: Path, tmp_path: Path, tiny_checkpoint_dir) -> None:
     out = tmp_path / "song.flac"
     args = [
         "generate",
@@ -221,19 +195,13 @@ def test_generate_command_writes_a_playable_file(
     assert f"Wrote {out} (10.0 s, seed 42)" in result.stdout
     assert "DiT" in result.stdout and "VAE" in result.stdout
     info = probe(out)
-    assert (
-        info.codec == "flac"
-        and info.sample_rate == 48_000
-        and info.duration == pytest.approx(10.0, abs=0.01)
-    )
+    assert info.codec == "flac" and info.sample_rate == 48_000 and info.duration == pytest.approx(10.0, abs=0.01)
 
 
 def test_generate_command_explains_bad_input(env_file: Path, tmp_path: Path) -> None:
     result = run_engine(["generate", "--caption", "x", "--out", str(tmp_path / "a.aac")], env_file)
     assert result.returncode == 2 and "allowed suffixes are" in result.stderr
-    result = run_engine(
-        ["generate", "--caption", "x", "--bpm", "999", "--out", str(tmp_path / "a.ogg")], env_file
-    )
+    result = run_engine(["generate", "--caption", "x", "--bpm", "999", "--out", str(tmp_path / "a.ogg")], env_file)
     assert result.returncode == 2 and "invalid song" in result.stderr and "bpm" in result.stderr
     missing = tmp_path / "nothing-here"
     missing.mkdir()
@@ -265,9 +233,7 @@ def test_a_failing_torch_compile_falls_back_to_eager(settings, tmp_path: Path, m
         raise RuntimeError("no C compiler on this system")
 
     real = placement.compile_modules
-    monkeypatch.setattr(
-        placement, "compile_modules", lambda modules: real(modules, backend=broken_backend)
-    )
+    monkeypatch.setattr(placement, "compile_modules", lambda modules: real(modules, backend=broken_backend))
     engine = make_engine(settings, torch_compile=True)
     assert engine.compiled
     first = engine.generate(SPEC, out_path=tmp_path / "first.wav", fmt="wav")[0]
@@ -279,18 +245,13 @@ def test_a_failing_torch_compile_falls_back_to_eager(settings, tmp_path: Path, m
     assert np.array_equal(wave(first), eager) and np.array_equal(wave(second), eager)
 
 
-def test_int8_that_cannot_be_applied_runs_unquantized(
-    settings, tmp_path: Path, monkeypatch, caplog
-) -> None:
+def test_int8_that_cannot_be_applied_runs_unquantized(settings, tmp_path: Path, monkeypatch, caplog) -> None:
     def unavailable(_transformer):
         raise ImportError("torchao is not installed")
 
     monkeypatch.setattr(placement, "quantize_int8", unavailable)
     engine = make_engine(settings, quantization="int8")
-    assert (
-        "QUANTIZATION=int8 could not be applied (ImportError: torchao is not installed)"
-        in caplog.text
-    )
+    assert "QUANTIZATION=int8 could not be applied (ImportError: torchao is not installed)" in caplog.text
     track = engine.generate(SPEC, out_path=tmp_path / "plain.ogg")[0]
     assert track.settings["quantization"] == "none"
 
@@ -309,9 +270,7 @@ def test_nan_latents_stop_the_song_with_the_likely_cause(settings, tmp_path: Pat
     assert not (tmp_path / "nan.ogg").exists()
 
 
-def test_an_instrumental_reaches_the_pipeline_as_upstream_encodes_it(
-    engine: MusicEngine, monkeypatch
-) -> None:
+def test_an_instrumental_reaches_the_pipeline_as_upstream_encodes_it(engine: MusicEngine, monkeypatch) -> None:
     """Empty lyrics (an instrumental, or an old stored spec) reach the text encoder
     as `[Instrumental]` in the language `unknown`, as ACE-Step was trained."""
     seen: list[tuple[object, object]] = []

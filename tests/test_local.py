@@ -13,9 +13,7 @@ from engine.audio import probe
 from engine.settings import ENV_FILE_VARIABLE, PROJECT_ROOT, Settings
 
 
-def test_the_local_listener_plays_a_continuous_numbered_stream(
-    tiny_checkpoint_dir: Path, tmp_path: Path
-) -> None:
+def test_the_local_listener_plays_a_continuous_numbered_stream(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text(
         f"CHECKPOINT_DIR={tiny_checkpoint_dir}\nDATA_DIR={tmp_path / 'data'}\n"
@@ -25,15 +23,28 @@ def test_the_local_listener_plays_a_continuous_numbered_stream(
     keys = set(Settings.model_fields)  # only the file speaks
     env = {key: value for key, value in os.environ.items() if key.lower() not in keys}
     run = subprocess.run(
-        [sys.executable, "-m", "bot.local", "--songs", "3", "--speed", "20",
-         "--songwriter", "template", "--steps", "2", "--request", "a cat on a piano"],
+        [
+            sys.executable,
+            "-m",
+            "bot.local",
+            "--songs",
+            "3",
+            "--speed",
+            "20",
+            "--songwriter",
+            "template",
+            "--steps",
+            "2",
+            "--request",
+            "a cat on a piano",
+        ],
         cwd=PROJECT_ROOT,
         env={**env, ENV_FILE_VARIABLE: str(env_file)},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=300,
-    )  # fmt: skip
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = tmp_path / "out"
     plays = [json.loads(line) for line in (out / "plays.jsonl").read_text().splitlines()]
@@ -68,16 +79,19 @@ def test_a_missing_checkpoint_ends_with_one_clear_line_and_the_traceback_in_the_
     env_file = tmp_path / ".env"
     log_file = tmp_path / "logs" / "radio.log"
     env_file.write_text(
-        f"CHECKPOINT_DIR={tmp_path / 'nothing-here'}\nDATA_DIR={tmp_path / 'data'}\n"
-        f"DEVICE=cpu\nLOG_FILE={log_file}\n"
+        f"CHECKPOINT_DIR={tmp_path / 'nothing-here'}\nDATA_DIR={tmp_path / 'data'}\nDEVICE=cpu\nLOG_FILE={log_file}\n"
     )
     keys = set(Settings.model_fields)
     env = {key: value for key, value in os.environ.items() if key.lower() not in keys}
     run = subprocess.run(
         [sys.executable, "-m", "bot.local", "--songs", "1", "--songwriter", "template"],
-        cwd=PROJECT_ROOT, env={**env, ENV_FILE_VARIABLE: str(env_file)},
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=PROJECT_ROOT,
+        env={**env, ENV_FILE_VARIABLE: str(env_file)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 1
     assert "Traceback" not in run.stderr, run.stderr
     errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]

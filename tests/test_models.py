@@ -34,18 +34,14 @@ COMPONENTS = (
 
 @pytest.fixture(scope="module")
 def loaded_tiny(tiny_checkpoint_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    return load_pipeline(
-        tiny_checkpoint_dir, dtype="float32", cache_dir=tmp_path_factory.mktemp("cache")
-    )
+    return load_pipeline(tiny_checkpoint_dir, dtype="float32", cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 def _state(pipe, name: str) -> dict[str, torch.Tensor]:
     return getattr(pipe, name).state_dict()
 
 
-def test_inspect_tells_layout_variant_and_size(
-    tiny_checkpoint_dir: Path, tiny_original_checkpoint_dir: Path
-) -> None:
+def test_inspect_tells_layout_variant_and_size(tiny_checkpoint_dir: Path, tiny_original_checkpoint_dir: Path) -> None:
     diffusers = inspect_checkpoint(tiny_checkpoint_dir)
     assert (diffusers.layout, diffusers.variant, diffusers.is_turbo, diffusers.is_xl) == (
         "diffusers",
@@ -54,9 +50,7 @@ def test_inspect_tells_layout_variant_and_size(
         False,
     )
     original = inspect_checkpoint(tiny_original_checkpoint_dir)
-    assert original == CheckpointInfo(
-        tiny_original_checkpoint_dir, "original", "acestep-v15-turbo", "turbo", False
-    )
+    assert original == CheckpointInfo(tiny_original_checkpoint_dir, "original", "acestep-v15-turbo", "turbo", False)
     assert original.dit_dir == tiny_original_checkpoint_dir / "acestep-v15-turbo"
     # Pointing at the DiT folder itself finds the same checkpoint.
     assert inspect_checkpoint(tiny_original_checkpoint_dir / "acestep-v15-turbo") == original
@@ -129,9 +123,7 @@ def test_find_checkpoint_reads_checkpoint_dir(env_file: Path, tiny_checkpoint_di
     assert find_checkpoint(load_settings()).path == tiny_checkpoint_dir
 
 
-def test_find_checkpoint_without_weights_says_how_to_get_them(
-    env_file: Path, tmp_path: Path
-) -> None:
+def test_find_checkpoint_without_weights_says_how_to_get_them(env_file: Path, tmp_path: Path) -> None:
     env_file.write_text(f"CHECKPOINT_DIR={tmp_path / 'nothing'}\n")
     with pytest.raises(CheckpointError) as err:
         find_checkpoint(load_settings())
@@ -158,9 +150,7 @@ def test_tiny_tokenizer_is_reproducible_and_pads() -> None:
     assert int(ids[1, int(mask[1].sum()) - 1]) == eos  # special token kept whole
 
 
-def test_diffusers_folder_without_tokenizer_files(
-    tiny_checkpoint_dir: Path, tmp_path: Path
-) -> None:
+def test_diffusers_folder_without_tokenizer_files(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "pipe"
     shutil.copytree(tiny_checkpoint_dir, copy)
     (copy / "tokenizer" / "tokenizer.json").unlink()

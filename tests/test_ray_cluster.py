@@ -39,23 +39,27 @@ ADAPTER = "cluster-tones"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def world(
-    ray_cluster: None, tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path
-):
+async def world(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path):
     from training.presets import save_preset
 
     root = tmp_path_factory.mktemp("ray-bot")
     async with FakeDiscord() as fake:
         servers = [add_server(fake, f"cluster {i}") for i in range(4)]
         settings = world_settings(
-            root, tiny_checkpoint_dir, fake.token, buffer_size=2, worker_backend="ray",
-            ray_workers=2, ray_cpus_per_worker=0.5, ray_training_gpus=1, shard_count=2,
-        )  # fmt: skip
+            root,
+            tiny_checkpoint_dir,
+            fake.token,
+            buffer_size=2,
+            worker_backend="ray",
+            ray_workers=2,
+            ray_cpus_per_worker=0.5,
+            ray_training_gpus=1,
+            shard_count=2,
+        )
         make_audio_dir(settings.datasets_dir / "tones", ["synth.wav"], broken=False)
         tiny = fast_config(tiny_checkpoint_dir, root, lr=0.05, epochs=1)
         save_preset("tiny", tiny, settings.data_dir / "training-presets", "tests: tiny model")
-        training = {"overrides": {"cache_dir": root / "cache"}, "env": CHILD_ENV,
-                    "poll_seconds": 0.2}  # fmt: skip
+        training = {"overrides": {"cache_dir": root / "cache"}, "env": CHILD_ENV, "poll_seconds": 0.2}
         voice = VoiceLog()
         # Real time (20 ms a frame): one surviving worker keeps up with one station, so
         # a silence could only come from the lost song, which is what is tested.
@@ -224,15 +228,20 @@ async def test_with_no_gpu_to_spare_training_pauses_the_songs_as_on_one_machine(
         ray.kill(holder)
     # Generation resumed: the workers are back (the first one ready is enough to sing).
     assert world.bot.stations.busy_reason is None
-    await world.fake.wait_for(lambda: [w["ready"] for w in backend(world).workers] == [True] * 2,
-                              timeout=180)  # fmt: skip
+    await world.fake.wait_for(lambda: [w["ready"] for w in backend(world).workers] == [True] * 2, timeout=180)
 
 
 def test_a_bot_with_ray_and_no_cluster_says_so_in_one_line(tmp_path: Path) -> None:
-    env = {**os.environ, "RADIO_ENV_FILE": str(tmp_path / "none.env"), "DISCORD_TOKEN": "x",
-           "WORKER_BACKEND": "ray", "RAY_ADDRESS": "127.0.0.1:9"}  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "bot"], cwd=PROJECT_ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    env = {
+        **os.environ,
+        "RADIO_ENV_FILE": str(tmp_path / "none.env"),
+        "DISCORD_TOKEN": "x",
+        "WORKER_BACKEND": "ray",
+        "RAY_ADDRESS": "127.0.0.1:9",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -254,7 +263,8 @@ def test_the_local_backend_imports_nothing_of_ray(tmp_path: Path) -> None:
     )
     env = {**os.environ, "RADIO_ENV_FILE": str(tmp_path / "none.env")}
     env.pop("WORKER_BACKEND", None)
-    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

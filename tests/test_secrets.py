@@ -64,9 +64,7 @@ def test_children_get_an_environment_without_the_token(monkeypatch: pytest.Monke
     assert TOKEN not in os.environ.values()
 
 
-def test_the_trainer_console_posted_on_failure_shows_no_token_or_path(
-    env_file: Path, tmp_path: Path
-) -> None:
+def test_the_trainer_console_posted_on_failure_shows_no_token_or_path(env_file: Path, tmp_path: Path) -> None:
     env_file.write_text(f"DISCORD_TOKEN={TOKEN}\n")
     runs = TrainingRuns(None, load_settings())  # type: ignore[arg-type]
     run = tmp_path / "srv" / "radio" / "run"

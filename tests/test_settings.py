@@ -25,9 +25,7 @@ def test_defaults_match_the_8gb_guide(env_file: Path) -> None:
     assert s.tracks_dir == PROJECT_ROOT / "data" / "tracks"
 
 
-def test_reads_the_env_file_and_environment_wins(
-    env_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_reads_the_env_file_and_environment_wins(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_file.write_text(
         "CPU_OFFLOAD=true\nTORCH_COMPILE=off\nLLM_GPU_LAYERS=-1\nBUFFER_SIZE=5\n"
         "MAX_CUDA_VRAM=8\nLLM_MODEL_NAME=big.gguf\nQUANTIZATION=INT8\n"
@@ -78,9 +76,7 @@ def test_a_wrong_value_gives_one_line_naming_key_value_and_allowed(
     assert allowed in line
 
 
-def test_default_duration_above_max_length_names_both_keys(
-    env_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_default_duration_above_max_length_names_both_keys(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEFAULT_DURATION", "400")
     with pytest.raises(SettingsError) as info:
         load_settings()
@@ -88,9 +84,7 @@ def test_default_duration_above_max_length_names_both_keys(
     assert "MAX_LENGTH_MAX=300" in str(info.value)
 
 
-def test_several_wrong_values_give_one_line_each(
-    env_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_several_wrong_values_give_one_line_each(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_file.write_text("BUFFER_SIZE=-1\nCPU_OFFLOAD=maybe\n")
     with pytest.raises(SettingsError) as info:
         load_settings()
@@ -112,18 +106,14 @@ def test_empty_auto_values_mean_auto(env_file: Path) -> None:
     assert s.discord_token is None
 
 
-def test_relative_paths_are_inside_the_project_and_absolute_paths_kept(
-    env_file: Path, tmp_path: Path
-) -> None:
+def test_relative_paths_are_inside_the_project_and_absolute_paths_kept(env_file: Path, tmp_path: Path) -> None:
     env_file.write_text(f"TRACKS_DIR=songs\nMODELS_DIR={tmp_path / 'm'}\n")
     s = load_settings()
     assert s.tracks_dir == PROJECT_ROOT / "songs"
     assert s.models_dir == tmp_path / "m"
 
 
-def test_token_never_in_repr_str_dump_or_errors(
-    env_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_token_never_in_repr_str_dump_or_errors(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
     s = load_settings()
     assert s.discord_token.get_secret_value() == TOKEN

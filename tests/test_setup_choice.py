@@ -35,9 +35,7 @@ SETUP_FILES = (
     "engine/setup/torch_builds.py",
     "engine/setup/helper.py",
 )
-_TORCH_INSTALL = re.compile(
-    r"pip .*install (?:-q )?'?(torch[=<>][^ ']*)'?(?: --index-url \S+/whl/(\S+))?$"
-)
+_TORCH_INSTALL = re.compile(r"pip .*install (?:-q )?'?(torch[=<>][^ ']*)'?(?: --index-url \S+/whl/(\S+))?$")
 
 
 @pytest.fixture
@@ -175,8 +173,7 @@ def test_a_failing_driver_is_reported_and_setup_goes_on_with_the_cpu_build(fresh
     write_tool(
         tools,
         "nvidia-smi",
-        'echo "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver."\n'
-        "exit 9\n",
+        'echo "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver."\nexit 9\n',
     )
     result = dry_run(project, tools)
     assert result.returncode == 0
@@ -200,9 +197,7 @@ def test_llama_cpp_is_built_with_cuda_only_for_torchs_cuda_major(fresh) -> None:
 
 
 def test_help_lists_dry_run() -> None:
-    out = subprocess.run(
-        ["bash", "setup.sh", "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True
-    )
+    out = subprocess.run(["bash", "setup.sh", "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "--dry-run" in out.stdout and "TORCH_CUDA" in out.stdout
 
 
@@ -222,9 +217,7 @@ def test_a_driver_too_old_to_report_compute_capability_still_gets_a_plan(fresh) 
     assert torch_builds(result.stdout) == ["cu118"]  # checked on the GPU after installing
 
 
-@pytest.mark.skipif(
-    platform.machine().lower() not in ("x86_64", "amd64"), reason="the portable build is for x86-64"
-)
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the portable build is for x86-64")
 def test_llama_cpp_for_the_cpu_is_a_portable_build_kept_in_our_own_cache(fresh) -> None:
     """A native build dies with SIGILL on a CPU that reports AMX inside a VM that does not
     enable it (this machine): the CPU build is portable, and cached per build options

@@ -82,9 +82,7 @@ def test_answers_without_a_song_are_rejected(body: str) -> None:
         assemble_lyrics(body, brief())
 
 
-@pytest.mark.parametrize(
-    "line", ["4/5 (012)", '". Lyrics', "Lyrics: here", "{json}", "@@@ x", "a", "https://x.y"]
-)
+@pytest.mark.parametrize("line", ["4/5 (012)", '". Lyrics', "Lyrics: here", "{json}", "@@@ x", "a", "https://x.y"])
 def test_junk_lines_are_junk(line: str) -> None:
     assert is_junk_line(line) and clean_line(line, 48) == ""
 
@@ -93,9 +91,7 @@ def test_a_line_cut_at_the_limit_loses_its_unfinished_word() -> None:
     cut = "I was waiting by the door for you to come ho"
     assert clean_line(cut, len(cut)) == "I was waiting by the door for you to come"
     assert clean_line("A whole line", 48) == "A whole line"
-    assert clean_title("Lighthouse Keeper Falls In Love With A W", 40) == (
-        "Lighthouse Keeper Falls In Love With A"
-    )
+    assert clean_title("Lighthouse Keeper Falls In Love With A W", 40) == ("Lighthouse Keeper Falls In Love With A")
 
 
 def test_form_problems_name_what_is_wrong() -> None:
@@ -127,9 +123,7 @@ def test_the_caption_names_the_genre_and_speaks_ace_steps_language() -> None:
 
 
 def test_make_spec_gives_a_valid_spec_and_instrumentals_as_upstream() -> None:
-    spec = make_spec(
-        "Salt and Wire", assemble_lyrics(BODY, brief()), brief(), DurationRange(40, 60), 7
-    )
+    spec = make_spec("Salt and Wire", assemble_lyrics(BODY, brief()), brief(), DurationRange(40, 60), 7)
     assert SongSpec.model_validate_json(spec.model_dump_json()) == spec
     assert (spec.language, spec.seed, spec.duration) == ("en", 7, 60)
     inst = make_spec("Drift", "", brief(instrumental=True), DurationRange(40, 60), 7)

@@ -96,9 +96,7 @@ def test_a_clean_station_takes_blocked_words_out_of_the_theme() -> None:
 def test_the_theme_language_decides_whether_its_words_may_go_in_the_title() -> None:
     assert brief("rainy night in Tokyo").theme_in_language
     assert brief("le premier jour des vacances", language="fr").theme_in_language
-    assert not brief(
-        "a lighthouse keeper who falls in love with a ship", language="fr"
-    ).theme_in_language
+    assert not brief("a lighthouse keeper who falls in love with a ship", language="fr").theme_in_language
 
 
 def test_instrumental_and_section_counts_follow_the_brief() -> None:

@@ -69,9 +69,7 @@ def test_ordinary_themes_are_written_by_the_model(songwriter: Songwriter) -> Non
         ("a sea shanty about deadlines", StationStyle(genre="folk", mood="humorous")),
         ("", StationStyle(genre="synthwave", max_duration=90)),  # auto mode
     ]
-    results = [
-        songwriter.compose(theme, style, seed=100 + i) for i, (theme, style) in enumerate(themes)
-    ]
+    results = [songwriter.compose(theme, style, seed=100 + i) for i, (theme, style) in enumerate(themes)]
     for result, (_, style) in zip(results, themes, strict=True):
         assert_safe_valid(result.spec, style, style.max_duration)
         assert result.spec.duration >= style.max_duration * 2 // 3
@@ -119,12 +117,8 @@ def test_durations_follow_the_request_the_station_and_the_tier(tmp_path: Path) -
     assert capped.write("x", StationStyle(max_duration=30), duration=20, seed=1).duration == 20
 
 
-@pytest.mark.parametrize(
-    ("language", "theme"), [("ja", "東京の雨の夜"), ("fr", "le premier jour des vacances")]
-)
-def test_the_song_is_in_the_station_language(
-    songwriter: Songwriter, language: str, theme: str
-) -> None:
+@pytest.mark.parametrize(("language", "theme"), [("ja", "東京の雨の夜"), ("fr", "le premier jour des vacances")])
+def test_the_song_is_in_the_station_language(songwriter: Songwriter, language: str, theme: str) -> None:
     spec = songwriter.write(theme, StationStyle(genre="pop", language=language), seed=5)
     assert spec.language == language
     assert identify(f"{spec.title}\n{sung_text(spec.lyrics)}", "any")[0] == language
@@ -157,9 +151,7 @@ def test_a_blocked_word_is_caught_when_clean_and_allowed_when_explicit(
     spec = result.spec
     assert result.source == "model" and result.theme_removed == ()
     assert "cocaine" in blocked_words(f"{spec.title}\n{spec.lyrics}", "en")  # allowed
-    clean_brief = make_brief(
-        "cocaine", explicit.model_copy(update={"rating": "clean"}), duration=60
-    )
+    clean_brief = make_brief("cocaine", explicit.model_copy(update={"rating": "clean"}), duration=60)
     assert "rating clean: blocked words cocaine" in first_problem(spec, clean_brief, ())
     clean = songwriter.compose("cocaine party", StationStyle(genre="hip-hop"), seed=11)
     assert clean.theme_removed == ("cocaine",)
@@ -173,9 +165,7 @@ def test_section_modifiers_the_model_chose_survive_cleanup(models_dir: Path) -> 
     brief = make_brief("neon rain", StationStyle(genre="synthwave"), duration=60)
     kept = 0
     for seed in range(6):
-        draft = drafter.draft(
-            brief, seed=seed, attempt=1, deadline=time.monotonic() + 120, title_only=False
-        )
+        draft = drafter.draft(brief, seed=seed, attempt=1, deadline=time.monotonic() + 120, title_only=False)
         tags = [tag for tag, _ in sections(draft.body)]
         assert all(TAG.match(tag) for tag in tags), tags
         lyrics = assemble_lyrics(draft.body, brief)
@@ -208,9 +198,7 @@ def test_a_recent_song_is_not_written_again(songwriter: Songwriter) -> None:
     first = songwriter.compose("first day of summer", style, seed=42).spec
     second = songwriter.compose("first day of summer", style, seed=42, recent=[first])
     assert second.spec.title != first.title
-    assert any("too close to the recent song" in r for r in second.rejected) or (
-        second.source == "template"
-    )
+    assert any("too close to the recent song" in r for r in second.rejected) or (second.source == "template")
 
 
 def test_calls_from_threads_are_safe_and_repeatable(songwriter: Songwriter) -> None:
@@ -264,9 +252,7 @@ def test_missing_model_falls_back_with_the_reason(tmp_path: Path) -> None:
     ("content", "reason"),
     [(os.urandom(4096), "not a GGUF file"), (b"GGUF" + os.urandom(4096), "cannot load")],
 )
-def test_corrupt_model_falls_back_with_the_reason(
-    tmp_path: Path, content: bytes, reason: str
-) -> None:
+def test_corrupt_model_falls_back_with_the_reason(tmp_path: Path, content: bytes, reason: str) -> None:
     (tmp_path / "broken.gguf").write_bytes(content)
     result = Songwriter(SongwriterConfig("broken.gguf", tmp_path)).compose("rain", seed=1)
     assert result.source == "template" and reason in result.fallback_reason
@@ -308,17 +294,25 @@ def test_the_grammar_holds_for_a_chat_template_prompt(models_dir: Path) -> None:
     text = f"{prompt.text} Rain\n"
     grammar = opening_grammar("en", 3, (8, 48))
     first = model.complete(
-        text, grammar, sampling, deadline=time.monotonic() + 120, chat=True,
+        text,
+        grammar,
+        sampling,
+        deadline=time.monotonic() + 120,
+        chat=True,
         fixed_prefix=prompt.fixed,
-    )  # fmt: skip
+    )
     assert first.text.startswith("[Verse 1") and first.text.count("\n") == 5
     assert first.text.rstrip().endswith("]") and "[Chorus" in first.text
     other = make_brief("snow", StationStyle(genre="jazz"), duration=60)
     again = chat_prompt(GEMMA_TEMPLATE, other, model.bos_token, model.eos_token)
     second = model.complete(
-        f"{again.text} Snow\n", grammar, sampling, deadline=time.monotonic() + 120, chat=True,
+        f"{again.text} Snow\n",
+        grammar,
+        sampling,
+        deadline=time.monotonic() + 120,
+        chat=True,
         fixed_prefix=again.fixed,
-    )  # fmt: skip
+    )
     assert second.evaluated < second.prompt_tokens / 4  # the fixed part came from the cache
 
 
@@ -382,12 +376,8 @@ def test_cli_rejects_bad_options_clearly(models_dir: Path) -> None:
     assert out.returncode == 2 and "--max-duration" in out.stderr
 
 
-def test_a_model_that_cannot_load_gives_way_to_the_bundled_one(
-    models_dir: Path, tmp_path: Path
-) -> None:
+def test_a_model_that_cannot_load_gives_way_to_the_bundled_one(models_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "big.gguf").write_bytes(b"GGUF" + os.urandom(1024))
-    writer = Songwriter(
-        SongwriterConfig(str(tmp_path / "big.gguf"), models_dir, fallback_model=BUNDLED)
-    )
+    writer = Songwriter(SongwriterConfig(str(tmp_path / "big.gguf"), models_dir, fallback_model=BUNDLED))
     assert writer.load() is None and writer.model_name == BUNDLED
     assert writer.compose("rain", seed=1).source in ("model", "template")

@@ -72,9 +72,13 @@ def test_tiers_says_which_songwriter_model_and_why(env_file: Path) -> None:
 
 def test_download_says_plainly_when_it_cannot(env_file: Path, tmp_path: Path) -> None:
     out = run_engine(
-        ["download"], env_file, MAX_CUDA_VRAM="12", HF_HUB_OFFLINE="1",
-        CHECKPOINT_DIR=str(tmp_path / "ckpt"), MODELS_DIR=str(tmp_path / "models"),
-    )  # fmt: skip
+        ["download"],
+        env_file,
+        MAX_CUDA_VRAM="12",
+        HF_HUB_OFFLINE="1",
+        CHECKPOINT_DIR=str(tmp_path / "ckpt"),
+        MODELS_DIR=str(tmp_path / "models"),
+    )
     assert out.returncode == 1
     assert "Could not download ACE-Step/Ace-Step1.5" in out.stderr
     assert "Could not download ggml-org/gemma-3-4b-it-GGUF/gemma-3-4b-it-Q4_K_M.gguf" in out.stderr

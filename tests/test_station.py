@@ -47,9 +47,7 @@ async def radio(client, tmp_path: Path):
 
     async def open_radio(path: Path | None = None, **config) -> StationManager:
         store = Store(path or tmp_path / "radio.sqlite3")
-        manager = StationManager(
-            store, client, StationConfig(**{"default_duration": 10, **config}), owns_client=False
-        )
+        manager = StationManager(store, client, StationConfig(**{"default_duration": 10, **config}), owns_client=False)
         await manager.start()
         opened.append(manager)
         return manager
@@ -124,9 +122,7 @@ async def test_requests_round_robin_between_listeners_within_the_limits(radio, c
 
 
 @module_loop
-async def test_requests_come_before_auto_fill_across_stations_and_in_the_buffer(
-    radio, client, tmp_path: Path
-) -> None:
+async def test_requests_come_before_auto_fill_across_stations_and_in_the_buffer(radio, client, tmp_path: Path) -> None:
     await client.pause("holding the queue for the test", release_gpu=False)
     manager = await radio(buffer_size=2)
     auto = await manager.add_station(21)
@@ -148,11 +144,7 @@ async def test_requests_come_before_auto_fill_across_stations_and_in_the_buffer(
 
     def now_playing(requester: int | None) -> bool:
         play = auto.now_playing
-        return (
-            play is not None
-            and play.track.id != first_auto
-            and (play.track.requester_id == requester)
-        )
+        return play is not None and play.track.id != first_auto and (play.track.requester_id == requester)
 
     auto.skip()  # the held auto-fill song ends: the request comes next
     await until(lambda: now_playing(7), auto.wait_changed)
@@ -194,9 +186,7 @@ async def test_a_restart_keeps_the_queue_the_buffer_and_the_playing_track(
     radio, client, settings, tmp_path: Path
 ) -> None:
     path = tmp_path / "restart.sqlite3"
-    first = StationManager(
-        Store(path), WorkerClient(template_worker(settings)), StationConfig(default_duration=10)
-    )
+    first = StationManager(Store(path), WorkerClient(template_worker(settings)), StationConfig(default_duration=10))
     await first.client.start()
     await first.start()
     station = await first.add_station(40)
@@ -216,9 +206,7 @@ async def test_a_restart_keeps_the_queue_the_buffer_and_the_playing_track(
     manager = await radio(path)  # the module's worker plays the part of the new one
     report = manager.recovery
     assert report.interrupted_tracks == [playing.id]
-    assert sorted(report.requeued_jobs) == sorted(
-        job_id for job_id, status in before.items() if status != "queued"
-    )
+    assert sorted(report.requeued_jobs) == sorted(job_id for job_id, status in before.items() if status != "queued")
     station = manager.station(40)
     assert [r.id for r in await buffered(station)][:1] == [playing.id]
     assert set(waiting) <= {r.id for r in await buffered(station)}
@@ -230,9 +218,7 @@ async def test_a_restart_keeps_the_queue_the_buffer_and_the_playing_track(
 
 
 @module_loop
-async def test_a_job_that_kills_the_worker_twice_fails_and_the_station_goes_on(
-    radio, client
-) -> None:
+async def test_a_job_that_kills_the_worker_twice_fails_and_the_station_goes_on(radio, client) -> None:
     manager = await radio()
     station = await manager.add_station(50)
     await station.set_auto_mode(False)
@@ -286,9 +272,7 @@ async def test_a_vanished_track_file_is_skipped_with_a_log_line(
 
 
 @module_loop
-async def test_played_tracks_are_pruned_to_the_disk_budget_never_buffered_or_playing(
-    radio, tmp_path: Path
-) -> None:
+async def test_played_tracks_are_pruned_to_the_disk_budget_never_buffered_or_playing(radio, tmp_path: Path) -> None:
     manager = await radio(buffer_size=2, disk_budget_bytes=1)
     station = await manager.add_station(70)
     listener = player(tmp_path, speed=1000)
@@ -297,9 +281,7 @@ async def test_played_tracks_are_pruned_to_the_disk_budget_never_buffered_or_pla
     await station.stop()
     await until(lambda: not station.making, station.wait_changed)  # what was being made is in
     await asyncio.to_thread(manager.store.prune_tracks, 1)
-    tracks = await asyncio.to_thread(
-        lambda: [manager.store.get_track(line.track_id) for line in listener.played]
-    )
+    tracks = await asyncio.to_thread(lambda: [manager.store.get_track(line.track_id) for line in listener.played])
     assert {t.status for t in tracks} == {"pruned"}
     assert not any(t.path.exists() for t in tracks)
     for record in await buffered(station):
@@ -324,16 +306,12 @@ async def test_stats_count_generation_time_and_underruns(radio, tmp_path: Path) 
     assert min(r.generation_seconds for r in records) <= stats.generation_p50
     assert all(r.generation_seconds >= 0.05 for r in records)  # the worker's time, not 0
     with sqlite3.connect(manager.store.path) as db:
-        seconds = [
-            row[0] for row in db.execute("SELECT seconds FROM events WHERE kind = 'underrun'")
-        ]
+        seconds = [row[0] for row in db.execute("SELECT seconds FROM events WHERE kind = 'underrun'")]
     assert all(s is not None and s > 0 for s in seconds)
 
 
 @module_loop
-async def test_while_the_gpu_is_busy_the_station_replays_its_library_and_says_so(
-    radio, client, tmp_path: Path
-) -> None:
+async def test_while_the_gpu_is_busy_the_station_replays_its_library_and_says_so(radio, client, tmp_path: Path) -> None:
     manager = await radio(buffer_size=1)
     station = await manager.add_station(90)
     listener = player(tmp_path, speed=1000)
@@ -346,9 +324,7 @@ async def test_while_the_gpu_is_busy_the_station_replays_its_library_and_says_so
     assert any("replaying the library" in note for note in status.notes)
     count = len(listener.played)
     await manager.resume_generation()
-    await until(
-        lambda: any(p.source == "fresh" for p in listener.played[count:]), station.wait_changed
-    )
+    await until(lambda: any(p.source == "fresh" for p in listener.played[count:]), station.wait_changed)
 
 
 @module_loop

@@ -41,8 +41,7 @@ async def test_a_failed_save_requeues_the_job_then_fails_it_and_leaves_no_file(
 ) -> None:
     store = DiskFullStore(tmp_path / "full.sqlite3")
     store.failed = []
-    manager = StationManager(store, client, StationConfig(default_duration=10, max_per_user=1),
-                             owns_client=False)  # fmt: skip
+    manager = StationManager(store, client, StationConfig(default_duration=10, max_per_user=1), owns_client=False)
     await manager.start()
     try:
         station = await manager.add_station(7)

@@ -36,9 +36,7 @@ def spec(title: str = "Song", duration: int = 60) -> SongSpec:
     return SongSpec(title=title, caption="lofi piano", bpm=90, key="C major", duration=duration)
 
 
-def make_track(
-    folder: Path, name: str, *, size: int = 100, duration: float = 60.0, dit: float = 8.0
-) -> Track:
+def make_track(folder: Path, name: str, *, size: int = 100, duration: float = 60.0, dit: float = 8.0) -> Track:
     """A track whose audio file really exists, `size` bytes long."""
     path = folder / f"{name}.ogg"
     path.write_bytes(b"\0" * size)
@@ -110,10 +108,7 @@ def test_foreign_keys_are_enforced(store: Store) -> None:
     with store._transaction(write=False) as db:
         assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     with pytest.raises(StoreError, match="FOREIGN KEY"), store._transaction(write=True) as db:
-        db.execute(
-            "INSERT INTO jobs (guild_id, kind, theme, status, created_at)"
-            " VALUES (999, 'auto', '', 'queued', 0)"
-        )
+        db.execute("INSERT INTO jobs (guild_id, kind, theme, status, created_at) VALUES (999, 'auto', '', 'queued', 0)")
 
 
 def test_an_older_database_is_upgraded_and_keeps_its_data(db_path: Path) -> None:
@@ -121,8 +116,7 @@ def test_an_older_database_is_upgraded_and_keeps_its_data(db_path: Path) -> None
     raw = sqlite3.connect(db_path, isolation_level=None)
     assert migrate(raw, MIGRATIONS[:1]) == [1]
     raw.execute(
-        "INSERT INTO guild_settings VALUES"
-        " (?, 'jazz', 'night', '', 'en', 120, 1, NULL, NULL, NULL, NULL, 0, 0)",
+        "INSERT INTO guild_settings VALUES (?, 'jazz', 'night', '', 'en', 120, 1, NULL, NULL, NULL, NULL, 0, 0)",
         (GUILD,),
     )
     raw.execute(
@@ -147,8 +141,7 @@ def test_a_version_2_database_gains_the_station_adapter(db_path: Path) -> None:
     raw = sqlite3.connect(db_path, isolation_level=None)
     assert migrate(raw, MIGRATIONS[:2]) == [1, 2]
     raw.execute(
-        "INSERT INTO guild_settings VALUES"
-        " (?, 'jazz', 'night', '', 'en', 120, 1, NULL, NULL, NULL, NULL, 0, 0)",
+        "INSERT INTO guild_settings VALUES (?, 'jazz', 'night', '', 'en', 120, 1, NULL, NULL, NULL, NULL, 0, 0)",
         (GUILD,),
     )
     raw.close()
@@ -231,11 +224,12 @@ def test_guild_settings_have_defaults_and_survive_a_restart(db_path: Path) -> No
     with Store(db_path) as store:
         fresh = store.ensure_guild(GUILD)
         assert (fresh.genre, fresh.language, fresh.max_length, fresh.auto_mode) == (
-            "pop", "en", 300, True,
-        )  # fmt: skip
-        store.update_guild_settings(
-            GUILD, genre="  synthwave ", max_length=120, auto_mode=False, dj_role_id=555
+            "pop",
+            "en",
+            300,
+            True,
         )
+        store.update_guild_settings(GUILD, genre="  synthwave ", max_length=120, auto_mode=False, dj_role_id=555)
         assert store.ensure_guild(GUILD).genre == "synthwave"  # ensure_guild does not reset
     with Store(db_path) as store:
         settings = store.guild_settings(GUILD)
@@ -261,9 +255,7 @@ def test_a_lowered_max_length_max_caps_stored_station_limits(db_path: Path) -> N
     with Store(db_path, max_length_max=240) as store:
         assert store.guild_settings(GUILD).max_length == 240
         with pytest.raises(InvalidValueError, match=r"length 280: allowed is .* 10 to 240"):
-            store.enqueue_request(
-                GUILD, requester_id=A, requester_name="a", theme="x", length=280, **LIMITS
-            )
+            store.enqueue_request(GUILD, requester_id=A, requester_name="a", theme="x", length=280, **LIMITS)
     with Store(db_path, max_length_max=300) as store:  # the guild's own choice was kept
         assert store.guild_settings(GUILD).max_length == 280
 
@@ -358,8 +350,11 @@ def test_a_newcomer_waits_for_the_round_being_served(store: Store) -> None:
     assert [store.next_job(GUILD).requester_id for _ in range(3)] == [A, B, A]  # round 1 begun
     request(store, C)  # after B's round-1 request, before anyone's round 2
     assert [j.requester_id for j in store.pending_jobs(GUILD) if j.status == "queued"] == [
-        B, C, A, B,
-    ]  # fmt: skip
+        B,
+        C,
+        A,
+        B,
+    ]
 
 
 def test_a_listener_just_served_asks_again_for_the_next_round(store: Store) -> None:
@@ -409,14 +404,11 @@ def test_per_user_and_per_guild_limits(store: Store) -> None:
 
 def test_uploads_count_toward_the_limits_like_requests(store: Store) -> None:
     uploads = [
-        store.add_track(
-            GUILD, make_track(store.path.parent, f"up{i}"), uploader=(A, "a"), limits=(2, 3)
-        )
+        store.add_track(GUILD, make_track(store.path.parent, f"up{i}"), uploader=(A, "a"), limits=(2, 3))
         for i in range(2)
     ]
     with pytest.raises(QueueFullError, match="already has 2 song"):
-        store.add_track(GUILD, make_track(store.path.parent, "up3"), uploader=(A, "a"),
-                        limits=(2, 3))  # fmt: skip
+        store.add_track(GUILD, make_track(store.path.parent, "up3"), uploader=(A, "a"), limits=(2, 3))
     with pytest.raises(QueueFullError):
         request(store, A, max_per_user=2, max_per_guild=3)
     request(store, B, max_per_user=2, max_per_guild=3)
@@ -476,12 +468,8 @@ def test_a_10000_character_theme_is_refused(store: Store) -> None:
 def test_request_length_is_checked_against_the_station_limit(store: Store) -> None:
     store.update_guild_settings(GUILD, max_length=90)
     with pytest.raises(InvalidValueError, match="length 120: allowed is an integer from 10 to 90"):
-        store.enqueue_request(
-            GUILD, requester_id=A, requester_name="a", theme="x", length=120, **LIMITS
-        )
-    job = store.enqueue_request(
-        GUILD, requester_id=A, requester_name="a", theme="x", length=90, genre="jazz", **LIMITS
-    )
+        store.enqueue_request(GUILD, requester_id=A, requester_name="a", theme="x", length=120, **LIMITS)
+    job = store.enqueue_request(GUILD, requester_id=A, requester_name="a", theme="x", length=90, genre="jazz", **LIMITS)
     assert (job.length, job.genre) == (90, "jazz")
 
 
@@ -641,9 +629,7 @@ def test_restart_resumes_queue_and_buffer(db_path: Path, tracks_dir: Path) -> No
         assert (resumed.id, resumed.attempts) == (in_flight.id, 2)
 
 
-def test_a_replay_interrupted_by_a_restart_stays_in_the_library(
-    db_path: Path, tracks_dir: Path
-) -> None:
+def test_a_replay_interrupted_by_a_restart_stays_in_the_library(db_path: Path, tracks_dir: Path) -> None:
     with Store(db_path) as store:
         store.ensure_guild(GUILD)
         old = store.add_track(GUILD, make_track(tracks_dir, "old"))
@@ -707,9 +693,7 @@ def test_a_vanished_track_file_is_skipped_with_a_log_line(
 # --- disk budget --------------------------------------------------------------------------------
 
 
-def test_pruning_deletes_oldest_played_files_and_never_buffered_or_playing(
-    store: Store, tracks_dir: Path
-) -> None:
+def test_pruning_deletes_oldest_played_files_and_never_buffered_or_playing(store: Store, tracks_dir: Path) -> None:
     store.ensure_guild(OTHER_GUILD)
     played = []
     for i in range(3):
@@ -806,8 +790,10 @@ def test_stats_match_hand_computed_figures(store: Store, tracks_dir: Path) -> No
 def test_stats_of_a_quiet_station_are_empty_not_errors(store: Store) -> None:
     stats = store.stats(GUILD)
     assert (stats.songs_generated, stats.generation_p50, stats.mean_real_time_factor) == (
-        0, None, None,
-    )  # fmt: skip
+        0,
+        None,
+        None,
+    )
     assert stats.failures_by_reason == {} and stats.top_requesters == []
 
 

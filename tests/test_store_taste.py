@@ -214,9 +214,7 @@ def test_replay_prefers_favourites_two_in_three_and_leaves_disliked_songs_last(
     assert ReplayPicker().pick(only_disliked) == songs[5]  # better than silence
 
 
-def test_reception_gives_like_ratio_and_skip_rate_per_window(
-    store: Store, clock: Clock, tmp_path: Path
-) -> None:
+def test_reception_gives_like_ratio_and_skip_rate_per_window(store: Store, clock: Clock, tmp_path: Path) -> None:
     for number in range(25):
         song = made(store, tmp_path, f"s{number}")
         play(store, clock, song, skipped=number < 10)  # the first ten are skipped
@@ -233,8 +231,7 @@ def test_a_version_3_database_gains_reactions_and_the_taste_switch(tmp_path: Pat
     raw = sqlite3.connect(path, isolation_level=None)
     assert migrate(raw, [m for m in MIGRATIONS if m.version <= 3]) == [1, 2, 3]
     raw.execute(
-        "INSERT INTO guild_settings VALUES (?, 'jazz', '', '', 'en', 120, 1, NULL, NULL, NULL,"
-        " NULL, 0, 0, NULL, 1.0)",
+        "INSERT INTO guild_settings VALUES (?, 'jazz', '', '', 'en', 120, 1, NULL, NULL, NULL, NULL, 0, 0, NULL, 1.0)",
         (GUILD,),
     )
     raw.close()

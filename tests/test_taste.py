@@ -26,9 +26,7 @@ from engine.spec import BpmBand, SongSpec, StationStyle, TasteLean
 NOW = 1_900_000_000.0
 
 
-def spec(
-    caption: str, bpm: int = 100, key: str = "A minor", lyrics: str = "[verse]\nla"
-) -> SongSpec:
+def spec(caption: str, bpm: int = 100, key: str = "A minor", lyrics: str = "[verse]\nla") -> SongSpec:
     return SongSpec(title="t", caption=caption, bpm=bpm, key=key, duration=60, lyrics=lyrics)
 
 
@@ -93,9 +91,7 @@ def test_scores_credit_the_feature_that_explains_the_reception() -> None:
     rng = random.Random(3)
     evidence = []
     for number in range(60):
-        instruments = [
-            i for i in ("rhodes piano", "vinyl crackle", "soft drums") if rng.random() < 0.5
-        ]
+        instruments = [i for i in ("rhodes piano", "vinyl crackle", "soft drums") if rng.random() < 0.5]
         voice = rng.choice(["female vocals", "male vocals", "duet vocals"])
         caption = ", ".join(["lofi hip hop", *instruments, voice])
         skipped = 5.0 if "vinyl crackle" in instruments else None
@@ -139,8 +135,7 @@ def test_old_taste_fades() -> None:
         ]
 
     recent = [
-        song(100 + n, "lofi, piano" if n % 2 else "lofi, guitar", skipped_at=2.0 if n % 2 else None)
-        for n in range(8)
+        song(100 + n, "lofi, piano" if n % 2 else "lofi, guitar", skipped_at=2.0 if n % 2 else None) for n in range(8)
     ]
     assert build_profile(liked_piano(days=30), NOW).likes[0].feature.value == "piano"
     assert build_profile(liked_piano(days=90), NOW).likes == []  # faded away
@@ -203,9 +198,7 @@ def test_lean_helpers_choose_within_what_the_station_allows() -> None:
     assert lean_choice(["a", "b", "c"], 2, lean, rng)[0] == "b"
     assert "c" not in lean_choice(["a", "b", "c"], 2, lean, rng)
     assert sorted(lean_choice(["c", "d"], 2, lean, rng)) == ["c", "d"]  # nothing else left
-    assert lean_choice(["a", "b"], 1, None, random.Random(4)) == random.Random(4).sample(
-        ["a", "b"], 1
-    )
+    assert lean_choice(["a", "b"], 1, None, random.Random(4)) == random.Random(4).sample(["a", "b"], 1)
     assert lean_bpm_range(90, 130, lean) == (105, 119)
     assert lean_bpm_range(60, 80, lean) == (60, 80)  # no overlap: the genre's range stays
     assert all(key.endswith("minor") for key in lean_keys(["A minor", "C major"], lean))
@@ -249,9 +242,7 @@ def test_the_models_songs_lean_to_the_taste_where_their_sound_is_chosen() -> Non
     # An instrumental station avoids what listeners skip but gets no liked voice.
     instrumental = make_brief(
         "",
-        StationStyle(
-            genre="ambient instrumental", lean=TasteLean(prefer=("female vocals",), avoid=("pads",))
-        ),
+        StationStyle(genre="ambient instrumental", lean=TasteLean(prefer=("female vocals",), avoid=("pads",))),
         duration=60,
     )
     caption = template_spec(instrumental, DurationRange(60, 60), 1).caption

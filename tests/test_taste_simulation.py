@@ -79,9 +79,7 @@ async def test_auto_songs_lean_to_what_the_audience_likes(tmp_path: Path) -> Non
     settings = radio_settings(tmp_path, tmp_path / "no-checkpoint")
     # The real manager and station; the worker is never started: this test writes and
     # "plays" each song itself, so only the taste loop runs.
-    manager = StationManager(
-        store, WorkerClient(template_worker(settings)), StationConfig(buffer_size=1)
-    )
+    manager = StationManager(store, WorkerClient(template_worker(settings)), StationConfig(buffer_size=1))
     station = await manager.add_station(GUILD)
     await station.set_style(genre=GENRE)
     writer = Songwriter(SongwriterConfig(model=None, models_dir=tmp_path))
@@ -157,6 +155,4 @@ async def test_auto_songs_lean_to_what_the_audience_likes(tmp_path: Path) -> Non
     # then on every song that does not explore leans to it.
     formed = run.leaned.index(True)
     assert formed < SONGS - LATE, f"the taste formed only at song {formed}"
-    assert all(
-        lean or ex for lean, ex in zip(run.leaned[formed:], run.explored[formed:], strict=True)
-    )
+    assert all(lean or ex for lean, ex in zip(run.leaned[formed:], run.explored[formed:], strict=True))

@@ -81,17 +81,17 @@ def test_each_unsafe_setting_gets_one_warning_line_in_the_report_and_the_log(
         policy = resolve(settings, detect_device(settings))
     assert policy.tier.name == "tier1"
     assert [w.split(" ", 1)[0] for w in policy.warnings] == [
-        "CPU_OFFLOAD=false", "DIT_OFFLOAD=false", "QUANTIZATION=none",
-    ]  # fmt: skip
+        "CPU_OFFLOAD=false",
+        "DIT_OFFLOAD=false",
+        "QUANTIZATION=none",
+    ]
     for warning, recommended in zip(
         policy.warnings, ("CPU_OFFLOAD=true", "DIT_OFFLOAD=true", "QUANTIZATION=int8"), strict=True
     ):
         assert "tier1" in warning and "mandatory" in warning
         assert f"tier1 recommends {recommended}" in warning
     report = format_policy(policy).splitlines()
-    assert [line for line in report if line.startswith("warning: ")] == [
-        f"warning: {w}" for w in policy.warnings
-    ]
+    assert [line for line in report if line.startswith("warning: ")] == [f"warning: {w}" for w in policy.warnings]
     with caplog.at_level(logging.WARNING, logger="engine.music_engine"):
         MusicEngine(
             settings,
@@ -106,18 +106,20 @@ def test_each_unsafe_setting_gets_one_warning_line_in_the_report_and_the_log(
 @pytest.mark.parametrize(
     ("gib", "capability", "env", "flagged"),
     [
-        (8.0, (8, 9), "CPU_OFFLOAD=false\nDIT_OFFLOAD=false\nQUANTIZATION=none\n",
-         ["CPU_OFFLOAD", "DIT_OFFLOAD", "QUANTIZATION"]),
+        (
+            8.0,
+            (8, 9),
+            "CPU_OFFLOAD=false\nDIT_OFFLOAD=false\nQUANTIZATION=none\n",
+            ["CPU_OFFLOAD", "DIT_OFFLOAD", "QUANTIZATION"],
+        ),
         (8.0, (8, 9), "QUANTIZATION=none\n", []),  # the DiT still leaves the GPU
         (5.8, (8, 6), "LLM_GPU_LAYERS=-1\n", ["LLM_GPU_LAYERS"]),
         (8.0, (6, 1), "TORCH_COMPILE=true\n", ["TORCH_COMPILE"]),
         (8.0, (7, 5), "PRECISION=bf16\n", ["PRECISION"]),
         (24.0, (8, 9), "CPU_OFFLOAD=false\nQUANTIZATION=none\n", []),
     ],
-)  # fmt: skip
-def test_which_settings_are_unsafe_where(
-    env_file: Path, monkeypatch, gib, capability, env, flagged
-) -> None:
+)
+def test_which_settings_are_unsafe_where(env_file: Path, monkeypatch, gib, capability, env, flagged) -> None:
     FakeCuda(monkeypatch, total_gib=gib, capability=capability)
     env_file.write_text(env)
     settings = load_settings()

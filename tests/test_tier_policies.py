@@ -40,9 +40,7 @@ def gpu_policy(settings, vram_gb: float, **changes):
 
 
 def engine_for(settings, policy) -> MusicEngine:
-    return MusicEngine(
-        settings, policy=policy, pipeline=build_tiny_pipeline("turbo", seed=0), device=CPU
-    )
+    return MusicEngine(settings, policy=policy, pipeline=build_tiny_pipeline("turbo", seed=0), device=CPU)
 
 
 def song(engine: MusicEngine, tmp_path: Path, name: str):
@@ -78,9 +76,7 @@ def test_each_tiers_placement_gives_the_same_song(
 
 
 @pytest.mark.parametrize("vram_gb", [4, 12])
-def test_the_text_encoder_visits_the_gpu_for_its_stage_only(
-    settings, tmp_path: Path, vram_gb: float
-) -> None:
+def test_the_text_encoder_visits_the_gpu_for_its_stage_only(settings, tmp_path: Path, vram_gb: float) -> None:
     """Tiers that keep the text encoder on the CPU (streamed on 1-2, CPU offload on
     5-6a) bring it in for its stage. It must still be there when the pipeline looks
     up the lyric tokens in its embedding table after its forward, and gone before
@@ -100,9 +96,7 @@ def test_the_text_encoder_visits_the_gpu_for_its_stage_only(
     assert offloader.on_device == set()
 
 
-def test_smallest_tiers_stream_int8_blocks_without_compiling(
-    settings, tmp_path: Path, reference: np.ndarray
-) -> None:
+def test_smallest_tiers_stream_int8_blocks_without_compiling(settings, tmp_path: Path, reference: np.ndarray) -> None:
     """Tiers 1 and 2: INT8 blocks streamed to the GPU. torch.compile cannot run with
     that (the offload swaps quantized weights inside the compiled graph), so the
     policy leaves it off and says why."""
@@ -152,9 +146,7 @@ def test_eight_gb_tier_runs_int8_compiled_offloaded_with_adapters(
     assert np.allclose(song(engine, tmp_path, "off")[1], plain, atol=1 / 2**15 + 1e-7)
 
 
-def test_the_vram_guard_lowers_the_batch_or_refuses_before_singing(
-    settings, tmp_path: Path, monkeypatch
-) -> None:
+def test_the_vram_guard_lowers_the_batch_or_refuses_before_singing(settings, tmp_path: Path, monkeypatch) -> None:
     """On a GPU the engine asks how much memory is free before each song (faked
     here): a batch that does not fit is lowered, a song that cannot fit is refused
     before anything runs, and the VAE window follows the free memory."""

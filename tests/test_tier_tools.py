@@ -50,9 +50,7 @@ def test_bisection_finds_the_last_size_that_fits() -> None:
 def test_the_simulated_budget_counts_what_each_placement_keeps_on_the_gpu(env_file: Path) -> None:
     # The 2B turbo's DiT: 2.9 GiB in bf16, half of it in INT8, 1/12 of it streamed.
     assert dit_stage_gb("dit-offload", None, "bfloat16", FULL_SIZE) == pytest.approx(2.94, abs=0.01)
-    assert dit_stage_gb("dit-offload", "int8", "bfloat16", FULL_SIZE) == pytest.approx(
-        1.47, abs=0.01
-    )
+    assert dit_stage_gb("dit-offload", "int8", "bfloat16", FULL_SIZE) == pytest.approx(1.47, abs=0.01)
     resident = dit_stage_gb("resident", None, "bfloat16", FULL_SIZE)
     assert resident == pytest.approx(5.49, abs=0.01)
     assert dit_stage_gb("streamed", "int8", "bfloat16", FULL_SIZE) < 0.15

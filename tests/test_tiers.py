@@ -123,9 +123,7 @@ def test_fp16_before_ampere(env_file: Path) -> None:
     ("precision", "gpu", "cpu"),
     [("FP32", "float32", "float32"), ("bf16", "bfloat16", "bfloat16"), ("fp16", "float16", None)],
 )
-def test_precision_overrides_the_default_dtype(
-    env_file: Path, precision: str, gpu: str, cpu: str | None
-) -> None:
+def test_precision_overrides_the_default_dtype(env_file: Path, precision: str, gpu: str, cpu: str | None) -> None:
     env_file.write_text(f"PRECISION={precision}\n")
     assert resolve(load_settings(), _cuda(8.0, capability=(7, 5))).dtype == gpu
     on_cpu = resolve(load_settings(), _cpu())
@@ -134,9 +132,7 @@ def test_precision_overrides_the_default_dtype(
 
 
 @pytest.mark.parametrize(("gb", "streamed"), [(3.8, True), (5.8, True), (7.0, False), (8.0, False)])
-def test_smallest_tiers_stream_the_dit_and_do_not_compile_int8(
-    env_file: Path, gb: float, streamed: bool
-) -> None:
+def test_smallest_tiers_stream_the_dit_and_do_not_compile_int8(env_file: Path, gb: float, streamed: bool) -> None:
     p = resolve(load_settings(), _cuda(gb))
     assert p.dit_offload and p.quantization == "int8"
     assert p.streamed_offload is streamed
@@ -189,9 +185,7 @@ def test_flash_attention_requested_without_it_falls_back_with_a_note(env_file: P
         (1000, 16, 300, 2, 2),
     ],
 )
-def test_clamp_request(
-    env_file: Path, duration, batch, want_duration, want_batch, n_warnings, caplog
-) -> None:
+def test_clamp_request(env_file: Path, duration, batch, want_duration, want_batch, n_warnings, caplog) -> None:
     p = resolve(load_settings(), _cuda(8.0))
     r = clamp_request(duration, batch, p)
     assert (r.duration, r.batch, len(r.warnings)) == (want_duration, want_batch, n_warnings)
@@ -256,6 +250,5 @@ def test_cli_bad_value_fails_with_one_line(env_file: Path) -> None:
     out = run_engine(["tiers"], env_file, MAX_CUDA_VRAM="banana")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "Invalid setting MAX_CUDA_VRAM='banana': allowed is empty, or a number of GB from 1 "
-        "to 1024."
+        "Invalid setting MAX_CUDA_VRAM='banana': allowed is empty, or a number of GB from 1 to 1024."
     ]

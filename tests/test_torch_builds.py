@@ -149,9 +149,7 @@ def test_an_installed_torch_is_kept_when_it_runs_on_the_card_and_replaced_when_n
 ) -> None:
     fits = FakeEnvironment("2.11.0+cu128")
     assert fits.install() == ("2.11.0+cu128", "12.8") and fits.commands == []
-    assert "torch 2.11.0+cu128 is installed and fits this machine; keeping it" in (
-        capsys.readouterr().out
-    )
+    assert "torch 2.11.0+cu128 is installed and fits this machine; keeping it" in (capsys.readouterr().out)
 
     old = FakeEnvironment("2.13.0+cu126", arch_lists={"cu126": UP_TO_HOPPER})
     assert old.install() == ("2.11.0+cu128", "12.8")

@@ -108,11 +108,7 @@ def test_without_overlapped_decode_each_song_decodes_whole_until_memory_runs_out
     the fallback decodes in windows anyway (150 frames in 128-frame windows)."""
     flaky = FlakyDecode(vae, failures)
     monkeypatch.setattr(vae, "decode", flaky)
-    audio, report = decode_adaptive(
-        vae, latents, torch.device("cpu"), chunk=128, overlap=32, overlapped=False
-    )
+    audio, report = decode_adaptive(vae, latents, torch.device("cpu"), chunk=128, overlap=32, overlapped=False)
     assert torch.allclose(audio, expected, atol=1e-5)
     assert flaky.calls == calls
-    assert (report.strategy, report.chunk_frames) == (
-        ("whole", 0) if failures == 0 else ("tiled-audio-to-cpu", 128)
-    )
+    assert (report.strategy, report.chunk_frames) == (("whole", 0) if failures == 0 else ("tiled-audio-to-cpu", 128))

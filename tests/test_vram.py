@@ -30,9 +30,7 @@ def test_guard_lowers_the_batch_and_says_why(caplog) -> None:
 
 
 def test_guard_refuses_what_cannot_fit_even_alone() -> None:
-    with pytest.raises(
-        VramError, match=r"not enough GPU memory for a 600 s track.*1\.9 GB is free"
-    ):
+    with pytest.raises(VramError, match=r"not enough GPU memory for a 600 s track.*1\.9 GB is free"):
         guard(600, 1, free_gb=1.9)
 
 

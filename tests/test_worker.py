@@ -48,9 +48,14 @@ module_loop = pytest.mark.asyncio(loop_scope="module")
 
 STYLE = StationStyle(genre="jazz", max_duration=30)
 SPEC = SongSpec(
-    title="Given Song", caption="jazz, piano", lyrics="[verse]\nla la\nla la", bpm=100,
-    key="C major", duration=10, seed=7,
-)  # fmt: skip
+    title="Given Song",
+    caption="jazz, piano",
+    lyrics="[verse]\nla la\nla la",
+    bpm=100,
+    key="C major",
+    duration=10,
+    seed=7,
+)
 
 
 def job(job_id: str, **changes) -> SongJob:
@@ -69,9 +74,7 @@ def events() -> list[tuple[float, WorkerEvent]]:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def client(settings, events):
-    client = WorkerClient(
-        template_worker(settings), on_event=lambda e: events.append((time.monotonic(), e))
-    )
+    client = WorkerClient(template_worker(settings), on_event=lambda e: events.append((time.monotonic(), e)))
     await client.start()
     yield client
     await client.close()
@@ -141,8 +144,10 @@ async def test_makes_songs_writing_the_next_while_singing_this_one(client) -> No
     # The second song was written before the first one finished singing.
     assert log.index(("2", "written by template")) < log.index(log_first_done)
     assert [e for e in log if e[0] == "1"][:3] == [
-        ("1", "writing"), ("1", "written by template"), ("1", f"singing 0/{TEST_STEPS}"),
-    ]  # fmt: skip
+        ("1", "writing"),
+        ("1", "written by template"),
+        ("1", f"singing 0/{TEST_STEPS}"),
+    ]
     assert ("1", f"singing {TEST_STEPS}/{TEST_STEPS}") in log
     for result in done:
         assert isinstance(result, JobDone)
@@ -157,9 +162,10 @@ async def test_makes_songs_writing_the_next_while_singing_this_one(client) -> No
 async def test_a_given_spec_skips_the_songwriter(client) -> None:
     stages: list[str] = []
     handle = client.submit(
-        job("given", spec=SPEC), on_progress=lambda p: stages.append(p.stage),
+        job("given", spec=SPEC),
+        on_progress=lambda p: stages.append(p.stage),
         on_written=lambda w: stages.append("written"),
-    )  # fmt: skip
+    )
     done = await handle
     assert done.track.spec.title == "Given Song" and done.track.seed == 7
     assert "writing" not in stages and "written" not in stages
@@ -182,9 +188,7 @@ async def test_submit_refuses_beyond_the_slots_and_duplicates(client) -> None:
 
 
 @module_loop
-async def test_jobs_sing_with_their_adapter_and_a_broken_one_fails_only_its_job(
-    client, settings
-) -> None:
+async def test_jobs_sing_with_their_adapter_and_a_broken_one_fails_only_its_job(client, settings) -> None:
     from tests.test_adapters import write_diffusers_lora
 
     write_diffusers_lora(settings.adapters_dir / "warm")
@@ -238,9 +242,7 @@ async def test_a_silent_worker_is_killed_as_stalled_and_the_job_retried(client) 
 
     client.stall_timeout = 2.0
     try:
-        handle = client.submit(
-            job("stalled"), on_progress=freeze_when_singing, on_retry=retries.append
-        )
+        handle = client.submit(job("stalled"), on_progress=freeze_when_singing, on_retry=retries.append)
         done = await handle
     finally:
         client.stall_timeout = 600.0
@@ -284,16 +286,12 @@ async def test_a_worker_that_cannot_start_says_why(settings, tmp_path: Path) -> 
 @module_loop
 async def test_the_real_songwriter_model_then_close_with_a_job_in_flight(settings) -> None:
     ensure_bundled_model(settings.models_dir)
-    client = WorkerClient(
-        WorkerConfig.from_settings(settings, songwriter="model", steps=2, songwriter_max_tokens=240)
-    )
+    client = WorkerClient(WorkerConfig.from_settings(settings, songwriter="model", steps=2, songwriter_max_tokens=240))
     await client.start()
     pid = client.pid
     try:
         written: list[JobWritten] = []
-        handle = client.submit(
-            job("real-model", theme="rainy night in Tokyo", seed=11), on_written=written.append
-        )
+        handle = client.submit(job("real-model", theme="rainy night in Tokyo", seed=11), on_written=written.append)
         done = await handle
         assert written[0].source == "model", written[0].fallback_reason
         assert done.track.spec == written[0].spec.model_copy(update={"seed": done.track.seed})

@@ -82,8 +82,7 @@ class SongMaking(StationBase):
                 adapter_scale=self.settings.adapter_scale,
             )
         except ValidationError as exc:  # a value the store let through: fail this job only
-            log.error("guild %d: job %d cannot be sent to the worker: %s", self.guild_id,
-                      job.id, exc)  # fmt: skip
+            log.error("guild %d: job %d cannot be sent to the worker: %s", self.guild_id, job.id, exc)
             await self._db(self.store.fail_job, job.id, "bad_job", max_attempts=1)
             self.maker.wake()
             return None
@@ -139,8 +138,7 @@ class SongMaking(StationBase):
             try:
                 await self._db(self.store.fail_job, job.id, failure.label, max_attempts=1)
             except StoreError as exc:
-                log.error("guild %d: cannot record the failure of job %d: %s",
-                          self.guild_id, job.id, exc)  # fmt: skip
+                log.error("guild %d: cannot record the failure of job %d: %s", self.guild_id, job.id, exc)
             self._notify()
             await self.top_up()
             return None
@@ -161,9 +159,12 @@ class SongMaking(StationBase):
         self._prepare_next()
         log.info(
             "guild %d: %r ready (%.1f s of audio in %.1f s); %d buffered",
-            self.guild_id, record.title, record.duration, record.generation_seconds,
+            self.guild_id,
+            record.title,
+            record.duration,
+            record.generation_seconds,
             len(self._buffer),
-        )  # fmt: skip
+        )
         self._notify()
         await self.top_up()
         await self.maker.prune_tracks()
@@ -181,8 +182,7 @@ class SongMaking(StationBase):
         try:
             failed = await self._db(self.store.fail_job, job.id, "save_failed")
         except StoreError as exc:
-            log.error("guild %d: cannot record the failure of job %d: %s",
-                      self.guild_id, job.id, exc)  # fmt: skip
+            log.error("guild %d: cannot record the failure of job %d: %s", self.guild_id, job.id, exc)
         else:
             if failed.status == "queued":
                 self.maker.wake()
@@ -194,8 +194,7 @@ class SongMaking(StationBase):
         one meanwhile, go on with the base model and say why."""
         if adapter is None or self.settings.adapter != adapter:
             return
-        log.warning("guild %d: adapter %r switched off: %s", self.guild_id,
-                    self.settings.adapter, problem)  # fmt: skip
+        log.warning("guild %d: adapter %r switched off: %s", self.guild_id, self.settings.adapter, problem)
         try:
             await self.set_adapter(None)
         except StoreError as exc:
@@ -208,9 +207,10 @@ class SongMaking(StationBase):
         took to check and convert it."""
         limits = (self.config.max_per_user, self.config.max_per_guild)
         record = await self._db(
-            lambda: self.store.add_track(self.guild_id, track, generation_seconds=seconds,
-                                         uploader=(user_id, user_name), limits=limits)
-        )  # fmt: skip
+            lambda: self.store.add_track(
+                self.guild_id, track, generation_seconds=seconds, uploader=(user_id, user_name), limits=limits
+            )
+        )
         self._buffer.append(record)
         self._prepare_next()
         self._notify()

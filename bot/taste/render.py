@@ -50,8 +50,9 @@ def taste_embed(profile: TasteProfile, settings: GuildSettings) -> discord.Embed
     if not settings.taste:
         learning += " **Taste is off**: auto songs ignore it (`/radio_settings taste: on`)."
     embed.description = learning
-    embed.add_field(name="Likes", value=_lines([evidence_text(s) for s in profile.likes[:SHOWN]],
-                                               "nothing clear yet"), inline=False)  # fmt: skip
+    embed.add_field(
+        name="Likes", value=_lines([evidence_text(s) for s in profile.likes[:SHOWN]], "nothing clear yet"), inline=False
+    )
     dislikes = [evidence_text(s) for s in profile.dislikes[:SHOWN]]
     embed.add_field(name="Dislikes", value=_lines(dislikes, "nothing clear yet"), inline=False)
     embed.add_field(name="Auto songs lean to", value=lean_text(profile, settings), inline=False)
@@ -106,8 +107,7 @@ def saved_song_embed(record: TrackRecord, server: str) -> discord.Embed:
     embed.add_field(name="Caption", value=safe(spec.caption, 900) or "–", inline=False)
     embed.add_field(name="Seed", value=str(record.track.seed), inline=True)
     embed.add_field(name="Length", value=clock(record.duration), inline=True)
-    embed.add_field(name="Sound", value=f"{spec.bpm} bpm · {spec.key} · {spec.time_signature}",
-                    inline=True)  # fmt: skip
+    embed.add_field(name="Sound", value=f"{spec.bpm} bpm · {spec.key} · {spec.time_signature}", inline=True)
     adapter = record.track.settings.get("adapter")
     if adapter:
         scale = record.track.settings.get("adapter_scale", 1)
