@@ -5,7 +5,7 @@ the real bot, player and station into `tests.fake_voice`, whose player is
 discord.py's own `AudioPlayer` reading the source every 20 ms, as on Discord.
 A seam is the time from the last audio frame of one song to the first audio
 frame of the next; inside a song two frames are 20 ms apart plus the thread's
-lateness. Shared by tests/test_bot_security.py and bench/seams.py.
+lateness. Shared by tests/bot/test_bot_security.py and bench/seams.py.
 """
 
 from __future__ import annotations

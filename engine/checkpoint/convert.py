@@ -11,7 +11,7 @@ under prefixes; diffusers keeps them as separate pipeline components:
     silence_latent.pt    -> condition_encoder.silence_latent ([1, 64, T] -> [1, T, 64])
 
 and renames a few parameters (checked against the diffusers modules' own
-`state_dict`, see tests/test_convert.py):
+`state_dict`, see tests/engine/checkpoint/test_convert.py):
 
     <self_attn|cross_attn>.q_proj/k_proj/v_proj/o_proj -> .to_q/.to_k/.to_v/.to_out.0
     <self_attn|cross_attn>.q_norm/k_norm               -> .norm_q/.norm_k

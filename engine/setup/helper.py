@@ -8,7 +8,7 @@ fits. `--dry-run` prints every command and runs only read-only checks.
 
 The setup scripts run this with the system Python, before the virtual
 environment has anything: standard library only, and `engine/__init__.py`
-must stay free of imports (tests/test_setup_choice.py runs it without
+must stay free of imports (tests/engine/setup/test_setup_choice.py runs it without
 site-packages). `probe` runs inside the environment and imports torch.
 """
 

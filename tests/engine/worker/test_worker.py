@@ -189,7 +189,7 @@ async def test_submit_refuses_beyond_the_slots_and_duplicates(client) -> None:
 
 @module_loop
 async def test_jobs_sing_with_their_adapter_and_a_broken_one_fails_only_its_job(client, settings) -> None:
-    from tests.test_adapters import write_diffusers_lora
+    from tests.engine.test_adapters import write_diffusers_lora
 
     write_diffusers_lora(settings.adapters_dir / "warm")
     (settings.adapters_dir / "hollow").mkdir()
@@ -231,7 +231,7 @@ async def test_kill_9_is_noticed_at_once_and_the_job_is_retried_once(client, eve
 @module_loop
 async def test_a_silent_worker_is_killed_as_stalled_and_the_job_retried(client) -> None:
     """SIGSTOP freezes the worker mid-song: no more messages, as if it hung.
-    (Two deaths failing a job are tested with the station, tests/test_station.py.)"""
+    (Two deaths failing a job are tested with the station, tests/bot/station/test_station.py.)"""
     frozen: list[int] = []
     retries: list[str] = []
 

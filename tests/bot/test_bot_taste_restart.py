@@ -8,10 +8,10 @@ import asyncio
 from pathlib import Path
 
 from bot.station import Station
+from tests.bot.test_bot_taste import counts, on_air, playing, press
 from tests.bot_world import World, add_server, start_bot, world_settings
 from tests.fake_discord import FakeDiscord
 from tests.fake_voice import VoiceLog
-from tests.test_bot_taste import counts, on_air, playing, press
 
 
 async def replays(station: Station, after_play: int) -> list:

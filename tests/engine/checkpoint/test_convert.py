@@ -32,13 +32,14 @@ from engine.gpu.tiers import flash_attention_installed
 
 #: Key listing and config of the real 2B turbo (copied from the team's shared
 #: fixtures, ../shared/fixtures/acestep-v15-original, so CI always has them).
-REAL_2B = Path(__file__).parent / "data" / "acestep-v15-original"
+TESTS = Path(__file__).resolve().parents[2]
+REAL_2B = TESTS / "data" / "acestep-v15-original"
 #: The shared tiny original-layout checkpoint (2.3 MB of weights, not vendored).
 SHARED_TINY = (
     Path(
         os.environ.get(
             "ACESTEP_FIXTURES",
-            Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "acestep-v15-original",
+            TESTS.parents[1] / "shared" / "fixtures" / "acestep-v15-original",
         )
     )
     / "tiny-checkpoints"

@@ -13,7 +13,7 @@ from engine.adapters import AdapterError
 from engine.music_engine import MusicEngine
 from engine.settings import load_settings
 from engine.worker.adapter_cache import AdapterCache
-from tests.test_adapters import make_engine, song, write_diffusers_lora
+from tests.engine.test_adapters import make_engine, song, write_diffusers_lora
 
 
 @pytest.fixture
