@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import itertools
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,6 +48,7 @@ from bot.store import Store
 from engine.spec import SongSpec, Track
 from engine.worker.backend_base import JobHandle, SongBackendBase
 from engine.worker.protocol import JobDone, SongJob
+from tests.radio_helpers import tone
 
 SPEC = SongSpec(
     title="Ready Made",
@@ -165,29 +165,7 @@ class CountingClient:
 
 
 def make_song(path: Path, seconds: int) -> Path:
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=220:duration={seconds}",
-            "-ac",
-            "2",
-            "-ar",
-            "48000",
-            "-c:a",
-            "libopus",
-            "-b:a",
-            "128k",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
+    return tone(path, seconds, "-ac", "2", "-ar", "48000", "-c:a", "libopus", "-b:a", "128k", frequency=220)
 
 
 async def run(args: argparse.Namespace, root: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -60,3 +61,13 @@ async def until(
             await changed()
 
     await asyncio.wait_for(wait(), timeout)
+
+
+def tone(path: Path, seconds: float, *options: str, frequency: float = 440) -> Path:
+    """A sine tone made by ffmpeg into `path`; `options` go before the file name
+    (channels, codec, bitrate, ...), so the format follows them or the suffix."""
+    source = f"sine=frequency={frequency}:duration={seconds}"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", source, *options, str(path)], check=True
+    )
+    return path

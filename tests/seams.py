@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import subprocess
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from engine.spec import SongSpec, Track
 from tests.bot_world import Server, World
 from tests.fake_voice import PlayedSource
+from tests.radio_helpers import tone
 
 FRAME = 0.02  # seconds: discord.py's player sends one 20 ms frame per read
 
@@ -49,33 +49,8 @@ def write_tracks(folder: Path, count: int, seconds: float) -> list[Path]:
     paths = []
     for index in range(count):
         path = folder / f"seam-{index}.ogg"
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"sine=frequency={220 * (index + 1)}:duration={seconds}",
-                "-ac",
-                "2",
-                "-ar",
-                "48000",
-                "-c:a",
-                "libopus",
-                "-b:a",
-                "128k",
-                "-vbr",
-                "on",
-                "-f",
-                "ogg",
-                str(path),
-            ],
-            check=True,
-        )
+        opus = ("-ac", "2", "-ar", "48000", "-c:a", "libopus", "-b:a", "128k", "-vbr", "on", "-f", "ogg")
+        tone(path, seconds, *opus, frequency=220 * (index + 1))
         paths.append(path)
     return paths
 

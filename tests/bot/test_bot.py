@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from bot.station import Station
 from tests.bot_world import Server, World, add_server, start_bot, world_settings
 from tests.fake_discord import FakeDiscord
 from tests.fake_voice import PlayedSource, VoiceLog
+from tests.radio_helpers import tone
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -384,24 +384,7 @@ async def test_join_needs_a_voice_channel(world: World, server: Server) -> None:
 
 
 def sine(path: Path, seconds: float) -> bytes:
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:duration={seconds}",
-            "-ac",
-            "2",
-            str(path),
-        ],
-        check=True,
-    )
-    return path.read_bytes()
+    return tone(path, seconds, "-ac", "2").read_bytes()
 
 
 async def test_upload_puts_a_listeners_file_in_the_queue(world: World, server: Server, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import struct
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from bot.training_progress import TrainingProgress
 from tests.bot_world import Server, World, add_server, start_bot, world_settings
 from tests.fake_discord import FakeDiscord, FakeMessage, FakeUser, snowflake
 from tests.fake_voice import VoiceLog
+from tests.radio_helpers import tone
 from tests.seams import measure_seams
 from tests.train_helpers import CHILD_ENV, fast_config, make_audio_dir
 
@@ -245,23 +245,7 @@ async def test_top_requesters_show_the_name_a_member_has_in_this_server(world: S
 
 
 def _sine(path: Path, seconds: float, *options: str) -> bytes:
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=330:duration={seconds}",
-            *options,
-            str(path),
-        ],
-        check=True,
-    )
-    return path.read_bytes()
+    return tone(path, seconds, *options, frequency=330).read_bytes()
 
 
 def hostile_corpus(folder: Path, tracks_dir: Path) -> list[tuple[str, bytes, str | None]]:
