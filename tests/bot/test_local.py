@@ -13,31 +13,12 @@ from engine.audio import probe
 from engine.settings import ENV_FILE_VARIABLE, PROJECT_ROOT, Settings
 
 
-def test_the_local_listener_plays_a_continuous_numbered_stream(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
-    env_file = tmp_path / ".env"
-    env_file.write_text(
-        f"CHECKPOINT_DIR={tiny_checkpoint_dir}\nDATA_DIR={tmp_path / 'data'}\n"
-        f"TRACKS_DIR={tmp_path / 'tracks'}\nLOCAL_OUTPUT_DIR={tmp_path / 'out'}\n"
-        "DEVICE=cpu\nDEFAULT_DURATION=10\nBUFFER_SIZE=2\n"
-    )
+def run_local(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bot.local ARGS` as a user runs it, with only `env_file` for settings."""
     keys = set(Settings.model_fields)  # only the file speaks
     env = {key: value for key, value in os.environ.items() if key.lower() not in keys}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bot.local",
-            "--songs",
-            "3",
-            "--speed",
-            "20",
-            "--songwriter",
-            "template",
-            "--steps",
-            "2",
-            "--request",
-            "a cat on a piano",
-        ],
+    return subprocess.run(
+        [sys.executable, "-m", "bot.local", *args],
         cwd=PROJECT_ROOT,
         env={**env, ENV_FILE_VARIABLE: str(env_file)},
         stdin=subprocess.DEVNULL,
@@ -45,6 +26,17 @@ def test_the_local_listener_plays_a_continuous_numbered_stream(tiny_checkpoint_d
         text=True,
         timeout=300,
     )
+
+
+def test_the_local_listener_plays_a_continuous_numbered_stream(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"CHECKPOINT_DIR={tiny_checkpoint_dir}\nDATA_DIR={tmp_path / 'data'}\n"
+        f"TRACKS_DIR={tmp_path / 'tracks'}\nLOCAL_OUTPUT_DIR={tmp_path / 'out'}\n"
+        "DEVICE=cpu\nDEFAULT_DURATION=10\nBUFFER_SIZE=2\n"
+    )
+    options = ["--songs", "3", "--speed", "20", "--songwriter", "template", "--steps", "2"]
+    run = run_local(env_file, *options, "--request", "a cat on a piano")
     assert run.returncode == 0, run.stderr[-3000:]
     out = tmp_path / "out"
     plays = [json.loads(line) for line in (out / "plays.jsonl").read_text().splitlines()]
@@ -81,17 +73,7 @@ def test_a_missing_checkpoint_ends_with_one_clear_line_and_the_traceback_in_the_
     env_file.write_text(
         f"CHECKPOINT_DIR={tmp_path / 'nothing-here'}\nDATA_DIR={tmp_path / 'data'}\nDEVICE=cpu\nLOG_FILE={log_file}\n"
     )
-    keys = set(Settings.model_fields)
-    env = {key: value for key, value in os.environ.items() if key.lower() not in keys}
-    run = subprocess.run(
-        [sys.executable, "-m", "bot.local", "--songs", "1", "--songwriter", "template"],
-        cwd=PROJECT_ROOT,
-        env={**env, ENV_FILE_VARIABLE: str(env_file)},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_local(env_file, "--songs", "1", "--songwriter", "template")
     assert run.returncode == 1
     assert "Traceback" not in run.stderr, run.stderr
     errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
