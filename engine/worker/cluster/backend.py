@@ -55,7 +55,7 @@ from engine.worker.protocol import JobDone, JobProgress, JobWritten, SongJob, re
 
 log = logging.getLogger("engine.worker.cluster.backend")
 
-#: A track file name as the engine writes it (engine.music_engine.track_file_name).
+#: A track file name as the engine writes it (engine.track_output.track_file_name).
 _TRACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
 
