@@ -58,6 +58,7 @@ from bot.store import (
     InvalidValueError,
     Job,
     Play,
+    StateError,
     StationStats,
     Store,
     StoreError,
@@ -421,7 +422,10 @@ class Station:
             return target - have
         spare = [job for job in reversed(pending) if job.kind == "auto" and job.status == "queued"]
         for job in spare[: have - target]:
-            self.store.cancel_job(job.id)
+            try:
+                self.store.cancel_job(job.id)
+            except StateError:
+                pass  # the maker took it since `pending` was read: it will finish, and be played
         return 0
 
     # --- jobs (called by the StationManager) ----------------------------------
