@@ -5,6 +5,7 @@ worker (through the `StationManager`) and follow each to its track or failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from bot.station.base import StationBase
 from bot.station.config import RECENT_SONGS
-from bot.store import Job, StoreError, TrackRecord
+from bot.store import Job, StateError, StoreError, TrackRecord
 from bot.taste.profile import explores, lean_from
 from engine.spec import SongSpec, Track
 from engine.worker.client import JobFailedError, JobHandle, WorkerClosedError
@@ -53,7 +54,9 @@ class SongMaking(StationBase):
             return target - have
         spare = [job for job in reversed(pending) if job.kind == "auto" and job.status == "queued"]
         for job in spare[: have - target]:
-            self.store.cancel_job(job.id)
+            # The maker may have taken it since `pending` was read: then it finishes and plays.
+            with contextlib.suppress(StateError):
+                self.store.cancel_job(job.id)
         return 0
 
     # --- jobs (called by the StationManager) ----------------------------------

@@ -24,7 +24,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from bot.adapter_library import server_key
 from bot.station import Station
+from bot.training_runs import TRAINING_REASON
 from engine.settings import PROJECT_ROOT
 from engine.worker.client import WorkerEvent
 from engine.worker.cluster.backend import RayBackend
@@ -130,7 +132,10 @@ async def test_an_adapter_trained_on_a_third_actor_while_two_sing_reaches_a_new_
     held = [await w.actor.adapters.remote() for w in backend(world).pool.workers]
     assert held == [{}, {}]  # no worker has ever seen an adapter
 
-    progress = await world.bot.training.start("tones", ADAPTER, preset="tiny", epochs=1)
+    guild_id = world.servers[0].id
+    progress = await world.bot.training.start(
+        "tones", ADAPTER, guild_id=guild_id, preset="tiny", epochs=1
+    )
     assert not progress.pauses_songs  # a GPU of its own: the songs go on
     busy: list[str | None] = []
     while world.bot.training.running:
@@ -140,15 +145,16 @@ async def test_an_adapter_trained_on_a_third_actor_while_two_sing_reaches_a_new_
     assert progress is not None and progress.state == "done", progress
     during = await songs_made(station) - before
     assert busy and set(busy) == {None} and during >= 1, (busy[-3:], during)
-    assert (world.settings.adapters_dir / ADAPTER).is_dir()  # brought back to the bot
+    key = server_key(guild_id, ADAPTER)  # the server's own adapter
+    assert (world.settings.adapters_dir / key).is_dir()  # brought back to the bot
 
     await station.set_adapter(ADAPTER)
 
     async def sung_with_adapter() -> bool:
-        return any(r.track.settings.get("adapter") == ADAPTER for r in station.buffered)
+        return any(r.track.settings.get("adapter") == key for r in station.buffered)
 
     await world.fake.wait_for(sung_with_adapter, timeout=180)
-    name, digest, _ = await backend(world).adapters.reference(ADAPTER)
+    name, digest, _ = await backend(world).adapters.reference(key)
     held = [await w.actor.adapters.remote() for w in backend(world).pool.workers]
     assert {name: digest} in held, held  # it reached a worker through the object store
     await station.set_adapter(None)
@@ -217,11 +223,13 @@ async def test_with_no_gpu_to_spare_training_pauses_the_songs_as_on_one_machine(
     holder = ray.remote(num_gpus=1, num_cpus=0)(GpuHolder).remote()
     await holder.ready.remote()
     try:
-        progress = await world.bot.training.start("tones", "paused-run", preset="tiny", epochs=1)
+        progress = await world.bot.training.start(
+            "tones", "paused-run", guild_id=world.servers[0].id, preset="tiny", epochs=1
+        )
         assert progress.pauses_songs
         # The song workers were removed so the trainer could have their GPU.
         assert backend(world).state == "released" and not backend(world).workers
-        assert "training adapter 'paused-run'" in (world.bot.stations.busy_reason or "")
+        assert TRAINING_REASON in (world.bot.stations.busy_reason or "")
         progress = await world.bot.training.wait()
         assert progress is not None and progress.state == "done", progress
     finally:
