@@ -133,9 +133,7 @@ async def test_an_adapter_trained_on_a_third_actor_while_two_sing_reaches_a_new_
     assert held == [{}, {}]  # no worker has ever seen an adapter
 
     guild_id = world.servers[0].id
-    progress = await world.bot.training.start(
-        "tones", ADAPTER, guild_id=guild_id, preset="tiny", epochs=1
-    )
+    progress = await world.bot.training.start("tones", ADAPTER, guild_id=guild_id, preset="tiny", epochs=1)
     assert not progress.pauses_songs  # a GPU of its own: the songs go on
     busy: list[str | None] = []
     while world.bot.training.running:
