@@ -254,6 +254,7 @@ def hostile_corpus(folder: Path, tracks_dir: Path) -> list[tuple[str, bytes, str
     private.parent.mkdir(parents=True)
     _sine(private, 15)
     other_servers_track = tracks_dir / "someone-elses-song.ogg"
+    other_servers_track.parent.mkdir(parents=True, exist_ok=True)  # also when this test runs alone
     _sine(other_servers_track, 15, "-c:a", "libopus")
     playlist = (
         f"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:15\n#EXTINF:15.0,\n{private}\n#EXT-X-ENDLIST\n"
