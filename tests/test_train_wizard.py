@@ -18,7 +18,8 @@ from train_helpers import (
 from engine.settings import PROJECT_ROOT
 from training.config import TrainConfig
 from training.presets import save_preset
-from training.wizard import available_variants, pick, run_wizard
+from training.wizard import run_wizard
+from training.wizard_ask import available_variants, pick
 
 #: Hyperparameters for a quick CPU run, saved as a preset the wizard can load.
 FAST = TrainConfig(
@@ -124,3 +125,39 @@ def test_models_are_picked_by_number_or_part_of_the_name(tiny_original_checkpoin
     assert pick("turbo", choices) == "turbo"  # exact name beats "xl-turbo"
     assert pick("9", choices) is None and pick("zzz", choices) is None
     assert available_variants(tiny_original_checkpoint_dir) == ["turbo"]
+
+
+def test_the_wizard_stays_open_after_each_kind_of_error_and_keeps_the_answers(
+    dataset, tiny_checkpoint_dir: Path, tmp_path: Path, presets: Path, env_file: Path
+) -> None:
+    """A folder of audio as the dataset (refused at the question), a device this
+    machine lacks (refused before the summary, nothing written), then a model that
+    cannot load (said, back to the menu): each time the answers are kept, and the
+    run that follows needs only the answer that was wrong."""
+    save_preset("gpu", FAST.replace(device="cuda"), presets, "needs a GPU")
+    broken_model = tmp_path / "broken-model"
+    broken_model.mkdir()
+    (broken_model / "model_index.json").write_text("{ this is not json")
+    audio = make_audio_dir(tmp_path / "audio", ["synth.wav"], broken=False)
+    out = tmp_path / "out"
+    status, text = drive(
+        [
+            "1", "lora", "fixed", str(broken_model),
+            str(audio),  # refused: audio, not a preprocessed dataset
+            str(dataset[1]), str(out), "gpu", "", "1", "0.01", "", "", "",
+            # the device is refused before the summary; asked again, answers kept
+            "", "", "", "", "", "fast", "", "1", "0.01", "", "", "",
+            "y", "",  # start: the model cannot load
+            "1", "", "", str(tiny_checkpoint_dir), "", "", "", "", "", "", "", "", "",
+            "y", "",  # the answers kept: only the model changed
+            "q",
+        ],
+        presets,
+    )  # fmt: skip
+    assert status == 0, text
+    assert "audio has no manifest.json: it is not a preprocessed dataset" in text
+    assert "--device cuda: no such device here" in text
+    assert "model_index.json cannot be read as JSON" in text and "Your answers are kept" in text
+    assert text.count("Start training?") == 2
+    saved = json.loads((out / "final" / "config.json").read_text())
+    assert (saved["epochs"], saved["lr"], saved["device"]) == (1, 0.01, "cpu")
