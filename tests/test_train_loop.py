@@ -18,8 +18,9 @@ from train_helpers import (
 
 from training.config import ConfigError, TrainConfig
 from training.devices import resolve_runtime
-from training.loop import make_objective, train
+from training.loop import train
 from training.model import load_model
+from training.run import make_objective
 
 
 @pytest.fixture

@@ -7,7 +7,14 @@
 
 `fixed`/`vanilla` with `--preprocess` preprocess audio first; without
 `--output-dir` they only preprocess. `--preset NAME` starts from a saved or
-shipped preset (flags given on the command line still win).
+shipped preset, and `--resume-from CHECKPOINT` from the settings that
+checkpoint was trained with (flags given on the command line still win).
+
+Logging is set up first of all, before the wizard or any model library is
+imported: warnings only on a terminal (the Rich bars stay whole), INFO lines
+when piped or with `--plain`; each run's full log is in its `train.log`.
+Everything that can stop a run (settings, device, dataset, checkpoint) is
+checked before the summary is shown (training.preflight).
 
 Exit status: 0 done (also after a requested stop), 1 a run-time problem (model,
 dataset, audio), 2 invalid settings, 130 aborted with a second Ctrl-C.
@@ -104,18 +111,25 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, TrainConfig]:
-    """Parse `argv`; a `--preset` supplies defaults that explicit flags override."""
+    """Parse `argv`. A `--preset`, then a `--resume-from` checkpoint's saved settings,
+    supply defaults; flags given explicitly override both."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.error("choose a command: fixed, vanilla or estimate (or no arguments: the wizard)")
+    defaults: dict = {}
     if getattr(args, "preset", None):
         from training.presets import load_preset
 
-        preset = load_preset(args.preset)
+        defaults.update(load_preset(args.preset))
+    if getattr(args, "resume_from", None) is not None:
+        from training.resume import saved_settings
+
+        defaults.update(saved_settings(args.resume_from))
+    if defaults:
         sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
         known = {o.name for o in options_for(args.command)}
-        sub.set_defaults(**{k: v for k, v in preset.items() if k in known})
+        sub.set_defaults(**{k: v for k, v in defaults.items() if k in known})
         args = parser.parse_args(argv)
     return args, config_from_args(args)
 
@@ -144,6 +158,8 @@ def summary(config: TrainConfig, command: str) -> str:
         f", encoder offload {'on' if config.offload_encoder else 'off'}, "
         f"device {config.device}, precision {config.precision}",
     ]
+    if config.resume_from is not None:
+        lines.append(f"resume          from {config.resume_from} (its settings)")
     if config.preprocess:
         lines.insert(2, f"preprocess      {config.audio_dir or config.dataset_json} -> "
                         f"{config.tensor_output} (max {config.max_duration:g} s)")  # fmt: skip
@@ -159,28 +175,22 @@ def confirm(question: str) -> bool:
     return answer in ("", "y", "yes")
 
 
-def _print_preprocess(key: str, what: str) -> None:
-    print(f"  {key}: {what}", flush=True)
-
-
 def run_command(args: argparse.Namespace, config: TrainConfig) -> int:
+    from training.preflight import preflight
+
     command = args.command
     if command == "estimate":
         from training.estimate import estimate
 
-        config.check("estimate")
+        preflight(config, "estimate")
         result = estimate(config)
         print(result.table())
         print(f"Suggestion written to {result.suggestion_path}:\n  --target-modules {result.flag}")
         return 0
     only_preprocess = config.preprocess and config.output_dir is None
-    config.check("preprocess" if only_preprocess else command)  # type: ignore[arg-type]
+    preflight(config, "preprocess" if only_preprocess else command)  # type: ignore[arg-type]
     if only_preprocess:
-        from training.preprocess import preprocess
-
-        print(f"Preprocessing into {config.tensor_output}", flush=True)
-        print(preprocess(config, report=_print_preprocess).summary())
-        return 0
+        return _preprocess_only(config, args.plain)
     print(summary(config, command))
     if not args.yes and not confirm("Start training?"):
         print("Not started.")
@@ -193,19 +203,54 @@ def run_command(args: argparse.Namespace, config: TrainConfig) -> int:
     return 0
 
 
-def guarded(action: Callable[[], int]) -> int:
-    """Run `action`, turning the errors a user can fix into a message and a status."""
+def _preprocess_only(config: TrainConfig, plain: bool) -> int:
+    """Preprocessing without training; with `--progress-file`, its events end with
+    `preprocessed` (encoded, unchanged, problems) or `error`."""
+    from training.preprocess import preprocess
+    from training.preprocess_progress import PreprocessProgress
+    from training.progress import ProgressStream
+
+    print(f"Preprocessing into {config.tensor_output}", flush=True)
+    stream = ProgressStream(config.progress_file)
+    report = PreprocessProgress(stream, plain=plain)
+    try:
+        result = preprocess(config, report=report)
+        problems = [{"key": p.key, "reason": p.reason} for p in result.problems]
+        stream.emit("preprocessed", encoded=len(result.encoded), unchanged=len(result.skipped),
+                    problems=problems)  # fmt: skip
+    except BaseException as exc:
+        stream.emit("error", message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        report.close()
+        stream.close()
+    print(result.summary())
+    return 0
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors a user can fix: each says what is wrong (no traceback needed)."""
     from engine.checkpoints import CheckpointError
     from training.storage import DatasetFormatError
     from training.tracks import DatasetError
 
+    return (CheckpointError, DatasetFormatError, DatasetError, TrainingError, OSError)
+
+
+def error_lines(exc: BaseException) -> list[str]:
+    return exc.lines if isinstance(exc, ConfigError) else [str(exc)]
+
+
+def guarded(action: Callable[[], int]) -> int:
+    """Run `action`, turning the errors a user can fix into a message and a status."""
     try:
         return action()
     except ConfigError as exc:
-        for line in exc.lines:
+        for line in error_lines(exc):
             print(f"error: {line}", file=sys.stderr)
         return 2
-    except (CheckpointError, DatasetFormatError, DatasetError, TrainingError) as exc:
+    except user_errors() as exc:
+        log.debug("stopped by an error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -214,19 +259,42 @@ def guarded(action: Callable[[], int]) -> int:
 
 
 def run_config(config: TrainConfig) -> int:
-    """Train from a ready config without asking (the bot's child process)."""
+    """Train from a ready config without asking (the bot's child process). A run
+    that cannot start is also an `error` event in its progress stream: the bot
+    watches that file (the folder is the bot's, made before the child started)."""
+    from training.preflight import preflight
+    from training.progress import ProgressStream
+
     args = argparse.Namespace(command=config.mode, yes=True, plain=True)
-    return guarded(lambda: run_command(args, config))
+    command = "preprocess" if config.preprocess and config.output_dir is None else config.mode
+
+    def action() -> int:
+        try:
+            preflight(config, command)  # type: ignore[arg-type]
+        except BaseException as exc:
+            stream = ProgressStream(config.progress_path)
+            stream.emit("error", message=f"{type(exc).__name__}: {exc}")
+            stream.close()
+            raise
+        return run_command(args, config)
+
+    return guarded(action)
 
 
 def main(argv: list[str] | None = None) -> int:
     from engine.logs import setup_logging
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    interactive = sys.stdout.isatty() and "--plain" not in argv
+    setup_logging("WARNING" if interactive or not argv else "INFO")
     if not argv:
         from training.wizard import run_wizard
 
         return guarded(run_wizard)
-    args, config = parse(argv)
-    setup_logging("INFO" if args.plain or not sys.stdout.isatty() else "WARNING")
+    try:
+        args, config = parse(argv)
+    except ConfigError as exc:  # a preset or checkpoint that cannot be read
+        for line in error_lines(exc):
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     return guarded(lambda: run_command(args, config))

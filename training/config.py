@@ -115,6 +115,7 @@ class TrainConfig:
     output_dir: Path | None = None
     save_every: int = 10
     resume_from: Path | None = None
+    force_resume: bool = False
 
     # Logging, monitoring and samples
     log_dir: Path | None = None
@@ -127,6 +128,7 @@ class TrainConfig:
     sample_prompts: Path | None = None
     sample_duration: int = 10
     sample_steps: int | None = None
+    preview: bool = False
 
     # Preprocessing
     preprocess: bool = False

@@ -112,7 +112,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("target_modules", ("--target-modules",),
            "Projections to adapt (q_proj k_proj v_proj o_proj or to_q ... to_out.0), or "
            "full module names as written by estimate", ADAPTER, ALL, "list"),
-    Option("bias", ("--bias",), "Train biases: none, all or lora_only", ADAPTER,
+    Option("bias", ("--bias",),
+           "Train biases: none, all or lora_only. Trained biases of layers without LoRA "
+           "cannot go into the diffusers export (diffusers' loader and the radio apply the "
+           "LoRA matrices only); the PEFT and ComfyUI exports carry them", ADAPTER,
            choices=BIAS_CHOICES),
     Option("lokr_linear_dim", ("--lokr-linear-dim",), "LoKR rank (linear dim)", LOKR,
            kind="int"),
@@ -178,8 +181,12 @@ OPTIONS: tuple[Option, ...] = (
            required=True),
     Option("save_every", ("--save-every",),
            "Full checkpoint every N epochs (0: only at the end)", CHECKPOINTS, kind="int"),
-    Option("resume_from", ("--resume-from",), "Checkpoint folder to continue exactly from",
-           CHECKPOINTS, kind="path"),
+    Option("resume_from", ("--resume-from",),
+           "Checkpoint folder to continue exactly from; its saved settings are the "
+           "defaults", CHECKPOINTS, kind="path"),
+    Option("force_resume", ("--force-resume",),
+           "Resume even though the dataset changed since the checkpoint", CHECKPOINTS,
+           kind="flag"),
     Option("log_dir", ("--log-dir",), "TensorBoard folder (default {output-dir}/runs)",
            LOGGING, kind="path"),
     Option("log_every", ("--log-every",), "Log loss and LR every N optimizer steps",
@@ -204,6 +211,10 @@ OPTIONS: tuple[Option, ...] = (
            kind="int"),
     Option("sample_steps", ("--sample-steps",),
            "Diffusion steps per sample (default: the model's)", LOGGING, kind="int"),
+    Option("preview", ("--preview",),
+           "Before/after clips: each sample prompt also without the adapter (same "
+           "caption, lyrics, seed), and a last pair when training ends", LOGGING,
+           kind="flag"),
     Option("preprocess", ("--preprocess",), "Preprocess audio before training",
            PREPROCESS, kind="flag"),
     Option("audio_dir", ("--audio-dir",), "Folder of audio (wav, flac, mp3, ogg)",

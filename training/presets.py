@@ -21,7 +21,13 @@ from training.storage import write_json
 
 SHIPPED_DIR = Path(__file__).with_name("presets")
 #: Settings a preset never carries: where things are, and what a run is.
-NOT_IN_PRESETS = PATH_FIELDS | {"mode", "preprocess", "model_variant", "base_model"}
+NOT_IN_PRESETS = PATH_FIELDS | {
+    "mode",
+    "preprocess",
+    "model_variant",
+    "base_model",
+    "force_resume",
+}
 PRESET_FIELDS = tuple(
     f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_IN_PRESETS
 )
