@@ -166,6 +166,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             CHECK (lyrics_rating IN ('clean', 'explicit'));
         """,
     ),
+    Migration(
+        6,
+        "training runs: the queue of /radio_train and the last runs, kept across restarts",
+        """
+        -- kind: 'train' (an adapter) or 'preprocess' (a dataset's tensors only).
+        -- name: the adapter's name; adapter: the key it was exported under.
+        CREATE TABLE training_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            guild_id INTEGER NOT NULL,
+            channel_id INTEGER,
+            user_id INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('train', 'preprocess')),
+            dataset TEXT NOT NULL,
+            name TEXT NOT NULL,
+            preset TEXT,
+            epochs INTEGER NOT NULL DEFAULT 0,
+            preview_every INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL
+                CHECK (state IN ('queued', 'running', 'done', 'stopped', 'failed', 'cancelled')),
+            step INTEGER NOT NULL DEFAULT 0,
+            total_steps INTEGER,
+            epoch INTEGER NOT NULL DEFAULT 0,
+            loss REAL,
+            adapter TEXT,
+            message TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            started_at REAL,
+            ended_at REAL
+        );
+        CREATE INDEX training_runs_by_state ON training_runs (state, id);
+        CREATE INDEX training_runs_by_guild ON training_runs (guild_id, id);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -16,8 +16,9 @@ with a log line. Nothing here imports discord.
 Guilds are created explicitly with `ensure_guild()` (when the bot joins or first
 hears from one); any other call naming an unknown guild raises `UnknownGuildError`.
 The parts live in `store_core` (connection), `store_jobs` (queue),
-`store_tracks` (buffer, plays, disk) and `store_taste` (reactions, the taste's
-evidence, favourites); records in `store_records`, checks in
+`store_tracks` (buffer, plays, disk), `store_taste` (reactions, the taste's
+evidence, favourites) and `store_training` (the training queue and the last
+runs); records in `store_records`, checks in
 `store_checks`, errors in `store_errors`.
 """
 
@@ -68,6 +69,7 @@ from bot.store_records import (
     track_from_row,
 )
 from bot.store_taste import Favorite, ReactionTally, TasteStore
+from bot.store_training import TrainingRunRow, TrainingRunStore
 from engine.settings import Settings
 
 __all__ = [
@@ -87,6 +89,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TrackRecord",
+    "TrainingRunRow",
     "UnknownGuildError",
     "VoteTally",
 ]
@@ -110,7 +113,7 @@ SETTING_KEYS = (
 )
 
 
-class Store(JobStore, TasteStore):
+class Store(JobStore, TasteStore, TrainingRunStore):
     """The radio's database. See the module docstring for threading and recovery."""
 
     @classmethod

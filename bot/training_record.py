@@ -50,6 +50,8 @@ class RunRecord:
     dataset: str
     output_dir: str
     started_at: float
+    run_id: int | None = None  # its row in the store (bot.store_training)
+    kind: str = "train"  # or "preprocess"
 
     @property
     def folder(self) -> Path:
@@ -76,7 +78,7 @@ def read_record(data_dir: Path) -> RunRecord | None:
     try:
         data: Any = json.loads(path.read_text())
         names = {f.name for f in fields(RunRecord)}
-        record = RunRecord(**{key: data[key] for key in names})
+        record = RunRecord(**{key: data[key] for key in names if key in data})
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -116,18 +118,24 @@ def trainer_alive(record: RunRecord) -> bool:
     return True
 
 
-def stop_orphan(record: RunRecord, stop_file: Path) -> bool:
+def stop_orphan(record: RunRecord, stop_file: Path | None) -> bool:
     """Stop the record's trainer if it still runs; True when it had to be stopped.
 
     The stop file first (it saves what it learnt), then SIGTERM (the same), then
-    SIGKILL. Not our child: it is watched by its pid until it is gone."""
+    SIGKILL; without a stop file (preprocessing has none) SIGTERM at once. Not our
+    child: it is watched by its pid until it is gone."""
     if not trainer_alive(record):
         return False
     log.warning("the trainer of adapter %r (pid %d) outlived the bot: stopping it",
                 record.name, record.pid)  # fmt: skip
-    stop_file.parent.mkdir(parents=True, exist_ok=True)
-    stop_file.touch()
-    for grace, then in zip(ORPHAN_GRACE, (signal.SIGTERM, signal.SIGKILL), strict=True):
+    steps = zip(ORPHAN_GRACE, (signal.SIGTERM, signal.SIGKILL), strict=True)
+    if stop_file is None:
+        os.kill(record.pid, signal.SIGTERM)
+        steps = zip(ORPHAN_GRACE[1:], (signal.SIGKILL,), strict=True)
+    else:
+        stop_file.parent.mkdir(parents=True, exist_ok=True)
+        stop_file.touch()
+    for grace, then in steps:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             if not trainer_alive(record):

@@ -124,6 +124,10 @@ class Settings(BaseSettings):
         120, "an integer number of seconds from 0 (stay) to 86400", ge=0, le=86400
     )
     upload_max_mb: int = _field(8, "an integer number of MB from 1 to 100", ge=1, le=100)
+    dataset_max_tracks: int = _field(50, "an integer from 1 to 1000", ge=1, le=1000)
+    dataset_max_seconds: int = _field(
+        300, "an integer number of seconds from 1 to 1800", ge=1, le=1800
+    )
 
     # Device and memory policy (engine/tiers.py)
     device: str = _field("auto", "auto, cpu, cuda or cuda:N")

@@ -14,13 +14,16 @@ to the bot:
 - `PUT .../commands` is the command sync; the payloads are kept for checks;
 - interactions: `invoke()` sends INTERACTION_CREATE as a Discord client would,
   typing each option from the synced command (but checking no `Range`: values
-  arrive raw, as from a misbehaving client). The interaction callback answers
+  arrive raw, as from a misbehaving client); a subcommand of a group is named
+  as a member types it, `"radio_dataset add"`. The interaction callback answers
   404 "Unknown interaction" after 3 s, like Discord. After a deferral the
   first follow-up fills the deferred message and keeps its ephemeral flag,
   unless the original response was deleted first;
-- channel messages can be posted (JSON, or multipart with files), edited,
-  fetched and deleted; every message the bot sends keeps its
-  `allowed_mentions`, its components (buttons) and its files for checks;
+- channel messages can be posted (JSON, or multipart with files), edited
+  (JSON or multipart: new files, and the `attachments` kept by id, as
+  Discord does; also through the interaction webhook), fetched and deleted;
+  every message the bot sends keeps its `allowed_mentions`, its components
+  (buttons) and its files for checks, and counts the edits that brought files;
 - message components: `press()` sends a MESSAGE_COMPONENT interaction (type
   3, with `data.custom_id` and the message) as a client does when a member
   presses a button; the bot may answer by updating the message (callback
@@ -163,6 +166,10 @@ class FakeAttachment:
     size: int | None = None  # what Discord reports; the real size by default
 
 
+#: Discord's limit on one request's size, attachments included.
+MAX_REQUEST_BYTES = 25 * 2**20
+
+
 @dataclass
 class FakeFile:
     """A file the bot attached to a message."""
@@ -170,6 +177,7 @@ class FakeFile:
     filename: str
     data: bytes
     content_type: str | None = None
+    id: int = field(default_factory=lambda: snowflake())
 
 
 @dataclass
@@ -183,6 +191,7 @@ class FakeMessage:
     edits: int = 0
     components: list[dict[str, Any]] = field(default_factory=list)
     files: list[FakeFile] = field(default_factory=list)
+    file_edits: int = 0  # edits that brought new files
 
     def forged(self, custom_id: str) -> FakeMessage:
         """A copy of this message whose first button has `custom_id` instead: what a
@@ -233,6 +242,18 @@ class FakeMessage:
         if "components" in body:
             self.components = body["components"] or []
 
+    def edit(self, body: dict[str, Any], files: list[FakeFile]) -> None:
+        """An edit: new content, and the attachments Discord keeps (those listed by id
+        in `attachments`, plus the new files; all of them when the key is absent)."""
+        self.update(body)
+        self.edits += 1
+        if "attachments" in body:
+            kept = {str(item.get("id")) for item in body["attachments"] or []}
+            self.files = [f for f in self.files if str(f.id) in kept]
+        if files:
+            self.files = [*self.files, *files]
+            self.file_edits += 1
+
     def payload(self, author: FakeUser, guild_id: int | None) -> dict[str, Any]:
         data = {
             "id": str(self.id),
@@ -247,7 +268,7 @@ class FakeMessage:
             "mention_roles": [],
             "attachments": [
                 {
-                    "id": str(snowflake()),
+                    "id": str(f.id),
                     "filename": f.filename,
                     "size": len(f.data),
                     "url": f"https://cdn.invalid/{f.filename}",
@@ -492,7 +513,7 @@ class FakeDiscord:
 
     # --- life cycle -----------------------------------------------------------
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.add_routes(
             [
                 web.get("/gateway", self._gateway),
@@ -760,9 +781,14 @@ class FakeDiscord:
         options: dict[str, Any],
         focused: str | None,
     ) -> FakeInteraction:
-        command = self.command(guild, name)
+        group, _, sub = name.partition(" ")
+        command = self.command(guild, group)
         channel = channel or next(c for c in guild.channels.values() if c.type == 0)
-        schema = {option["name"]: option for option in command.get("options", [])}
+        declared = command
+        if sub:
+            declared = next(o for o in command.get("options", [])
+                            if o["type"] == SUB_COMMAND and o["name"] == sub)  # fmt: skip
+        schema = {option["name"]: option for option in declared.get("options", [])}
         typed, resolved = [], {}
         for key, value in options.items():
             if key not in schema:
@@ -772,7 +798,9 @@ class FakeDiscord:
             if key == focused:
                 option["focused"] = True
             typed.append(option)
-        data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1, "options": typed}
+        if sub:
+            typed = [{"name": sub, "type": SUB_COMMAND, "options": typed}]
+        data: dict[str, Any] = {"id": command["id"], "name": group, "type": 1, "options": typed}
         if "guild_id" in command:
             data["guild_id"] = command["guild_id"]
         if resolved:
@@ -953,8 +981,7 @@ class FakeDiscord:
         if target is None:
             return _error(404, "Unknown Message", 10008)
         interaction, message = target
-        message.update(await request.json())
-        message.edits += 1
+        message.edit(*await _read_body(request))
         if message is interaction.original:
             interaction.original_state = "sent"
         self._notify()
@@ -1045,8 +1072,7 @@ class FakeDiscord:
         if found is None:
             return _error(404, "Unknown Message", 10008)
         guild, message = found
-        message.update(await request.json())
-        message.edits += 1
+        message.edit(*await _read_body(request))
         self._notify()
         return _response(message.payload(self.bot, guild.id))
 

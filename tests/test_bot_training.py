@@ -1,18 +1,21 @@
-"""End to end: the bot's owner trains an adapter from Discord and the station sings with it.
+"""End to end: the bot's owner trains a station's sound from Discord alone.
 
 The real discord.py client against the fake Discord, the real worker (tiny
-checkpoint) and the real trainer in its own process, on a tiny dataset of
-tones with a tiny trainer preset saved the way the wizard saves one. While it
-trains the worker is stopped (the GPU is the trainer's) and the station
-replays its library and says so; afterwards generation resumes, the adapter
-is in ADAPTERS_DIR and a DJ applies it with /radio_adapter.
+checkpoint) and the real trainer in its own process. The owner makes a dataset
+from three attachments (one corrupt: reported, the others kept), starts a run
+and queues a second one; the progress message is edited with the loss curve
+as a PNG; before/after clips are posted; the second run starts when the first
+ends (and is stopped); a DJ puts the adapter on air with the button, and the
+next song is sung with it. The runs are still known to /radio_train_status.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import subprocess
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +28,12 @@ from tests.bot_world import Server, World, add_server, start_bot, world_settings
 from tests.fake_discord import FakeDiscord, FakeMessage
 from tests.fake_voice import VoiceLog
 from tests.radio_helpers import TEST_STEPS
-from tests.train_helpers import CHILD_ENV, fast_config, make_audio_dir
+from tests.train_helpers import BROKEN, CHILD_ENV, CLIP_SECONDS, fast_config, write_audio
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ADAPTER = "tonal"
+HOST_PATH = re.compile(r"/(tmp|home|root|work)/")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -40,7 +44,6 @@ async def world(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: P
     async with FakeDiscord() as fake:
         server = add_server(fake, "trainers")
         settings = world_settings(root, tiny_checkpoint_dir, fake.token)
-        make_audio_dir(settings.datasets_dir / "tones", ["synth.wav", "pad.flac"], broken=False)
         # A tiny-model preset; a high learning rate so that a few steps change the sound.
         tiny = fast_config(tiny_checkpoint_dir, root, lr=0.05, epochs=2)
         save_preset("tiny", tiny, settings.data_dir / "training-presets", "tests: tiny model")
@@ -60,8 +63,34 @@ def decoded(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.float32)
 
 
+def wav_samples(data: bytes) -> np.ndarray:
+    with wave.open(io.BytesIO(data)) as clip:
+        return np.frombuffer(clip.readframes(clip.getnframes()), dtype=np.int16)
+
+
+def message_about(world: World, server: Server, text: str) -> FakeMessage | None:
+    messages = world.fake.channel_messages.get(server.text.id, [])
+    return next((m for m in messages if text in m.content), None)
+
+
+async def refused(world: World, server: Server, user, command: str, **options) -> str:
+    _, message = await world.run(server, user, command, **options)
+    assert message.ephemeral and message.content.startswith("⚠️"), message.text
+    assert not HOST_PATH.search(message.content), message.content
+    return message.content
+
+
+def attachments(world: World, folder: Path) -> dict:
+    """Two real audio files and a corrupt one, as a member attaches them."""
+    files = {}
+    for name, hz in (("synth.wav", 220.0), ("pad.flac", 330.0)):
+        files[name] = world.fake.add_attachment(name, write_audio(folder / name, CLIP_SECONDS,
+                                                                  hz).read_bytes())  # fmt: skip
+    files[BROKEN] = world.fake.add_attachment(BROKEN, b"ID3 this is not really an mp3" * 10)
+    return files
+
+
 async def made_tracks(world: World, server: Server) -> list[TrackRecord]:
-    """Every track the station made, oldest first."""
     store = world.bot.stations.store
     plays = await asyncio.to_thread(store.history, server.id, 100)
     buffered = await asyncio.to_thread(store.buffered_tracks, server.id)
@@ -70,122 +99,104 @@ async def made_tracks(world: World, server: Server) -> list[TrackRecord]:
     return [found[key] for key in sorted(found)]
 
 
-def progress_message(world: World, server: Server) -> FakeMessage | None:
-    messages = world.fake.channel_messages.get(server.text.id, [])
-    return next((m for m in messages if f"Adapter **{ADAPTER}**" in m.content), None)
-
-
-async def refused(world: World, server: Server, user, command: str, **options) -> str:
-    _, message = await world.run(server, user, command, **options)
-    assert message.ephemeral and message.content.startswith("⚠️"), message.text
-    return message.content
-
-
-async def test_train_from_discord_then_sing_with_the_adapter(world: World) -> None:
-    server = world.servers[0]
+async def test_a_station_trains_its_sound_from_discord(world: World, tmp_path: Path) -> None:
+    server, owner = world.servers[0], world.servers[0].guild.owner
     await server.guild.set_voice(server.alice, server.lounge)
-    await server.guild.set_voice(server.admin, server.lounge)
-    _, message = await world.run(server, server.admin, "radio_join")
+    await server.guild.set_voice(server.dj, server.lounge)
+    _, message = await world.run(server, server.dj, "radio_join")
     assert "On air" in message.content
-    station = world.bot.radio.known_station(server.id)
-    assert station is not None
-    await world.fake.wait_for(
-        lambda: [p for p in world.voice.plays_in(server.id) if p.ended], timeout=120
-    )  # fmt: skip (a library to replay)
 
-    # What the owner is offered, and what is refused before anything starts.
-    owner = server.guild.owner
-    datasets = await world.fake.autocomplete(server.guild, owner, "radio_train",
-                                             "dataset", dataset="", name=ADAPTER)  # fmt: skip
-    assert [c["value"] for c in datasets] == ["tones"]
-    presets = await world.fake.autocomplete(server.guild, owner, "radio_train", "preset",
-                                            dataset="tones", name=ADAPTER, preset="")  # fmt: skip
-    assert {"minimal", "tiny"} <= {c["value"] for c in presets}
-    text = await refused(world, server, server.admin, "radio_train", dataset="tones", name=ADAPTER)
-    assert "for the bot's owner" in text and "TRAINING_GUILDS" in text
-    text = await refused(world, server, owner, "radio_train", dataset="../..", name="x")
-    assert "invalid dataset '../..'" in text and "tones" in text
-    text = await refused(world, server, owner, "radio_train", dataset="nope", name="x")
-    assert "DATASETS_DIR" in text and str(world.settings.datasets_dir) not in text
-    text = await refused(world, server, owner, "radio_train", dataset="tones", name="../x")
-    assert "invalid adapter '../x'" in text and "letters, digits" in text
-    text = await refused(world, server, owner, "radio_train", dataset="tones",
-                         name=ADAPTER, epochs=0)  # fmt: skip
-    assert "invalid epochs 0" in text and "1 to 1000" in text
-    text = await refused(world, server, owner, "radio_train", dataset="tones",
-                         name=ADAPTER, preset="huge")  # fmt: skip
+    # A dataset from attachments: the corrupt file is named with the reason, no host path.
+    files = attachments(world, tmp_path)
+    text = await refused(world, server, server.admin, "radio_dataset add", name="tones",
+                         file=files["synth.wav"])  # fmt: skip
+    assert "for the bot's owner" in text
+    _, added = await world.run(server, owner, "radio_dataset add", name="tones",
+                               file=files["synth.wav"], file2=files["pad.flac"],
+                               file3=files[BROKEN], caption="bright synth arpeggio")  # fmt: skip
+    assert "2 track(s) added" in added.content and "1 refused" in added.content, added.content
+    assert f"{BROKEN}: the file holds no MP3 audio" in added.content
+    assert not HOST_PATH.search(added.content)
+    _, shown = await world.run(server, owner, "radio_dataset show", name="tones")
+    assert shown.ephemeral and "2 tracks, 0:01 in all" in shown.content, shown.content
+    assert "synth.wav (0.6 s): bright synth arpeggio" in shown.content
+    assert f"Refused when added:\n• {BROKEN}" in shown.content
+    folder = world.settings.datasets_dir / f"g{server.id}-tones"  # this server's
+    assert sorted(p.name for p in folder.glob("*.flac")) == ["001-synth.flac", "002-pad.flac"]
+    names = await world.fake.autocomplete(server.guild, owner, "radio_train", "dataset",
+                                          dataset="", name=ADAPTER)  # fmt: skip
+    assert [c["value"] for c in names] == ["tones"]
+    text = await refused(world, server, owner, "radio_train", dataset="tones", name=ADAPTER,
+                         preset="huge")  # fmt: skip
     assert "invalid preset 'huge'" in text and "tiny" in text
-    assert not world.bot.training.running and world.bot.stations.busy_reason is None
 
-    # Training: the worker stops, the station replays its library and says why.
-    _, message = await world.run(server, owner, "radio_train", dataset="tones",
-                                 name=ADAPTER, preset="tiny", epochs=2)  # fmt: skip
-    assert "Training started" in message.content
-    assert world.bot.training.running
-    assert "an adapter is training" in (world.bot.stations.busy_reason or "")
-    text = await refused(world, server, owner, "radio_train", dataset="tones", name="b")
-    assert "'tonal' is training now" in text
-    _, queue = await world.run(server, server.alice, "radio_queue")
-    assert "an adapter is training" in queue.text and "replaying the library" in queue.text
+    # Two runs: the first starts, the second waits in line with its place.
+    _, first = await world.run(server, owner, "radio_train", dataset="tones", name=ADAPTER,
+                               preset="tiny", epochs=2)  # fmt: skip
+    assert "Training started (run #1)" in first.content, first.content
+    _, second = await world.run(server, owner, "radio_train", dataset="tones", name="second",
+                                preset="tiny", epochs=200)  # fmt: skip
+    assert "Run #2 waits in line: 1 run is ahead of it" in second.content, second.content
     _, status = await world.run(server, owner, "radio_train_status")
-    assert status.ephemeral and "Adapter **tonal**" in status.content
+    assert "#1 adapter **tonal** on **tones**: running" in status.content, status.content
+    assert "#2 adapter **second** on **tones**: waits in line, 1 run ahead" in status.content
+    assert "an adapter is training" in (world.bot.stations.busy_reason or "")
 
-    async def replayed() -> bool:
-        history = await asyncio.to_thread(station.store.history, server.id, 100)
-        return any(play.source == "replay" for play in history)
-
-    await world.fake.wait_for(replayed, timeout=120)
-
-    # The run ends; the adapter is exported and generation resumes.
-    final = await world.fake.wait_for(
-        lambda: (m := progress_message(world, server)) and "✅" in m.content and m, timeout=240
+    # The progress message: edited as it goes, with the loss curve as a PNG.
+    board = await world.fake.wait_for(
+        lambda: (m := message_about(world, server, f"Adapter **{ADAPTER}** from")) and m.file_edits
+        and m, timeout=240,
+    )  # fmt: skip
+    (curve,) = board.files
+    assert curve.filename == "loss_curve.png" and curve.data.startswith(b"\x89PNG\r\n")
+    # Before/after clips: the same prompt, without and with the adapter.
+    clips = await world.fake.wait_for(
+        lambda: message_about(world, server, f"🎧 Adapter **{ADAPTER}**, at the end"), timeout=60
     )
-    assert "training finished" in final.content
-    assert re.search(r"Step (\d+)/\1, epoch 2/2", final.content), final.content
-    assert "loss" in final.content and final.edits >= 2
-    assert "/radio_adapter name:tonal" in final.content
-    assert (await world.bot.training.wait()).state == "done"  # type: ignore[union-attr]
-    assert not world.bot.training.running and world.bot.stations.busy_reason is None
-    adapter_dir = world.settings.adapters_dir / f"g{server.id}-{ADAPTER}"  # this server's
-    assert (adapter_dir / "pytorch_lora_weights.safetensors").is_file()
-    # The run's folder (tensors, checkpoints) and its record are gone once exported.
-    assert list((world.settings.data_dir / "training-runs").iterdir()) == []
-    assert not (world.settings.data_dir / "training-run.json").exists()
-    _, listing = await world.run(server, server.dj, "radio_adapters")
-    assert "**tonal** (lora, this server's)" in listing.content
-    assert "base model" in listing.content
+    assert [f.filename for f in clips.files] == ["before-01.wav", "after-01.wav"]
+    before, after = (wav_samples(f.data) for f in clips.files)
+    assert before.shape == after.shape and not np.array_equal(before, after)
+    assert "bright synth arpeggio" in clips.content
+    final = await world.fake.wait_for(lambda: "✅" in board.content and board, timeout=240)
+    assert re.search(r"Step (\d+)/\1, epoch 2/2, loss \d\.\d{4}, lr ", final.content), final.content
+    assert board.files[0].filename == "loss_curve.png" and board.file_edits >= 2
+    assert not HOST_PATH.search(final.content)
+    assert (world.settings.adapters_dir / f"g{server.id}-{ADAPTER}").is_dir()
 
-    # A DJ applies it; the next request is sung with it, and sounds different.
-    names = await world.fake.autocomplete(server.guild, server.dj, "radio_adapter", "name",
-                                          name="")  # fmt: skip
-    assert [c["value"] for c in names] == ["off", ADAPTER]
-    text = await refused(world, server, server.dj, "radio_adapter", name=ADAPTER, scale=9)
-    assert "scale 9 is not allowed" in text and "0 to 4" in text
-    text = await refused(world, server, server.dj, "radio_adapter", name="nope")
-    assert "invalid adapter 'nope'" in text and "tonal" in text
-    _, message = await world.run(server, server.dj, "radio_adapter", name=ADAPTER, scale=4)
-    assert "adapter **tonal** at scale 4" in message.content
-    _, listing = await world.run(server, server.dj, "radio_adapters")
-    assert "**tonal** (lora, this server's) ← active (scale 4)" in listing.content
-    _, message = await world.run(server, server.alice, "radio_request", theme="a tonal song")
-    track = await world.fake.wait_for(lambda: _requested(world, server), timeout=120)
+    # The second run starts when the first has ended; it is stopped, keeping what it learnt.
+    async def second_training() -> bool:
+        progress = world.bot.training.progress
+        return progress is not None and progress.run_id == 2 and progress.step > 0
+
+    await world.fake.wait_for(second_training, timeout=240)
+    _, stop = await world.run(server, owner, "radio_train_stop", run="#2")
+    assert "Stopping #2 adapter **second**" in stop.content, stop.content
+    assert (await world.bot.training.wait()).state == "stopped"  # type: ignore[union-attr]
+    runs = await asyncio.to_thread(world.bot.stations.store.recent_training_runs, server.id)
+    assert [(r.id, r.state) for r in runs] == [(2, "stopped"), (1, "done")]
+    assert runs[1].ended_at <= runs[0].started_at  # one after the other
+
+    # A DJ puts it on air with the button; the next song is sung with it.
+    button = final.button("radio:onair:")
+    assert button["custom_id"] == f"radio:onair:g{server.id}-{ADAPTER}"
+    interaction = await world.fake.press(server.guild, server.alice, final, button["custom_id"])
+    assert "DJ" in (await world.fake.answer(interaction)).content  # listeners may not
+    interaction = await world.fake.press(server.guild, server.dj, final, button["custom_id"])
+    assert f"put adapter **{ADAPTER}** on air" in (await world.fake.answer(interaction)).content
+    station = world.bot.radio.known_station(server.id)
+    assert station is not None and station.settings.adapter == f"g{server.id}-{ADAPTER}"
+    await world.run(server, server.alice, "radio_request", theme="a tonal song")
+    track = await world.fake.wait_for(lambda: _requested(world, server), timeout=180)
     assert track.track.settings["adapter"] == f"g{server.id}-{ADAPTER}"
-    assert track.track.settings["adapter_scale"] == 4.0
-
-    def now_playing_with_adapter() -> list[FakeMessage]:
-        messages = world.fake.channel_messages.get(server.text.id, []) + world.fake.deleted_messages
-        return [m for m in messages if "Now playing" in m.text and "adapter tonal ×4" in m.text]
-
-    await world.fake.wait_for(now_playing_with_adapter, timeout=120)
-    with_adapter = decoded(track.path)  # before the same song is made again (same file name)
+    with_adapter = decoded(track.path)
     base = await world.bot.stations.client.submit(
         SongJob(job_id="same-seed-base", spec=track.spec, steps=TEST_STEPS)
     )
     assert base.track.seed == track.track.seed and base.track.settings["adapter"] is None
     without = decoded(Path(base.track.path))
+    # The tiny random VAE mutes what the adapter changes: "audible" is a margin above
+    # opus's determinism, not loudness.
     assert with_adapter.shape == without.shape
-    # The same song decodes bit for bit the same (opus is deterministic); the tiny random
-    # VAE mutes what the adapter changes, so "audible" is a margin above that, not loudness.
     assert np.sqrt(np.mean((with_adapter - without) ** 2)) > 1e-4
 
 

@@ -233,10 +233,11 @@ class Listening(commands.Cog):
     @app_commands.command(name="radio_help", description="Every radio command and who may use it")
     async def radio_help(self, interaction: discord.Interaction) -> None:
         listed = [
-            CommandHelp(c.name, c.description, c.default_permissions is not None)
-            for c in sorted(self.bot.tree.get_commands(), key=lambda c: c.name)
-            if isinstance(c, app_commands.Command) and c.name.startswith("radio_")
-        ]
+            CommandHelp(c.qualified_name, c.description, c.root_parent is not None
+                        or c.default_permissions is not None)
+            for c in sorted(self.bot.tree.walk_commands(), key=lambda c: c.qualified_name)
+            if isinstance(c, app_commands.Command) and c.qualified_name.startswith("radio_")
+        ]  # fmt: skip
         await answer(interaction, embed=help_embed(listed), ephemeral=True)
 
 
