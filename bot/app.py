@@ -11,8 +11,13 @@ stations replay their libraries and say why.
 
 `main()` reads `.env`, then removes the token from the environment so that
 no child process (worker, trainer, ffmpeg) inherits it; a missing or refused
-`DISCORD_TOKEN`, a bad setting or an unreachable Discord each end with one
-clear line, not a traceback. SIGINT and SIGTERM shut down cleanly: a training
+`DISCORD_TOKEN`, a bad setting, an unreachable Discord or (with
+`WORKER_BACKEND=ray`) an unreachable Ray cluster each end with one clear line,
+not a traceback.
+
+The bot is an `AutoShardedBot`: Discord says how many gateway shards it needs
+(one per 2,500 servers at most), or `SHARD_COUNT` sets it; one process runs
+them all (docs/scaling.md). SIGINT and SIGTERM shut down cleanly: a training
 run is stopped first (what it learnt is exported), then playback stops, the
 stations and the database are closed (everything the radio knows is already
 in SQLite) and the worker stops; each step runs even when one before failed.
@@ -72,7 +77,7 @@ EXIT_USAGE = 2
 CURVE_EVERY_POLLS = 15
 
 
-class RadioBot(commands.Bot):
+class RadioBot(commands.AutoShardedBot):
     """The radio. `stations` and `radio` exist once `setup_hook` has run."""
 
     def __init__(
@@ -93,6 +98,7 @@ class RadioBot(commands.Bot):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            shard_count=settings.shard_count,
             **options,
         )
         self.settings = settings
@@ -135,7 +141,9 @@ class RadioBot(commands.Bot):
     async def setup_hook(self) -> None:
         manager = await asyncio.to_thread(manager_from_settings, self.settings, self.worker_config)
         self._stations = manager
-        self._training = TrainingRuns(manager, self.settings, **self.training_options)
+        self._training = TrainingRuns(
+            manager, self.settings, place=training_place(self.settings), **self.training_options
+        )
         # Before the worker: a trainer left by a killed bot must not share the GPU with it.
         await self._training.recover()
         log.info("starting the music worker (loading the models)...")
@@ -266,6 +274,15 @@ async def serve(bot: RadioBot, token: str) -> int:
     return 0
 
 
+def training_place(settings: Settings) -> Any:
+    """Where adapters train: None (this machine, songs paused) or the Ray cluster."""
+    if settings.worker_backend != "ray":
+        return None
+    from training.ray_jobs import RayTrainingPlace
+
+    return RayTrainingPlace(gpus=settings.ray_training_gpus)
+
+
 def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
@@ -288,6 +305,13 @@ def main() -> int:
         return EXIT_USAGE
     setup_logging(settings.log_level, settings.secrets, settings.log_file)
     warn_if_readable(default_env_file())
+    if settings.worker_backend == "ray":
+        from engine.ray_cluster import ClusterUnreachableError, connect
+
+        try:
+            connect(settings.ray_address)
+        except ClusterUnreachableError as exc:
+            return fail(str(exc))
     return asyncio.run(run(settings))
 
 

@@ -1,17 +1,18 @@
 """VoicePlayer: plays a station's tracks into one guild's voice channel.
 
 It is the station's `Player` (see bot.station): `play(record)` starts the track
-with `FFmpegOpusAudio` and returns when it ended. discord.py plays on its own
+and returns when it ended. discord.py plays on its own
 audio thread and calls `after` there; `after` only hands the result back to
 the event loop (`call_soon_threadsafe`), where the station's play loop starts
-the next track at once. Ogg/Opus files (what the worker writes) pass through
-ffmpeg without re-encoding (`codec="copy"`). An Ogg/Opus stream begins with two
-header packets (OpusHead, OpusTags); discord.py's reader hands them on as if
-they were 20 ms frames, so `TrackSource` skips them: 40 ms less silence
-between songs. ffmpeg takes a moment to start, so `prepare(record)` opens the
-next track's source while the current one plays and reads its first audio
-packet ahead; then that frame goes out the moment the current one ends.
-Opening a source (spawning ffmpeg) and closing one (reaping it) run in
+the next track at once. Ogg/Opus files (what the worker writes, and what
+uploads are converted to) go out packet by packet as they are, without any
+process (`bot.ogg_source.OggOpusFile`); its two header packets (OpusHead,
+OpusTags) are read, not sent as if they were 20 ms frames. Other formats are
+encoded by ffmpeg (`TrackSource`, which drops the header packets of ffmpeg's
+Ogg output too). Opening takes a moment, so `prepare(record)` opens the next
+track's source while the current one plays and reads up to its first audio
+packet; then that frame goes out the moment the current one ends.
+Opening a source (reading its headers, or spawning ffmpeg) and closing one run in
 threads: nothing here blocks the event loop.
 
 The connection: `connect(channel)` joins or moves; the player remembers the
@@ -33,6 +34,7 @@ from typing import Any
 
 import discord
 
+from bot.ogg_source import OggOpusFile
 from bot.store import TrackRecord
 
 log = logging.getLogger("bot.player")
@@ -40,7 +42,7 @@ log = logging.getLogger("bot.player")
 #: Seconds to wait before each reconnection attempt after the voice connection was lost.
 RECONNECT_DELAYS = (0.0, 2.0, 5.0)
 CONNECT_TIMEOUT = 20.0
-#: Files ffmpeg can pass through as Opus packets without re-encoding.
+#: Files whose Opus packets go to Discord as they are, without re-encoding.
 OPUS_SUFFIXES = (".ogg", ".opus")
 #: The Ogg/Opus stream's header packets: not audio.
 OPUS_HEADERS = (b"OpusHead", b"OpusTags")
@@ -76,15 +78,14 @@ class TrackSource(discord.FFmpegOpusAudio):
         return self._next_audio()
 
 
-def open_source(path: Path) -> TrackSource:
-    """Start ffmpeg on `path` and read up to its first audio packet (blocking: call
-    it in a thread)."""
+def open_source(path: Path) -> discord.AudioSource:
+    """Open `path` for voice, up to its first audio packet (blocking: call it in a
+    thread); `OSError` when it cannot be."""
     if not path.is_file():
         raise FileNotFoundError(f"track file {path} is missing")
     if path.suffix.lower() in OPUS_SUFFIXES:
-        source = TrackSource(path, codec="copy")
-    else:
-        source = TrackSource(path, bitrate=128)
+        return OggOpusFile(path)
+    source = TrackSource(path, bitrate=128)
     try:
         source.prime()
     except BaseException:
@@ -121,7 +122,7 @@ class VoicePlayer:
         self._started = 0.0
         self._paused_at: float | None = None
         self._paused_total = 0.0
-        self._prepared: tuple[Path, asyncio.Task[TrackSource]] | None = None
+        self._prepared: tuple[Path, asyncio.Task[discord.AudioSource]] | None = None
 
     # --- the connection -------------------------------------------------------
     @property
@@ -281,7 +282,7 @@ class VoicePlayer:
         return max(0.0, now - self._started - self._paused_total)
 
     # --- sources --------------------------------------------------------------
-    async def _take_source(self, path: Path) -> TrackSource:
+    async def _take_source(self, path: Path) -> discord.AudioSource:
         prepared, self._prepared = self._prepared, None
         if prepared is not None:
             prepared_path, task = prepared
@@ -305,7 +306,7 @@ class VoicePlayer:
             self._prepared = None
             await _cleanup(task)
 
-    def _spawn_cleanup(self, task: asyncio.Task[TrackSource]) -> None:
+    def _spawn_cleanup(self, task: asyncio.Task[discord.AudioSource]) -> None:
         cleanup = asyncio.get_running_loop().create_task(_cleanup(task))
         _background.add(cleanup)
         cleanup.add_done_callback(_background.discard)
@@ -314,8 +315,8 @@ class VoicePlayer:
 _background: set[asyncio.Task[None]] = set()
 
 
-async def _cleanup(task: asyncio.Task[TrackSource]) -> None:
-    """Close a source that will not be played (ends its ffmpeg)."""
+async def _cleanup(task: asyncio.Task[discord.AudioSource]) -> None:
+    """Close a source that will not be played (its file, or its ffmpeg)."""
     try:
         source = await task
     except OSError:

@@ -150,7 +150,9 @@ def history_embed(plays: Sequence[Play]) -> discord.Embed:
     )
 
 
-def stats_embed(stats: StationStats) -> discord.Embed:
+def stats_embed(stats: StationStats, workers: str | None = None) -> discord.Embed:
+    """`/radio_stats`; `workers` says how the song workers are doing (the backend's summary)."""
+
     def seconds(value: float | None) -> str:
         return "–" if value is None else f"{value:.1f} s"
 
@@ -175,6 +177,8 @@ def stats_embed(stats: StationStats) -> discord.Embed:
         f"{safe(reason, 60)}: {count}" for reason, count in stats.failures_by_reason.items()
     ]
     embed.add_field(name="Failed attempts", value=_lines(failures, "none"), inline=False)
+    if workers is not None:
+        embed.add_field(name="Song workers", value=safe(workers, 200), inline=False)
     top = [
         f"{i}. {safe(r.name, 60) or r.user_id}: {r.songs}"
         for i, r in enumerate(stats.top_requesters, 1)

@@ -64,7 +64,6 @@ from bot.store import (
     TrackRecord,
 )
 from bot.store_checks import MAX_HISTORY, MAX_QUEUE_LIMIT, check_bool, check_int, check_rating
-from bot.store_records import JobKind
 from bot.taste import explores, lean_from
 from engine.content_rating import blocked_words, check_theme
 from engine.jobs import JobDone, JobProgress, JobWritten, SongJob
@@ -426,12 +425,6 @@ class Station:
         return 0
 
     # --- jobs (called by the StationManager) ----------------------------------
-    async def next_kind(self) -> JobKind | None:
-        """The kind of the job this station would run next, or None."""
-        pending = await self._db(self.store.pending_jobs, self.guild_id)
-        queued = [job for job in pending if job.status == "queued"]
-        return queued[0].kind if queued else None
-
     async def take_job(self) -> tuple[Job, SongJob] | None:
         """Take the next queued job (now `writing`) and describe it for the worker."""
         job = await self._db(self.store.next_job, self.guild_id)

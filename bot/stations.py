@@ -1,11 +1,21 @@
 """StationManager: every guild's station, and who gets the GPU worker next.
 
-One worker serves all stations. The manager's scheduler waits until the
-worker has a free slot (`WorkerClient.wait_for_slot`), then takes one job:
+One song backend serves all stations (`engine.song_backend`: the local
+worker process, or song workers on a Ray cluster, where each job goes to the
+worker with the shortest queue). The manager's scheduler waits until the
+backend has a free slot (`wait_for_slot`), then takes one job:
 a listener's request from the next station in round-robin order that has one,
 else an auto-fill job the same way. So no station can starve another, requests
 anywhere come before auto-fill anywhere, and the stations together never ask
 for more concurrent work than the worker can do.
+
+Batches. With `BATCH_SIZE` above 1 (as the worker's GPU tier allows it), when
+more songs are due than that first one (a buffer that needs several songs,
+several requests waiting), the scheduler takes more jobs the same way, up to
+the batch size, and hands them over as one generation (`submit_batch`). A job
+joins only if it can share the batch (same adapter, scale and steps, a similar
+length: `engine.jobs.can_share_batch`); one that cannot is kept for the next
+free slot. A song never waits for a batch to fill: what is due goes at once.
 
 At start-up the manager calls `Store.recover()` (jobs in flight go back to the
 queue, the track that was playing back to its buffer, vanished files are
@@ -26,10 +36,11 @@ from bot.station import Station, StationConfig
 from bot.store import RecoveryReport, Store, UnknownGuildError
 from bot.store_checks import check_id
 from bot.store_records import Job
-from engine.jobs import SongJob
+from engine.jobs import SongJob, can_share_batch
 from engine.settings import Settings
+from engine.song_backend import SongBackend, backend_from_settings
 from engine.worker import WorkerConfig
-from engine.worker_client import WorkerClient, WorkerError, WorkerEvent
+from engine.worker_client import WorkerError, WorkerEvent
 
 log = logging.getLogger("bot.stations")
 
@@ -47,7 +58,7 @@ class StationManager:
     def __init__(
         self,
         store: Store,
-        client: WorkerClient,
+        client: SongBackend,
         config: StationConfig,
         *,
         owns_client: bool = True,
@@ -61,6 +72,7 @@ class StationManager:
         self._next = 0  # round-robin start among stations
         self._scheduler: asyncio.Task | None = None
         self._jobs: set[asyncio.Task] = set()
+        self._held: tuple[Station, Job, SongJob] | None = None  # taken; did not fit a batch
         self.recovery: RecoveryReport | None = None
         client.on_event = self.on_worker_event
 
@@ -193,18 +205,42 @@ class StationManager:
         while True:
             await self.client.wait_for_slot()
             changed = self._changed
-            picked = await self._pick()
-            if picked is None:
+            batch = await self._pick_batch()
+            if not batch:
                 await changed.wait()
                 continue
-            station, job, song = picked
+            jobs = [song for _station, _job, song in batch]
+            callbacks = [station.job_callbacks(job) for station, job, _song in batch]
             try:
-                handle = self.client.submit(song, **station.job_callbacks(job))
+                if len(batch) == 1:
+                    handles = [self.client.submit(jobs[0], **callbacks[0])]
+                else:
+                    handles = self.client.submit_batch(jobs, callbacks)
             except WorkerError as exc:
-                log.error("guild %d: job %d refused: %s", station.guild_id, job.id, exc)
-                self._track(station.refuse_job(job, "worker_start_failed"))
+                for station, job, _song in batch:
+                    log.error("guild %d: job %d refused: %s", station.guild_id, job.id, exc)
+                    self._track(station.refuse_job(job, "worker_start_failed"))
                 continue
-            self._track(station.run_job(job, handle))
+            for (station, job, _song), handle in zip(batch, handles, strict=True):
+                self._track(station.run_job(job, handle))
+
+    async def _pick_batch(self) -> list[tuple[Station, Job, SongJob]]:
+        """The jobs of the next generation: the next job, then more while more are due,
+        up to the worker's batch size, each able to share the batch."""
+        first = self._held or await self._pick()
+        self._held = None
+        if first is None:
+            return []
+        batch = [first]
+        while len(batch) < self.client.batch_size:
+            picked = await self._pick()
+            if picked is None:
+                break
+            if not can_share_batch([song for _s, _j, song in batch], picked[2]):
+                self._held = picked
+                break
+            batch.append(picked)
+        return batch
 
     async def _pick(self) -> tuple[Station, Job, SongJob] | None:
         """The next job: requests round-robin across stations, then auto-fill."""
@@ -213,10 +249,10 @@ class StationManager:
             return None
         start = self._next % len(stations)
         order = stations[start:] + stations[:start]
-        kinds = [(station, await station.next_kind()) for station in order]
+        kinds = await asyncio.to_thread(self.store.queued_kinds)  # one query for all stations
         for wanted in ("request", "auto"):
-            for station, kind in kinds:
-                if kind != wanted:
+            for station in order:
+                if kinds.get(station.guild_id) != wanted:
                     continue
                 try:
                     taken = await station.take_job()
@@ -248,11 +284,8 @@ async def isolated(what: str, step: Coroutine[Any, Any, Any]) -> None:
 def manager_from_settings(
     settings: Settings, worker: WorkerConfig | None = None, **station_changes: object
 ) -> StationManager:
-    """Store, worker client and manager as `.env` says (the bot and the local listener)."""
-    client = WorkerClient(
-        worker or WorkerConfig.from_settings(settings),
-        max_in_flight=settings.worker_max_in_flight,
-        stall_timeout=settings.worker_stall_timeout,
-    )
+    """Store, song backend (WORKER_BACKEND) and manager as `.env` says (the bot and the
+    local listener)."""
+    client = backend_from_settings(settings, worker)
     config = StationConfig.from_settings(settings, **station_changes)
     return StationManager(Store.from_settings(settings), client, config)

@@ -137,6 +137,16 @@ class JobStore(StoreCore):
             )
             return self._job(db, row["id"])
 
+    def queued_kinds(self) -> dict[int, JobKind]:
+        """For every guild with queued jobs, the kind of the one it would run next (a
+        request whenever one waits): one query for the scheduler, however many guilds."""
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT guild_id, MIN(CASE kind WHEN 'request' THEN 0 ELSE 1 END) AS auto"
+                " FROM jobs WHERE status = 'queued' GROUP BY guild_id"
+            ).fetchall()
+        return {row["guild_id"]: "auto" if row["auto"] else "request" for row in rows}
+
     def get_job(self, job_id: int) -> Job:
         check_id("job_id", job_id)
         with self._transaction(write=False) as db:

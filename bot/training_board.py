@@ -69,7 +69,7 @@ def training_text(progress: TrainingProgress) -> str:
         lines.append(line)
     if progress.adapter is not None:
         lines.append(f"Play it with `/radio_adapter name:{progress.adapter}` or the button below.")
-    if not progress.finished:
+    if not progress.finished and progress.pauses_songs:
         lines.append("Meanwhile the stations replay their libraries (no new songs).")
     return "\n".join(lines)
 

@@ -44,6 +44,7 @@ class TrainingProgress:
     eta_s: float | None = None
     message: str = "loading the model and preprocessing the dataset"
     adapter: str | None = None  # the name to play it by, once exported
+    pauses_songs: bool = True  # False: it trains on a GPU of its own and the stations sing on
     result: Literal["done", "stopped"] | None = None  # how training ended, before the export
     started_at: float = field(default_factory=time.time)
     run_id: int | None = None  # its row in the store (bot.store_training)

@@ -11,7 +11,10 @@ bot.training_queue; while another waits, generation stays paused between them
 (`hold_gpu`), so the worker is not started only to be stopped again.
 Who may start, see and stop a run is decided before (bot.ownership); a run
 belongs to the server it was started from, and so does its adapter
-(`ADAPTERS_DIR/g<server id>-<name>/`, see bot.adapter_library).
+(`ADAPTERS_DIR/g<server id>-<name>/`, see bot.adapter_library). With a `place`
+(`training.ray_jobs.RayTrainingPlace`, WORKER_BACKEND=ray) the run goes to the
+Ray cluster instead, and generation is paused only when the cluster has no GPU
+to spare for it.
 
 A watcher task reads the trainer's progress events on a timer in a thread, so
 the event loop never waits on the disk or the child, and hands each change to
@@ -65,6 +68,14 @@ class TrainingBusyError(RuntimeError):
     """A run is already going: one GPU, one training at a time."""
 
 
+class TrainingPlace(Protocol):
+    """Somewhere else to train (`training.ray_jobs.RayTrainingPlace`); blocking calls."""
+
+    def has_spare_gpu(self) -> bool: ...
+
+    def launch(self, config: Any, env: dict[str, str] | None = None) -> Any: ...
+
+
 class GenerationSwitch(Protocol):
     """What a run needs of the stations (`bot.stations.StationManager`)."""
 
@@ -89,8 +100,10 @@ class TrainingRuns:
         overrides: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         poll_seconds: float = 2.0,
+        place: TrainingPlace | None = None,
     ):
         self.stations = stations
+        self.place = place
         self.settings = settings
         self.overrides = dict(overrides or {})
         self.env = env
@@ -128,12 +141,19 @@ class TrainingRuns:
             config, progress = await asyncio.to_thread(
                 build_run, self.settings, request, self.stations.adapter_in_use, self.overrides
             )
-            await self.stations.pause_generation(TRAINING_REASON)
+            place = self.place
+            pause = place is None or not await asyncio.to_thread(place.has_spare_gpu)
+            progress = replace(progress, pauses_songs=pause)
+            if pause:
+                await self.stations.pause_generation(TRAINING_REASON)
+            elif self._gpu_held:  # held for this run, which needs no pause after all
+                await self.stations.resume_generation()
             self._gpu_held = False
             try:
                 job = await asyncio.to_thread(self._launch, config, progress, request.channel_id)
             except BaseException:
-                await self.stations.resume_generation()
+                if pause:
+                    await self.stations.resume_generation()
                 raise
         finally:
             self._starting = False
@@ -154,7 +174,11 @@ class TrainingRuns:
                 "at a time for all its servers; try again later")  # fmt: skip
 
     def _launch(self, config: Any, progress: TrainingProgress, channel_id: int | None) -> Any:
-        """In a thread: start the trainer, and record the run (see bot.training_record)."""
+        """In a thread: start the trainer, and record the run (see bot.training_record).
+        A run on the Ray cluster is not recorded: its trainer is an actor of this bot's
+        Ray driver, and Ray ends it when the bot dies."""
+        if self.place is not None:
+            return self.place.launch(config, env=self.env)
         from training.jobs import launch_training
 
         job = launch_training(config, env=self.env)
@@ -293,9 +317,9 @@ class TrainingRuns:
             await asyncio.to_thread(prune_run_folders, self.settings.data_dir)
         finally:
             # Never start the worker again on the way out, nor between queued runs.
-            if self.hold_gpu():
+            if progress.pauses_songs and self.hold_gpu():
                 self._gpu_held = True
-            elif not self._closing:
+            elif progress.pauses_songs and not self._closing:
                 await self.stations.resume_generation()
             log.info("training of %r ended: %s", progress.name, progress.state)
         await report(progress)

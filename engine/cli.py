@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -12,25 +11,10 @@ from engine.download import VARIANT_REPOS, DownloadError, download_acestep, down
 from engine.generate_command import add_generate_command
 from engine.logs import setup_logging
 from engine.settings import SettingsError, load_settings
-from engine.songwriter_models import choose_model, recommend
-from engine.tier_report import format_policy, format_table
+from engine.songwriter_models import recommend
+from engine.tier_command import add_tiers_command
 from engine.tiers import DeviceError, detect_device, resolve
 from engine.write_command import add_write_command
-
-
-def _tiers(args: argparse.Namespace) -> int:
-    if args.all:
-        print(format_table())
-        return 0
-    settings = load_settings()
-    policy = resolve(settings, detect_device(settings, apply_cap=False))
-    choice = choose_model(settings, policy)
-    if args.json:
-        data = {**policy.as_dict(), "songwriter_model": choice.name}
-        print(json.dumps({**data, "songwriter_reason": choice.reason}, indent=2, default=str))
-    else:
-        print(format_policy(policy, choice))
-    return 0
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -93,12 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    tiers = commands.add_parser(
-        "tiers", help="show the detected device, its GPU tier and the settings in force"
-    )
-    tiers.add_argument("--all", action="store_true", help="print the whole tier table")
-    tiers.add_argument("--json", action="store_true", help="print the policy as JSON")
-    tiers.set_defaults(handler=_tiers)
+    add_tiers_command(commands)
 
     download = commands.add_parser(
         "download",

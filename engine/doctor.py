@@ -191,12 +191,20 @@ def check_songwriter(settings: Settings, policy: EffectivePolicy) -> Check:
     from engine.songwriter import Songwriter, SongwriterConfig
 
     config = SongwriterConfig.from_settings(settings, policy)
-    problem = Songwriter(config).load()
+    writer = Songwriter(config)
+    problem = writer.load()
     if problem:
         return Check(
             BROKEN,
             "songwriter",
             f"{problem}. Songs are written from templates until it loads (docs/songwriter.md).",
+        )
+    if writer.model_name != config.model:
+        return Check(
+            BROKEN,
+            "songwriter",
+            f"{'; '.join(writer.load_problems)}. The bundled {writer.model_name} writes "
+            "instead; fix LLM_MODEL_NAME or the file (docs/songwriter.md).",
         )
     where = f"LLM_GPU_LAYERS={config.gpu_layers}"
     if config.gpu_layers and not llama_cpp.llama_supports_gpu_offload():

@@ -14,12 +14,19 @@ Caller -> worker
   subfolder of the worker's `ADAPTERS_DIR`: the worker loads it the first time
   and sings with it at `job.adapter_scale`; one it cannot load fails the job
   with reason `adapter_error`.
+- `submit_batch {jobs: [SongJob, ...]}`: make 2 to 8 songs in one generation
+  (one pipeline call, `BATCH_SIZE`), each with its own spec and seed. The jobs
+  share their adapter, scale, format and steps (`can_share_batch`); each is
+  answered on its own, as if submitted alone. A worker that restarts may get
+  the jobs of a batch again one by one.
 - `stop {}`: finish nothing more; the worker aborts the song it is singing,
   answers nothing further and exits.
 
 Worker -> caller
 
-- `ready {pid, device, songwriter, load_seconds}`: models loaded; sent once.
+- `ready {pid, device, songwriter, load_seconds, batch_size}`: models loaded;
+  sent once. `batch_size` is `BATCH_SIZE` as the GPU tier allows it: the most
+  jobs a `submit_batch` should carry.
 - `fatal {message}`: the worker could not start (e.g. no checkpoint); it exits.
 - `progress {job_id, stage, step, total}`: `stage` is "writing" (the
   songwriter started on it: step 0 of 1) or "singing" (diffusion step `step`
@@ -44,7 +51,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from engine.spec import MAX_DURATION, MIN_DURATION, SongSpec, StationStyle, Track
 
@@ -55,6 +62,11 @@ ADAPTER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 MAX_ADAPTER_SCALE = 4.0
 #: Most recent songs sent along so the songwriter does not repeat them.
 MAX_RECENT = 20
+#: Most songs one generation makes (`BATCH_SIZE`'s upper bound).
+MAX_BATCH = 8
+#: Songs made together are made at the longest one's length (engine.song_batch);
+#: a song joins a batch only if it is at least this share of the batch's length.
+BATCH_LENGTH_SHARE = 0.75
 
 Stage = Literal["writing", "singing"]
 #: Categories of `failed.reason` and of failures the caller records itself.
@@ -105,8 +117,49 @@ class Submit(Message):
     job: SongJob
 
 
+class SubmitBatch(Message):
+    type: Literal["submit_batch"] = "submit_batch"
+    jobs: tuple[SongJob, ...] = Field(min_length=2, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _one_batch(self) -> SubmitBatch:
+        ids = [job.job_id for job in self.jobs]
+        if len(set(ids)) != len(ids):
+            raise ValueError("the jobs of a batch need different job ids")
+        first = self.jobs[0]
+        if not all(_same_settings(first, job) for job in self.jobs[1:]):
+            raise ValueError("the jobs of a batch must share adapter, adapter_scale, fmt and steps")
+        return self
+
+
 class Stop(Message):
     type: Literal["stop"] = "stop"
+
+
+def _same_settings(a: SongJob, b: SongJob) -> bool:
+    return (a.adapter, a.adapter_scale, a.fmt, a.steps) == (
+        b.adapter,
+        b.adapter_scale,
+        b.fmt,
+        b.steps,
+    )
+
+
+def planned_length(job: SongJob) -> int:
+    """The length `job` will have: its own, its spec's, else the style's longest."""
+    if job.spec is not None:
+        return job.spec.duration
+    return job.duration or job.style.max_duration
+
+
+def can_share_batch(batch: list[SongJob], job: SongJob) -> bool:
+    """Whether `job` may be made in one generation with the jobs of `batch`: the same
+    adapter, scale, format and steps, and lengths close enough that no song is made
+    much longer than it is (`BATCH_LENGTH_SHARE`)."""
+    if len(batch) >= MAX_BATCH or not all(_same_settings(other, job) for other in batch):
+        return False
+    lengths = [planned_length(other) for other in batch] + [planned_length(job)]
+    return min(lengths) >= BATCH_LENGTH_SHARE * max(lengths)
 
 
 # --- worker -> caller ---------------------------------------------------------
@@ -118,6 +171,7 @@ class WorkerReady(Message):
     device: str
     songwriter: str
     load_seconds: float
+    batch_size: int = Field(default=1, ge=1, le=MAX_BATCH)
 
 
 class WorkerFatal(Message):
@@ -167,18 +221,18 @@ class JobFailure(Message):
     message: str
 
 
-ToWorker = Annotated[Submit | Stop, Field(discriminator="type")]
+ToWorker = Annotated[Submit | SubmitBatch | Stop, Field(discriminator="type")]
 FromWorker = Annotated[
     WorkerReady | WorkerFatal | JobProgress | JobWritten | JobDone | JobFailure,
     Field(discriminator="type"),
 ]
-_TO_WORKER: TypeAdapter[Submit | Stop] = TypeAdapter(ToWorker)
+_TO_WORKER: TypeAdapter[Submit | SubmitBatch | Stop] = TypeAdapter(ToWorker)
 _FROM_WORKER: TypeAdapter[
     WorkerReady | WorkerFatal | JobProgress | JobWritten | JobDone | JobFailure
 ] = TypeAdapter(FromWorker)
 
 
-def read_to_worker(data: bytes) -> Submit | Stop:
+def read_to_worker(data: bytes) -> Submit | SubmitBatch | Stop:
     """Parse a caller's message; raises pydantic's `ValidationError` on bad data."""
     return _TO_WORKER.validate_json(data)
 

@@ -7,7 +7,8 @@ and then makes song after song with the same models. Each song:
 1. clamp duration and batch to the tier, and let the VRAM guard lower the
    batch or refuse before anything runs out of memory;
 2. run the text encoder, condition encoder and DiT through the pipeline with
-   `output_type="latent"` (progress reported per step);
+   `output_type="latent"` (progress reported per step), for one song or for a
+   batch of different songs in one call (`generate_batch`, engine.song_batch);
 3. decode the latents with the adaptive VAE decoder (chunks sized from free
    memory, with the three-step out-of-memory fallback);
 4. loudness-normalise and encode to a file (Ogg/Opus for the radio).
@@ -19,24 +20,22 @@ from __future__ import annotations
 
 import logging
 import random
-import re
-import secrets
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch._dynamo.exc import TorchDynamoException
 
 from engine import audio, placement, vram
 from engine.adapters import AdapterInfo, AdapterManager
 from engine.settings import Settings
+from engine.song_batch import batch_duration, per_song_metas, pipeline_inputs
 from engine.spec import SongSpec, Track
+from engine.stage_clock import StageClock
 from engine.tiers import EffectivePolicy, clamp_request, detect_device, resolve
+from engine.track_output import BatchOutput, numbered_paths, track_file_name, write_tracks
 from engine.vae_decode import decode_adaptive, hop_length
 
 log = logging.getLogger(__name__)
@@ -57,37 +56,6 @@ BASE_DEFAULTS = SamplingDefaults(steps=32, guidance=7.0, shift=3.0)
 
 class EngineError(RuntimeError):
     """A song could not be made; the message says why."""
-
-
-def track_file_name(spec: SongSpec, seed: int, suffix: str) -> str:
-    """`20261121-093000-rainy-night-in-tokyo-1234-5f3a9c.ogg`: sortable, safe on any
-    filesystem, and unique: the same song and seed made twice (e.g. with and without an
-    adapter) never overwrites the first file."""
-    slug = re.sub(r"[^a-z0-9]+", "-", spec.title.lower()).strip("-")[:40] or "song"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{slug}-{seed}-{secrets.token_hex(3)}.{suffix}"
-
-
-class _StageClock:
-    """Splits the pipeline call into text encoding and DiT by noting when the
-    condition encoder (the last text stage) finishes. The hook sits on the condition
-    encoder, not on the DiT, so it never breaks a compiled DiT's graph."""
-
-    def __init__(self, condition_encoder: torch.nn.Module, device: torch.device):
-        self.device = device
-        self.text_done: float | None = None
-        self._handle = condition_encoder.register_forward_hook(self._mark)
-
-    def _mark(self, _module, _args, _output) -> None:
-        self.text_done = self.now()
-
-    def now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def close(self) -> None:
-        self._handle.remove()
 
 
 class MusicEngine:
@@ -111,6 +79,8 @@ class MusicEngine:
         self.policy = policy or resolve(settings, detect_device(settings))
         self.device = device or torch.device(self.policy.device.torch_device)
         self._lock = threading.Lock()
+        #: The VRAM guard before each song (`--boundary` turns it off to measure).
+        self.vram_guard = True
         if pipeline is None:
             pipeline, is_turbo, is_xl = self._load(checkpoint, variant)
         self.pipe = pipeline
@@ -158,6 +128,9 @@ class MusicEngine:
         if self.compiled:
             placement.compile_modules([pipe.transformer])
         self._offloader = placement.apply_placement(pipe, self.placement, self.device)
+        self._incoming_gb = vram.incoming_weights_gb(
+            pipe, self.placement, self.quantization, self.policy.dtype
+        )
         self._vae_home = self.device if self.placement == "resident" else torch.device("cpu")
         pipe.vae.to(self._vae_home)
         pipe.set_progress_bar_config(disable=True)
@@ -171,6 +144,8 @@ class MusicEngine:
             self.quantization or "none",
             "on" if self.policy.torch_compile else "off",
         )
+        for warning in self.policy.warnings:
+            log.warning("Unsafe setting: %s", warning)
 
     # --- adapters -----------------------------------------------------------
     def load_adapter(self, path: Path, name: str | None = None, scale: float = 1.0) -> AdapterInfo:
@@ -212,63 +187,123 @@ class MusicEngine:
     ) -> list[Track]:
         """Sing `spec` `batch` times (seeds `seed`, `seed+1`, ...); returns one Track each.
 
-        `out_path` names the first file (the others get `-2`, `-3`, ... suffixes);
+        The tier's limit and the VRAM guard may lower `batch` (the tracks' warnings say
+        so). `out_path` names the first file (the others get `-2`, `-3`, ... suffixes);
         by default files go to `TRACKS_DIR`.
         """
+        self._check_request(fmt, steps)
+        with self._lock:
+            clamped = clamp_request(spec.duration, batch, self.policy)
+            sampling = self._sampling(steps, guidance, shift)
+            count, shared = self._guarded_batch(clamped.duration, clamped.batch, sampling)
+            seed = spec.seed if spec.seed is not None else random.randrange(2**31)
+            specs = [
+                spec.model_copy(update={"seed": seed + i, "duration": clamped.duration})
+                for i in range(count)
+            ]
+            paths = numbered_paths(out_path, count) if out_path is not None else None
+            return self._sing(
+                specs, paths, fmt, sampling, progress, [clamped.duration_warnings] * count,
+                clamped.batch_warnings + shared, count,
+            )  # fmt: skip
+
+    def generate_batch(
+        self,
+        specs: list[SongSpec],
+        *,
+        fmt: str = "ogg",
+        steps: int | None = None,
+        progress: Progress | None = None,
+    ) -> list[Track]:
+        """Sing different songs together: as many per pipeline call as the tier's batch
+        limit and the VRAM guard allow, the rest in further calls. Returns one Track per
+        spec, in order; each keeps its own caption, lyrics, metas and seed (a random one
+        when it has none). Songs of different lengths are made at the longest one's
+        length and cut to their own (engine.song_batch)."""
+        self._check_request(fmt, steps)
+        if not specs:
+            raise EngineError("generate_batch needs at least one song")
+        with self._lock:
+            songs, song_warnings = [], []
+            for spec in specs:
+                clamped = clamp_request(spec.duration, 1, self.policy)
+                seed = spec.seed if spec.seed is not None else random.randrange(2**31)
+                songs.append(spec.model_copy(update={"seed": seed, "duration": clamped.duration}))
+                song_warnings.append(clamped.duration_warnings)
+            size = min(len(songs), self.policy.max_batch)
+            sampling = self._sampling(steps, None, None)
+            size, shared = self._guarded_batch(batch_duration(songs), size, sampling)
+            return self._sing(songs, None, fmt, sampling, progress, song_warnings, shared, size)
+
+    def _check_request(self, fmt: str, steps: int | None) -> None:
         if fmt not in audio.CODECS:
             raise EngineError(
                 f"unknown output format '{fmt}': allowed are {', '.join(audio.CODECS)}"
             )
-        with self._lock:
-            return self._generate(spec, out_path, fmt, batch, steps, guidance, shift, progress)
-
-    def _generate(
-        self, spec, out_path, fmt, batch, steps, guidance, shift, progress
-    ) -> list[Track]:
-        clamped = clamp_request(spec.duration, batch, self.policy)
-        warnings = list(clamped.warnings)
-        steps = steps or self.defaults.steps
-        guidance = guidance if guidance is not None else self.defaults.guidance
-        shift = shift or self.defaults.shift
-        cfg = not self.is_turbo and guidance > 1.0
-        free_gb = self._free_gb()
-        batch = clamped.batch
-        if free_gb is not None:
-            decision = vram.guard(clamped.duration, batch, free_gb, xl=self.is_xl, cfg=cfg)
-            batch = decision.batch
-            warnings += decision.warnings
-        duration = clamped.duration
-        seed = spec.seed if spec.seed is not None else random.randrange(2**31)
-        if not 1 <= steps <= 200:
+        if steps is not None and not 1 <= steps <= 200:
             raise EngineError(f"steps={steps} is not allowed: use 1 to 200")
 
+    def _sampling(self, steps, guidance, shift) -> SamplingDefaults:
+        return SamplingDefaults(
+            steps=steps or self.defaults.steps,
+            guidance=guidance if guidance is not None else self.defaults.guidance,
+            shift=shift or self.defaults.shift,
+        )
+
+    def _uses_cfg(self, sampling: SamplingDefaults) -> bool:
+        return not self.is_turbo and sampling.guidance > 1.0
+
+    def _guarded_batch(
+        self, duration: int, batch: int, sampling: SamplingDefaults
+    ) -> tuple[int, tuple[str, ...]]:
+        """On a GPU, the batch the VRAM guard lets through (it refuses what cannot fit)."""
+        free_gb = self._free_gb()
+        if free_gb is None or not self.vram_guard:
+            return batch, ()
+        cfg = self._uses_cfg(sampling)
+        free_gb -= self._incoming_gb  # weights offload brings in for the DiT stage
+        decision = vram.guard(duration, batch, free_gb, xl=self.is_xl, cfg=cfg)
+        return decision.batch, decision.warnings
+
+    def _sing(
+        self, specs, paths, fmt, sampling, progress, song_warnings, shared, size
+    ) -> list[Track]:
+        """Sing `specs` in pipeline calls of at most `size` songs each."""
+        tracks: list[Track] = []
+        for start in range(0, len(specs), size):
+            chunk = slice(start, start + size)
+            chunk_paths = paths[chunk] if paths is not None else [
+                self.settings.tracks_dir / track_file_name(s, s.seed, fmt) for s in specs[chunk]
+            ]  # fmt: skip
+            output = self._sing_together(specs[chunk], sampling, progress, tuple(shared))
+            tracks += write_tracks(output, specs[chunk], chunk_paths, fmt, song_warnings[chunk])
+        return tracks
+
+    def _sing_together(self, specs, sampling, progress, warnings) -> BatchOutput:
+        """One pipeline call for `specs` (each with its seed), decoded to audio."""
+        warnings = list(warnings)
+        cfg = self._uses_cfg(sampling)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
         def on_step(_pipe, index: int, _t, kwargs: dict) -> dict:
             if progress is not None:
-                progress(index + 1, steps)
+                progress(index + 1, sampling.steps)
             return kwargs
 
         def sing() -> torch.Tensor:
-            generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)]
-            return self.pipe(
-                prompt=[spec.caption] * batch,
-                lyrics=[spec.lyrics] * batch,
-                vocal_language=[spec.language] * batch,
-                audio_duration=float(duration),
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                shift=shift,
-                generator=generators,
-                bpm=spec.bpm,
-                keyscale=spec.key,
-                timesignature=spec.beats_per_bar,
-                output_type="latent",
-                callback_on_step_end=on_step,
-            ).audios
+            with per_song_metas(self.pipe, specs):
+                return self.pipe(
+                    **pipeline_inputs(specs),
+                    num_inference_steps=sampling.steps,
+                    guidance_scale=sampling.guidance,
+                    shift=sampling.shift,
+                    output_type="latent",
+                    callback_on_step_end=on_step,
+                ).audios
 
-        clock = _StageClock(self.pipe.condition_encoder, self.device)
+        duration = batch_duration(specs)
+        clock = StageClock(self.pipe.condition_encoder, self.device)
         started = clock.now()
         try:
             try:
@@ -282,7 +317,7 @@ class MusicEngine:
             dit_done = clock.now()
         except torch.OutOfMemoryError as exc:
             raise EngineError(
-                f"out of GPU memory while generating a {duration} s track (batch {batch}): "
+                f"out of GPU memory while generating a {duration} s track (batch {len(specs)}): "
                 "ask for a shorter track or turn on CPU_OFFLOAD/DIT_OFFLOAD"
             ) from exc
         finally:
@@ -291,13 +326,13 @@ class MusicEngine:
         text_done = clock.text_done or dit_done
         self._check_finite(latents)
 
-        chunk = vram.vae_chunk_frames(free_gb)
+        free_gb = self._free_gb()
         try:
             waveforms, report = decode_adaptive(
                 self.pipe.vae,
                 latents.transpose(1, 2),
                 self.device,
-                chunk=chunk,
+                chunk=vram.vae_chunk_frames(free_gb),
                 overlap=vram.VAE_OVERLAP,
                 overlapped=self.policy.overlapped_decode,
                 free_memory=self._empty_cache,
@@ -306,18 +341,38 @@ class MusicEngine:
             self.pipe.vae.to(self._vae_home)
         decoded = clock.now()
         warnings += [f"VAE decode fell back from {name}" for name in report.fallbacks]
-
-        sample_rate = int(self.pipe.vae.config.sampling_rate)
-        samples = round(duration * sample_rate)
         peak_mb = (
             torch.cuda.max_memory_allocated(self.device) / 1024**2
             if self.device.type == "cuda"
             else None
         )
-        used = {
-            "steps": steps,
-            "guidance": guidance if cfg else 1.0,
-            "shift": shift,
+        self._empty_cache()  # after every song, as the 8 GB guide does
+        log.info(
+            "Made %s (%d s, seeds %s, batch %d): text %.2fs, DiT %.2fs, VAE %.2fs",
+            ", ".join(repr(s.title) for s in specs), duration,
+            ", ".join(str(s.seed) for s in specs), len(specs),
+            text_done - started, dit_done - text_done, decoded - dit_done,
+        )  # fmt: skip
+        return BatchOutput(
+            waveforms=waveforms,
+            sample_rate=int(self.pipe.vae.config.sampling_rate),
+            stage_seconds={
+                "text": text_done - started,
+                "dit": dit_done - text_done,
+                "vae": decoded - dit_done,
+            },
+            peak_memory_mb=peak_mb,
+            settings=self._used_settings(sampling, cfg, len(specs), report),
+            warnings=tuple(warnings),
+            loudness_target=self.settings.loudness_target,
+        )
+
+    def _used_settings(self, sampling, cfg: bool, batch: int, report) -> dict[str, object]:
+        active = self.adapters.active
+        return {
+            "steps": sampling.steps,
+            "guidance": sampling.guidance if cfg else 1.0,
+            "shift": sampling.shift,
             "batch": batch,
             "device": str(self.device),
             "tier": self.policy.tier.name,
@@ -328,55 +383,10 @@ class MusicEngine:
             "torch_compile": self.compiled,
             "vae_decode": report.strategy,
             "vae_chunk_frames": report.chunk_frames,
-            "adapter": self.adapters.active,
-            "adapter_scale": self.adapters.loaded[self.adapters.active].scale
-            if self.adapters.active
-            else None,
+            "adapter": active,
+            "adapter_scale": self.adapters.loaded[active].scale if active else None,
             "loudness_target": self.settings.loudness_target,
         }
-        tracks = []
-        for index in range(batch):
-            wave = _anti_clip(waveforms[index, :, :samples].numpy())
-            path = self._output_path(spec, seed + index, fmt, out_path, index)
-            encode_start = time.perf_counter()
-            encoded = audio.encode(
-                wave,
-                path,
-                sample_rate=sample_rate,
-                title=spec.title,
-                artist="AI Radio",
-                target_lufs=self.settings.loudness_target,
-                fmt=fmt,
-            )
-            timings = {
-                "text": text_done - started,
-                "dit": dit_done - text_done,
-                "vae": decoded - dit_done,
-                "encode": time.perf_counter() - encode_start,
-            }
-            tracks.append(
-                Track(
-                    path=str(encoded.path),
-                    spec=spec.model_copy(update={"seed": seed + index, "duration": duration}),
-                    duration=encoded.duration,
-                    sample_rate=sample_rate,
-                    seed=seed + index,
-                    timings=timings,
-                    peak_memory_mb=peak_mb,
-                    settings=used,
-                    warnings=tuple(warnings),
-                )
-            )
-        log.info(
-            "Made '%s' (%d s, seed %d): text %.2fs, DiT %.2fs, VAE %.2fs",
-            spec.title,
-            duration,
-            seed,
-            text_done - started,
-            dit_done - text_done,
-            decoded - dit_done,
-        )
-        return tracks
 
     def _check_finite(self, latents: torch.Tensor) -> None:
         """NaN or infinite latents would decode to noise or silence; stop the song and
@@ -408,24 +418,6 @@ class MusicEngine:
         if self.placement == "dit-offload":
             self.pipe.maybe_free_model_hooks()
 
-    def _output_path(
-        self, spec: SongSpec, seed: int, fmt: str, out_path: Path | None, index: int
-    ) -> Path:
-        if out_path is None:
-            return self.settings.tracks_dir / track_file_name(spec, seed, fmt)
-        out_path = Path(out_path)
-        return (
-            out_path
-            if index == 0
-            else out_path.with_name(f"{out_path.stem}-{index + 1}{out_path.suffix}")
-        )
-
     @property
     def samples_per_frame(self) -> int:
         return hop_length(self.pipe.vae)
-
-
-def _anti_clip(wave: np.ndarray) -> np.ndarray:
-    """Scale down a waveform whose peak exceeds full scale (the pipeline's own rule)."""
-    peak = float(np.abs(wave).max(initial=0.0))
-    return wave / peak if peak > 1.0 else wave

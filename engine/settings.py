@@ -193,6 +193,23 @@ class Settings(BaseSettings):
         Path("data/local-radio"), "a folder for what `python -m bot.local` plays"
     )
 
+    # Where songs are made (docs/scaling.md): the local worker process or a Ray cluster
+    worker_backend: Literal["local", "ray"] = _field(
+        "local", "local (one worker process here) or ray (GPU workers on a Ray cluster)"
+    )
+    ray_address: str = _field(
+        "auto", "auto, local, ray://host:port or host:port (a Ray cluster's address)"
+    )
+    ray_workers: int = _field(1, "an integer number of song workers from 1 to 1024", ge=1, le=1024)
+    ray_gpus_per_worker: float = _field(
+        1.0, "a share of one GPU from 0 (CPU only) to 1", ge=0, le=1
+    )
+    ray_cpus_per_worker: float = _field(1.0, "a number of CPUs from 0 to 256", ge=0, le=256)
+    ray_training_gpus: float = _field(1.0, "a share of one GPU above 0, up to 1", gt=0, le=1)
+    shard_count: Annotated[int | None, BeforeValidator(_auto_or_int)] = _field(
+        None, "auto (Discord's recommendation) or a number of shards from 1 to 1024", ge=1, le=1024
+    )
+
     # Paths (relative paths are taken from the project folder)
     checkpoint_dir: Path = _field(
         Path("checkpoints"), "a folder: an ACE-Step 1.5 checkpoints/ folder or a diffusers pipeline"
@@ -222,13 +239,28 @@ class Settings(BaseSettings):
             raise ValueError("unknown device")
         return text
 
+    @field_validator("ray_address")
+    @classmethod
+    def _check_ray_address(cls, value: str) -> str:
+        text = value.strip()
+        if text.lower() in ("auto", "local"):
+            return text.lower()
+        if not re.fullmatch(r"(ray://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}", text):
+            raise ValueError("not a Ray address")
+        return text
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator(
-        "quantization", "attention_backend", "precision", "lyrics_rating", mode="before"
+        "quantization",
+        "attention_backend",
+        "precision",
+        "lyrics_rating",
+        "worker_backend",
+        mode="before",
     )
     @classmethod
     def _lower_choice(cls, value: Any) -> Any:

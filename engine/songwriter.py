@@ -121,6 +121,9 @@ class Songwriter:
         self._drafter: Drafter | None = None
         self._load_error: str | None = None
         self.model_name: str | None = None
+        #: Why models tried before the one in use could not be (e.g. the chosen one,
+        #: when the bundled fallback writes instead).
+        self.load_problems: tuple[str, ...] = ()
 
     def load(self) -> str | None:
         """Load the model, the language identifier and the word lists now rather
@@ -244,6 +247,7 @@ class Songwriter:
                     except (ModelFileError, ModelLoadError) as exc:
                         errors.append(str(exc))
                         log.warning("Songwriter model %s cannot be used: %s", name, exc)
+                self.load_problems = tuple(errors)
                 if self._drafter is None and errors:
                     self._load_error = f"no songwriter model: {'; then '.join(errors)}"
             return self._drafter, self._load_error

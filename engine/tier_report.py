@@ -74,19 +74,31 @@ def format_policy(policy: EffectivePolicy, songwriter: ModelChoice | None = None
         seen = "CPU (no CUDA GPU)"
     tier = policy.tier
     yes_no = {True: "on", False: "off"}
+    why = policy.reasons
+    where = "GPU" if policy.songwriter_on_gpu else "CPU"
+
+    def line(label: str, value: object, key: str | None = None) -> str:
+        text = f"{label + ':':<19}{value}"
+        return f"{text:<46}  ({why[key]})" if key in why else text
+
     lines = [
         f"device:            {seen}",
         f"tier:              {tier.name} ({tier.label}; {tier_range(tier)})",
-        f"dtype:             {policy.dtype}",
-        f"attention:         {policy.attention}",
-        f"CPU_OFFLOAD:       {yes_no[policy.cpu_offload]}",
-        f"DIT_OFFLOAD:       {yes_no[policy.dit_offload]}"
-        + (" (blocks streamed to the GPU)" if policy.streamed_offload else ""),
-        f"QUANTIZATION:      {policy.quantization or 'none'}",
-        f"TORCH_COMPILE:     {yes_no[policy.torch_compile]}",
-        f"OVERLAPPED_DECODE: {yes_no[policy.overlapped_decode]}",
-        f"LLM_GPU_LAYERS:    {policy.llm_gpu_layers} (songwriter on "
-        f"{'GPU' if policy.songwriter_on_gpu else 'CPU'})",
+        line("dtype", policy.dtype, "PRECISION"),
+        line("attention", policy.attention, "ATTENTION_BACKEND"),
+        line("CPU_OFFLOAD", yes_no[policy.cpu_offload], "CPU_OFFLOAD"),
+        line(
+            "DIT_OFFLOAD",
+            yes_no[policy.dit_offload]
+            + (" (blocks streamed to the GPU)" if policy.streamed_offload else ""),
+            "DIT_OFFLOAD",
+        ),
+        line("QUANTIZATION", policy.quantization or "none", "QUANTIZATION"),
+        line("TORCH_COMPILE", yes_no[policy.torch_compile], "TORCH_COMPILE"),
+        line("OVERLAPPED_DECODE", yes_no[policy.overlapped_decode]),
+        line(
+            "LLM_GPU_LAYERS", f"{policy.llm_gpu_layers} (songwriter on {where})", "LLM_GPU_LAYERS"
+        ),
         f"max track length:  {policy.max_duration} s",
         f"default length:    {policy.default_duration} s",
         f"max batch:         {policy.max_batch}",
@@ -106,4 +118,5 @@ def format_policy(policy: EffectivePolicy, songwriter: ModelChoice | None = None
         lines.append(f"songwriter model:  {songwriter.name}")
         lines.append(f"  because:         {songwriter.reason}")
     lines += [f"note: {note}" for note in policy.notes]
+    lines += [f"warning: {warning}" for warning in policy.warnings]
     return "\n".join(lines)

@@ -182,27 +182,15 @@ class EffectivePolicy:
     default_duration: int
     batch_size: int
     notes: tuple[str, ...] = field(default=())
+    #: Setting -> why it has its value (a tier default, the card, or `.env`).
+    reasons: dict[str, str] = field(default_factory=dict)
+    #: One line per explicit setting that is unsafe on this tier (engine.tier_advice).
+    warnings: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["tier"] = self.tier.name
         return data
-
-
-_PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-
-
-def _dtype_for(device: DeviceInfo, precision: str, notes: list[str]) -> str:
-    """`PRECISION`, or by default bf16 on Ampere and newer, fp16 before, fp32 on the CPU."""
-    on_cpu = device.kind == "cpu" or device.capability is None
-    if precision == "fp16" and on_cpu:
-        notes.append("PRECISION=fp16 does not run on the CPU; using fp32.")
-        return "float32"
-    if precision != "auto":
-        return _PRECISIONS[precision]
-    if on_cpu:
-        return "float32"
-    return "bfloat16" if device.capability >= (8, 0) else "float16"
 
 
 def compile_works_with(*, streamed_offload: bool, quantization: str | None) -> bool:
@@ -217,12 +205,19 @@ def flash_attention_installed() -> bool:
     return importlib.util.find_spec("flash_attn") is not None
 
 
-def _attention_for(settings: Settings, device: DeviceInfo, notes: list[str]) -> str:
+def _attention_for(
+    settings: Settings, device: DeviceInfo, notes: list[str], reasons: dict[str, str]
+) -> str:
     flash_ok = (
         device.kind == "cuda"
         and device.capability is not None
         and device.capability >= (8, 0)
         and flash_attention_installed()
+    )
+    reasons["ATTENTION_BACKEND"] = (
+        "flash-attn is installed and the GPU is Ampere or newer"
+        if flash_ok
+        else "Flash Attention 2 needs the flash-attn package and an Ampere or newer GPU"
     )
     if settings.attention_backend == "flash_attention_2" and not flash_ok:
         notes.append(
@@ -232,6 +227,7 @@ def _attention_for(settings: Settings, device: DeviceInfo, notes: list[str]) -> 
         return "sdpa"
     if settings.attention_backend == "auto":
         return "flash_attention_2" if flash_ok else "sdpa"
+    reasons["ATTENTION_BACKEND"] = f"ATTENTION_BACKEND={settings.attention_backend} in .env"
     return settings.attention_backend
 
 
@@ -241,35 +237,55 @@ def resolve(settings: Settings, device: DeviceInfo) -> EffectivePolicy:
     Explicit values win, except where they cannot work (offload or INT8 without
     a GPU); each such case and each clamp is recorded in `notes`.
     """
+    from engine import tier_advice as advice
+
     tier = tier_for_vram(device.vram_gb)
     notes: list[str] = []
+    reasons: dict[str, str] = {}
     on_gpu = device.kind == "cuda"
 
-    def choose(name: str, explicit: bool | None, default: bool) -> bool:
+    def choose(name: str, explicit: bool | None, default: tuple[bool, str]) -> bool:
         if explicit is None:
-            return default
+            reasons[name] = default[1]
+            return default[0]
         if explicit and not on_gpu and name != "TORCH_COMPILE":
             notes.append(f"{name}=true has no effect without a GPU.")
+            reasons[name] = f"{name}=true in .env, but there is no GPU"
             return False
+        reasons[name] = f"{name}={'true' if explicit else 'false'} in .env"
         return explicit
 
-    cpu_offload = choose("CPU_OFFLOAD", settings.cpu_offload, tier.cpu_offload and on_gpu)
-    dit_offload = choose("DIT_OFFLOAD", settings.dit_offload, tier.dit_offload and on_gpu)
-    torch_compile = choose("TORCH_COMPILE", settings.torch_compile, on_gpu)
+    cpu_offload = choose(
+        "CPU_OFFLOAD",
+        settings.cpu_offload,
+        advice.offload_choice("CPU_OFFLOAD", tier, on_gpu, tier.cpu_offload),
+    )
+    dit_offload = choose(
+        "DIT_OFFLOAD",
+        settings.dit_offload,
+        advice.offload_choice("DIT_OFFLOAD", tier, on_gpu, tier.dit_offload),
+    )
+    torch_compile = choose("TORCH_COMPILE", settings.torch_compile, advice.compile_choice(device))
 
+    reasons["QUANTIZATION"] = f"{tier.name} default"
     if settings.quantization == "auto":
         quantization = tier.quantization if on_gpu else None
+        if not on_gpu:
+            reasons["QUANTIZATION"] = "no GPU: INT8 needs one"
     elif settings.quantization == "int8" and not on_gpu:
         notes.append("QUANTIZATION=int8 needs a GPU; running unquantized on the CPU.")
         quantization = None
+        reasons["QUANTIZATION"] = "QUANTIZATION=int8 in .env, but there is no GPU"
     else:
         quantization = None if settings.quantization == "none" else settings.quantization
+        reasons["QUANTIZATION"] = f"QUANTIZATION={settings.quantization} in .env"
 
     streamed_offload = dit_offload and tier.streams_dit_offload
     if torch_compile and not compile_works_with(
         streamed_offload=streamed_offload, quantization=quantization
     ):
         torch_compile = False
+        reasons["TORCH_COMPILE"] = "cannot run with the DiT streamed to the GPU in INT8"
         notes.append(
             "TORCH_COMPILE is off: it cannot run with the DiT streamed to the GPU in INT8 "
             "(the offload swaps quantized weights inside the compiled graph). "
@@ -277,10 +293,12 @@ def resolve(settings: Settings, device: DeviceInfo) -> EffectivePolicy:
         )
 
     if settings.llm_gpu_layers is None:
-        llm_gpu_layers = -1 if (on_gpu and tier.songwriter_on_gpu) else 0
+        llm_gpu_layers, reasons["LLM_GPU_LAYERS"] = advice.songwriter_choice(device, tier)
     else:
         llm_gpu_layers = settings.llm_gpu_layers
+        reasons["LLM_GPU_LAYERS"] = f"LLM_GPU_LAYERS={llm_gpu_layers} in .env"
     songwriter_on_gpu = on_gpu and llm_gpu_layers != 0
+    dtype, reasons["PRECISION"] = advice.dtype_choice(device, settings.precision, notes)
 
     max_duration = min(settings.max_length_max, tier.max_duration(songwriter_on_gpu))
     if max_duration < settings.max_length_max:
@@ -302,8 +320,8 @@ def resolve(settings: Settings, device: DeviceInfo) -> EffectivePolicy:
     return EffectivePolicy(
         device=device,
         tier=tier,
-        dtype=_dtype_for(device, settings.precision, notes),
-        attention=_attention_for(settings, device, notes),
+        dtype=dtype,
+        attention=_attention_for(settings, device, notes, reasons),
         cpu_offload=cpu_offload,
         dit_offload=dit_offload,
         streamed_offload=streamed_offload,
@@ -317,6 +335,8 @@ def resolve(settings: Settings, device: DeviceInfo) -> EffectivePolicy:
         default_duration=default_duration,
         batch_size=batch_size,
         notes=tuple(notes),
+        reasons=reasons,
+        warnings=advice.unsafe_settings(settings, device, tier),
     )
 
 
@@ -324,25 +344,31 @@ def resolve(settings: Settings, device: DeviceInfo) -> EffectivePolicy:
 class ClampedRequest:
     duration: int
     batch: int
-    warnings: tuple[str, ...]
+    duration_warnings: tuple[str, ...]
+    batch_warnings: tuple[str, ...]
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.duration_warnings + self.batch_warnings
 
 
 def clamp_request(duration: float, batch: int, policy: EffectivePolicy) -> ClampedRequest:
     """Clamp one request's duration and batch to the policy, saying what changed."""
-    warnings: list[str] = []
     wanted = round(duration)
     clamped = max(10, min(wanted, policy.max_duration))
+    duration_warnings = ()
     if clamped != wanted:
-        warnings.append(
+        duration_warnings = (
             f"asked for {duration:g} s; {policy.tier.name} allows 10 to {policy.max_duration} s, "
-            f"so the track will be {clamped} s"
+            f"so the track will be {clamped} s",
         )
     clamped_batch = max(1, min(int(batch), policy.max_batch))
+    batch_warnings = ()
     if clamped_batch != batch:
-        warnings.append(
+        batch_warnings = (
             f"asked for a batch of {batch}; {policy.tier.name} allows 1 to {policy.max_batch}, "
-            f"so {clamped_batch} will be made"
+            f"so {clamped_batch} will be made",
         )
-    for warning in warnings:
+    for warning in duration_warnings + batch_warnings:
         log.warning("Clamped request: %s", warning)
-    return ClampedRequest(clamped, clamped_batch, tuple(warnings))
+    return ClampedRequest(clamped, clamped_batch, duration_warnings, batch_warnings)

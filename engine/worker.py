@@ -6,7 +6,8 @@ may have torch threads). It loads `MusicEngine` and the songwriter once, says
 
 - the main thread reads messages and puts jobs in the inbox;
 - a writer thread takes jobs in order and has the songwriter write each spec;
-- a singer thread sings the written specs, one at a time, and sends `done`.
+- a singer thread sings the written specs, one job (or one `submit_batch`, in
+  one generation: `MusicEngine.generate_batch`) at a time, and sends `done`.
 
 Before each song the singer switches to the job's adapter (engine.adapter_cache:
 loaded from `ADAPTERS_DIR/<name>/` the first time); an adapter that cannot be
@@ -46,7 +47,7 @@ from engine.jobs import (
     Message,
     SongJob,
     Stop,
-    Submit,
+    SubmitBatch,
     WorkerFatal,
     WorkerReady,
     read_to_worker,
@@ -116,6 +117,14 @@ class _Sender:
                 self._gone.set()
 
 
+#: The written jobs of one unit: (job, spec, seconds the songwriter took) each.
+_Written = list[tuple[SongJob, SongSpec, float]]
+
+
+def _ids(written: _Written) -> str:
+    return ", ".join(job.job_id for job, _spec, _seconds in written)
+
+
 class _JobServer:
     """The writer and singer threads, fed by the main thread's inbox."""
 
@@ -134,8 +143,9 @@ class _JobServer:
         self.config = config
         self.stopping = threading.Event()
         self.sender = _Sender(conn, self.stopping)
-        self.inbox: queue.Queue[SongJob | None] = queue.Queue()
-        self.to_sing: queue.Queue[tuple[SongJob, SongSpec, float] | None] = queue.Queue(1)
+        #: Units of work: one job, or the jobs of a `submit_batch`.
+        self.inbox: queue.Queue[tuple[SongJob, ...] | None] = queue.Queue()
+        self.to_sing: queue.Queue[_Written | None] = queue.Queue(1)
 
     def serve(self, parent_pid: int) -> None:
         threads = [
@@ -173,8 +183,10 @@ class _JobServer:
             if isinstance(message, Stop):
                 log.info("worker: stop requested")
                 return
-            assert isinstance(message, Submit)
-            self.inbox.put(message.job)
+            if isinstance(message, SubmitBatch):
+                self.inbox.put(message.jobs)
+            else:
+                self.inbox.put((message.job,))
 
     def _refuse(self, data: bytes, exc: ValidationError) -> None:
         """Answer a malformed submit with `failed` when its job id can be read."""
@@ -192,36 +204,39 @@ class _JobServer:
 
     def _write_loop(self) -> None:
         while True:
-            job = self.inbox.get()
-            if job is None or self.stopping.is_set():
+            unit = self.inbox.get()
+            if unit is None or self.stopping.is_set():
                 return
-            spec, seconds = job.spec, 0.0
-            if spec is None:
-                self.sender.send(JobProgress(job_id=job.job_id, stage="writing", step=0, total=1))
+            written = [item for item in map(self._write, unit) if item is not None]
+            while written and not self.stopping.is_set():
                 try:
-                    result = self.writer.compose(
-                        job.theme, job.style, duration=job.duration, seed=job.seed,
-                        recent=job.recent,
-                    )  # fmt: skip
-                except Exception as exc:  # the songwriter should not raise; never lose the job
-                    self._fail(job, "songwriter_error", f"{type(exc).__name__}: {exc}")
-                    continue
-                spec, seconds = result.spec, result.seconds
-                self.sender.send(
-                    JobWritten(
-                        job_id=job.job_id,
-                        spec=spec,
-                        source=result.source,
-                        seconds=seconds,
-                        fallback_reason=result.fallback_reason,
-                    )
-                )
-            while not self.stopping.is_set():
-                try:
-                    self.to_sing.put((job, spec, seconds), timeout=0.5)
+                    self.to_sing.put(written, timeout=0.5)
                     break
                 except queue.Full:
                     continue
+
+    def _write(self, job: SongJob) -> tuple[SongJob, SongSpec, float] | None:
+        """The job's spec (written now unless the job brings one); None if it failed."""
+        if job.spec is not None:
+            return job, job.spec, 0.0
+        self.sender.send(JobProgress(job_id=job.job_id, stage="writing", step=0, total=1))
+        try:
+            result = self.writer.compose(
+                job.theme, job.style, duration=job.duration, seed=job.seed, recent=job.recent
+            )
+        except Exception as exc:  # the songwriter should not raise; never lose the job
+            self._fail(job, "songwriter_error", f"{type(exc).__name__}: {exc}")
+            return None
+        self.sender.send(
+            JobWritten(
+                job_id=job.job_id,
+                spec=result.spec,
+                source=result.source,
+                seconds=result.seconds,
+                fallback_reason=result.fallback_reason,
+            )
+        )
+        return job, result.spec, result.seconds
 
     def _sing_loop(self) -> None:
         while not self.stopping.is_set():
@@ -231,20 +246,21 @@ class _JobServer:
                 continue
             if item is None:
                 return
-            job, spec, write_seconds = item
             try:
-                self._sing(job, spec, write_seconds)
+                self._sing(item)
             except _Stopped:
-                log.info("job %s aborted: the worker is stopping", job.job_id)
+                log.info("job(s) %s aborted: the worker is stopping", _ids(item))
                 return
 
-    def _sing(self, job: SongJob, spec: SongSpec, write_seconds: float) -> None:
+    def _sing(self, written: _Written) -> None:
+        """Sing the unit's songs in one generation; answer each job on its own."""
         from engine.adapters import AdapterError
         from engine.audio import AudioError
         from engine.pipeline import EngineError
         from engine.vram import VramError
 
-        steps = job.steps or self.config.steps
+        first = written[0][0]
+        steps = first.steps or self.config.steps
         last_sent = 0.0
 
         def progress(step: int, total: int) -> None:
@@ -254,43 +270,61 @@ class _JobServer:
             now = time.monotonic()
             if step == total or now - last_sent >= PROGRESS_INTERVAL:
                 last_sent = now
-                self.sender.send(
-                    JobProgress(job_id=job.job_id, stage="singing", step=step, total=total)
-                )
+                for job, _spec, _seconds in written:
+                    self.sender.send(
+                        JobProgress(job_id=job.job_id, stage="singing", step=step, total=total)
+                    )
 
-        self.sender.send(JobProgress(job_id=job.job_id, stage="singing", step=0, total=steps or 0))
+        for job, _spec, _seconds in written:
+            self.sender.send(
+                JobProgress(job_id=job.job_id, stage="singing", step=0, total=steps or 0)
+            )
         started = time.monotonic()
         try:
-            self.adapters.use(job.adapter, job.adapter_scale)
+            self.adapters.use(first.adapter, first.adapter_scale)
         except AdapterError as exc:
-            self._fail(job, "adapter_error", str(exc))
+            self._fail_all(written, "adapter_error", str(exc))
             return
+        specs = [spec for _job, spec, _seconds in written]
         try:
-            track = self.engine.generate(spec, fmt=job.fmt, steps=steps, progress=progress)[0]
+            if len(specs) == 1:
+                tracks = self.engine.generate(
+                    specs[0], fmt=first.fmt, steps=steps, progress=progress
+                )
+            else:
+                tracks = self.engine.generate_batch(
+                    specs, fmt=first.fmt, steps=steps, progress=progress
+                )
         except _Stopped:
             raise
         except EngineError as exc:
             reason: FailureReason = "oom" if "out of GPU memory" in str(exc) else "engine_error"
-            self._fail(job, reason, str(exc))
+            self._fail_all(written, reason, str(exc))
             return
         except (AudioError, VramError, ValueError) as exc:
-            self._fail(job, "engine_error", str(exc))
+            self._fail_all(written, "engine_error", str(exc))
             return
         except Exception as exc:
             if type(exc).__name__ == "OutOfMemoryError":
-                self._fail(job, "oom", str(exc))
+                self._fail_all(written, "oom", str(exc))
             else:
-                log.exception("job %s: unexpected error while singing", job.job_id)
-                self._fail(job, "engine_error", f"{type(exc).__name__}: {exc}")
+                log.exception("job(s) %s: unexpected error while singing", _ids(written))
+                self._fail_all(written, "engine_error", f"{type(exc).__name__}: {exc}")
             return
-        self.sender.send(
-            JobDone(
-                job_id=job.job_id,
-                track=track,
-                write_seconds=write_seconds,
-                sing_seconds=time.monotonic() - started,
+        sing_seconds = time.monotonic() - started
+        for (job, _spec, write_seconds), track in zip(written, tracks, strict=True):
+            self.sender.send(
+                JobDone(
+                    job_id=job.job_id,
+                    track=track,
+                    write_seconds=write_seconds,
+                    sing_seconds=sing_seconds,
+                )
             )
-        )
+
+    def _fail_all(self, written: _Written, reason: FailureReason, message: str) -> None:
+        for job, _spec, _seconds in written:
+            self._fail(job, reason, message)
 
 
 def worker_settings(config: WorkerConfig) -> Settings:
@@ -364,6 +398,7 @@ def worker_main(conn: Connection, config_json: str, parent_pid: int) -> None:
             device=device,
             songwriter=config.songwriter,
             load_seconds=time.monotonic() - started,
+            batch_size=engine.policy.batch_size,
         )
     )
     log.info("worker %d ready on %s in %.1f s", os.getpid(), device, time.monotonic() - started)

@@ -12,9 +12,11 @@ process sentinel, handing every message to the loop with
 `call_soon_threadsafe`. A death (OOM kill, segfault, `kill -9`) is therefore
 noticed as soon as the process exits.
 
-Slots: at most `max_in_flight` jobs are in flight; `submit` refuses more
-(`WorkerBusyError`), so a scheduler waits for `wait_for_slot()` and picks the
-job to send only when the worker can take it.
+Slots: at most `max_in_flight` units of work are in flight, a unit being one
+job (`submit`) or the jobs of one generation (`submit_batch`, up to
+`batch_size` songs made together); more are refused (`WorkerBusyError`), so a
+scheduler waits for `wait_for_slot()` and picks the jobs to send only when the
+worker can take them.
 
 Deaths and retries: when the worker dies, a new one is started and every job
 in flight is sent to it again (with the spec already written, so the
@@ -41,119 +43,50 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from engine.backend_base import (
+    JobFailedError,
+    JobHandle,
+    SongBackendBase,
+    WorkerBusyError,
+    WorkerClosedError,
+    WorkerError,
+    WorkerEvent,
+    WorkerStartError,
+)
 from engine.jobs import (
     FailureReason,
-    JobDone,
-    JobFailure,
     JobProgress,
     JobWritten,
     Message,
     SongJob,
     Stop,
     Submit,
+    SubmitBatch,
     WorkerFatal,
     WorkerReady,
     read_from_worker,
 )
 from engine.worker import WorkerConfig, worker_main
 
+# The handles, events and errors live in engine.backend_base (shared with the Ray backend).
+__all__ = [
+    "JobFailedError", "JobHandle", "WorkerBusyError", "WorkerClient", "WorkerClosedError",
+    "WorkerError", "WorkerEvent", "WorkerStartError", "describe_exit",
+]  # fmt: skip
+
 log = logging.getLogger("engine.worker_client")
 
 ClientState = Literal["new", "starting", "ready", "stopping", "released", "unavailable", "closed"]
-EventKind = Literal["ready", "died", "unavailable", "paused", "resumed"]
 #: Start-ups in a row that may fail before the client gives up until `resume()`.
 START_FAILURES_ALLOWED = 2
-
-
-class WorkerError(RuntimeError):
-    """Base of the client's errors."""
-
-
-class WorkerStartError(WorkerError):
-    """The worker process could not start; the message says why."""
-
-
-class WorkerBusyError(WorkerError):
-    """`submit` was called without a free slot (all in use, paused or unavailable)."""
-
-
-class WorkerClosedError(WorkerError):
-    """The client was closed; jobs still in flight end with this error."""
-
-
-class JobFailedError(WorkerError):
-    """A job failed for good. `reason` is a `FailureReason` category; `detail` a short
-    qualifier such as the signal that killed the worker (`SIGKILL`)."""
-
-    def __init__(
-        self,
-        job_id: str,
-        reason: FailureReason,
-        message: str,
-        attempts: int,
-        detail: str | None = None,
-    ):
-        self.job_id = job_id
-        self.reason: FailureReason = reason
-        self.message = message
-        self.attempts = attempts
-        self.detail = detail
-        super().__init__(f"job {job_id} failed ({self.label}): {message}")
-
-    @property
-    def label(self) -> str:
-        """What statistics count: `worker_died (SIGKILL)`, `oom`, ..."""
-        return f"{self.reason} ({self.detail})" if self.detail else self.reason
-
-
-@dataclass(frozen=True)
-class WorkerEvent:
-    """Something the bot may want to show or count: a start, a death, a pause."""
-
-    kind: EventKind
-    message: str
-    pid: int | None = None
-    job_ids: tuple[str, ...] = ()
-
-
-@dataclass(eq=False)
-class JobHandle:
-    """A job in flight; `await handle` gives its `JobDone` or raises `JobFailedError`."""
-
-    job: SongJob
-    future: asyncio.Future[JobDone]
-    on_progress: Callable[[JobProgress], None] | None = None
-    on_written: Callable[[JobWritten], None] | None = None
-    on_retry: Callable[[str], None] | None = None
-    progress: JobProgress | None = None
-    written: JobWritten | None = None
-    deaths: int = 0
-    started: bool = field(default=False, repr=False)  # by the worker running now
-
-    def __await__(self) -> Generator[Any, None, JobDone]:
-        return self.future.__await__()
-
-    @property
-    def job_id(self) -> str:
-        return self.job.job_id
-
-    @property
-    def attempt(self) -> int:
-        """1 on the first worker, 2 after one death, ..."""
-        return self.deaths + 1
-
-    def job_to_send(self) -> SongJob:
-        if self.written is None or self.job.spec is not None:
-            return self.job
-        return self.job.model_copy(update={"spec": self.written.spec})
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -180,7 +113,7 @@ class _Process:
     kill_reason: tuple[FailureReason, str] | None = None
 
 
-class WorkerClient:
+class WorkerClient(SongBackendBase):
     """Runs the worker process for an asyncio program. See the module docstring."""
 
     def __init__(
@@ -194,34 +127,22 @@ class WorkerClient:
         stop_timeout: float = 10.0,
         on_event: Callable[[WorkerEvent], None] | None = None,
     ):
-        if not 1 <= max_in_flight <= 8:
-            raise ValueError(f"max_in_flight={max_in_flight}: allowed is 1 to 8")
-        if not 1 <= max_attempts <= 10:
-            raise ValueError(f"max_attempts={max_attempts}: allowed is 1 to 10")
+        super().__init__(max_in_flight=max_in_flight, max_attempts=max_attempts, on_event=on_event)
         for name, value in (("start_timeout", start_timeout), ("stall_timeout", stall_timeout),
                             ("stop_timeout", stop_timeout)):  # fmt: skip
             if not value > 0:
                 raise ValueError(f"{name}={value}: allowed is a number of seconds above 0")
         self.config = config
-        self.max_in_flight = max_in_flight
-        self.max_attempts = max_attempts
         self.start_timeout = start_timeout
         self.stall_timeout = stall_timeout
         self.stop_timeout = stop_timeout
-        self.on_event = on_event
         self.ready_info: WorkerReady | None = None
         self._ctx = multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._state: ClientState = "new"
         self._proc: _Process | None = None
         self._generation = 0
         self._ready: asyncio.Future[WorkerReady] | None = None
-        self._handles: dict[str, JobHandle] = {}
-        self._busy_reason: str | None = None
-        self._unavailable_reason: str | None = None
         self._last_activity = time.monotonic()
-        self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task] = set()
         self._exited: dict[int, asyncio.Future[None]] = {}
 
     # --- public state ---------------------------------------------------------
@@ -234,25 +155,20 @@ class WorkerClient:
         return self._proc.process.pid if self._proc is not None else None
 
     @property
-    def busy_reason(self) -> str | None:
-        """Why the client hands out no work (paused), or None."""
-        return self._busy_reason
-
-    @property
-    def unavailable_reason(self) -> str | None:
-        """Why the worker cannot be started, once two starts in a row failed."""
-        return self._unavailable_reason
-
-    @property
-    def in_flight(self) -> list[JobHandle]:
-        return list(self._handles.values())
-
-    @property
     def free_slots(self) -> int:
         """How many jobs `submit` takes now: 0 while paused, unavailable or closed."""
         if self._state not in ("starting", "ready") or self._busy_reason is not None:
             return 0
-        return self.max_in_flight - len(self._handles)
+        return self.max_in_flight - self.units_in_flight
+
+    @property
+    def batch_size(self) -> int:
+        """The most jobs one `submit_batch` may carry: `BATCH_SIZE` as the worker's GPU
+        tier allows it (1 until the worker is ready)."""
+        return self.ready_info.batch_size if self.ready_info is not None else 1
+
+    def summary(self) -> str:
+        return f"one worker process on this machine ({self._state})"
 
     # --- life cycle -----------------------------------------------------------
     async def start(self) -> WorkerReady:
@@ -272,19 +188,8 @@ class WorkerClient:
             self._unavailable_reason = str(exc)
             raise
 
-    async def close(self) -> None:
-        """Stop the worker for good and fail what is still in flight with `WorkerClosedError`."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def _shut_down(self) -> None:
         await self._stop_process()
-        for handle in list(self._handles.values()):
-            self._finish(handle, WorkerClosedError(f"job {handle.job_id}: the worker was closed"))
-        self._notify()
 
     async def __aenter__(self) -> WorkerClient:
         await self.start()
@@ -293,53 +198,7 @@ class WorkerClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def pause(self, reason: str, *, release_gpu: bool = True) -> None:
-        """Hand out no more work; return once the jobs in flight have ended.
-
-        With `release_gpu` the worker process is stopped too, so its GPU memory
-        is free (for training); `resume()` starts it again.
-        """
-        if not isinstance(reason, str) or not reason.strip():
-            raise ValueError(
-                "pause(reason): give a short reason to show listeners, e.g. 'training'"
-            )
-        self._check_open()
-        self._busy_reason = reason.strip()
-        self._event("paused", f"generation paused: {self._busy_reason}")
-        self._notify()
-        pending = [handle.future for handle in self._handles.values()]
-        if pending:
-            await asyncio.wait(pending)
-        if release_gpu and self._state in ("ready", "starting") and self._busy_reason is not None:
-            self._state = "stopping"
-            await self._stop_process()
-            self._state = "released"
-
-    async def resume(self) -> None:
-        """Hand out work again, starting the worker if it was released or unavailable."""
-        self._check_open()
-        self._busy_reason = None
-        if self._state in ("released", "unavailable"):
-            self._unavailable_reason = None
-            try:
-                await self._launch()
-            except WorkerStartError as exc:
-                self._make_unavailable(str(exc))
-                raise
-        self._event("resumed", "generation resumed")
-        self._notify()
-
     # --- jobs -----------------------------------------------------------------
-    async def wait_for_slot(self) -> None:
-        """Return when `submit` would take a job; raises `WorkerClosedError` once closed."""
-        while self.free_slots <= 0:
-            self._check_open()
-            await self.wait_changed()
-
-    async def wait_changed(self) -> None:
-        """Return at the next change of state, pause, slot or availability."""
-        await self._changed.wait()
-
     def submit(
         self,
         job: SongJob,
@@ -351,37 +210,42 @@ class WorkerClient:
         """Send `job` to the worker; the callbacks run on the event loop.
 
         `on_retry(label)` is called when a worker died while making the job and
-        it is tried again. Raises `WorkerBusyError` when `max_in_flight` jobs are
+        it is tried again. Raises `WorkerBusyError` when `max_in_flight` units are
         in flight, `WorkerError` while the worker is unavailable. A job
         submitted while paused (a scheduler that saw a free slot just before
         `pause`) is held and made after `resume()`.
         """
-        self._check_open()
-        if not isinstance(job, SongJob):
-            raise TypeError(f"submit() takes an engine.jobs.SongJob, not {type(job).__name__}")
-        if job.job_id in self._handles:
-            raise ValueError(f"job id {job.job_id!r} is already in flight: ids must be unique")
-        if self._state == "unavailable":
-            raise WorkerError(f"cannot take job {job.job_id}: {self._unavailable_reason}")
-        if len(self._handles) >= self.max_in_flight:
-            raise WorkerBusyError(
-                f"cannot take job {job.job_id} now: all {self.max_in_flight} slots are in use"
-            )
-        assert self._loop is not None
-        handle = JobHandle(job, self._loop.create_future(), on_progress, on_written, on_retry)
-        self._handles[job.job_id] = handle
-        self._last_activity = time.monotonic()
+        callbacks = (on_progress, on_written, on_retry)
+        full = self.units_in_flight >= self.max_in_flight
+        (handle,) = self._admit([job], [callbacks], full=full)
+        self._sent()
         self._send(Submit(job=job))
-        self._notify()
         return handle
 
-    # --- internals: processes -------------------------------------------------
-    def _check_open(self) -> None:
-        if self._state == "closed":
-            raise WorkerClosedError("the worker client is closed")
-        if self._state == "new":
-            raise WorkerError("call start() first")
+    def submit_batch(
+        self, jobs: list[SongJob], callbacks: list[dict[str, Callable[..., None]]]
+    ) -> list[JobHandle]:
+        """Send `jobs` to be made in one generation (at most `batch_size` of them; they
+        must share adapter, scale, format and steps); they take one slot together.
+        `callbacks[i]` holds job i's `on_progress`, `on_written` and `on_retry`, as
+        `submit` takes them. Each job ends on its own handle; raises as `submit` does,
+        and `ValueError` for jobs that cannot be one batch."""
+        self._check_open()
+        if not 2 <= len(jobs) <= self.batch_size:
+            raise ValueError(f"a batch of {len(jobs)} jobs: allowed is 2 to {self.batch_size}")
+        message = SubmitBatch(jobs=tuple(jobs))
+        keys = ("on_progress", "on_written", "on_retry")
+        hooks = [tuple(c.get(k) for k in keys) for c in callbacks]
+        handles = self._admit(jobs, hooks, full=self.units_in_flight >= self.max_in_flight)
+        self._sent()
+        self._send(message)
+        return handles
 
+    def _sent(self) -> None:
+        self._last_activity = time.monotonic()
+        self._notify()
+
+    # --- internals: processes -------------------------------------------------
     async def _launch(self) -> WorkerReady:
         """Start a worker, resend the jobs in flight, wait for `ready`."""
         assert self._loop is not None
@@ -397,9 +261,12 @@ class WorkerClient:
             self._proc = await spawning
             raise
         self._proc = proc
+        units: dict[str, list[SongJob]] = {}
         for handle in self._handles.values():
             handle.started = False
-            self._send(Submit(job=handle.job_to_send()))
+            units.setdefault(handle.unit, []).append(handle.job_to_send())
+        for jobs in units.values():
+            self._send(Submit(job=jobs[0]) if len(jobs) == 1 else SubmitBatch(jobs=tuple(jobs)))
         reader = threading.Thread(
             target=self._read, args=(proc,), name=f"worker-reader-{generation}", daemon=True
         )
@@ -474,6 +341,9 @@ class WorkerClient:
             proc.conn.send_bytes(message.to_bytes())
         except (BrokenPipeError, EOFError, OSError) as exc:
             log.warning("cannot send to worker %s: %s", proc.process.pid, exc)
+
+    async def _release(self) -> None:
+        await self._stop_process()
 
     async def _stop_process(self) -> None:
         proc = self._proc
@@ -564,17 +434,6 @@ class WorkerClient:
                 last = str(exc)
         self._make_unavailable(last)
 
-    def _make_unavailable(self, reason: str) -> None:
-        self._state = "unavailable"
-        self._unavailable_reason = reason
-        for handle in list(self._handles.values()):
-            self._finish(
-                handle,
-                JobFailedError(handle.job_id, "worker_start_failed", reason, handle.attempt),
-            )
-        self._event("unavailable", f"the worker cannot be started: {reason}")
-        self._notify()
-
     async def _watch_stalls(self) -> None:
         """Kill a worker that has work but has said nothing for `stall_timeout` seconds."""
         while True:
@@ -605,47 +464,6 @@ class WorkerClient:
         handle = self._handles.get(message.job_id)
         if handle is None:
             return  # a job that already failed for good
-        if isinstance(message, JobProgress):
-            handle.started = True
-            handle.progress = message
-            if handle.on_progress is not None:
-                handle.on_progress(message)
-        elif isinstance(message, JobWritten):
-            handle.written = message
-            if handle.on_written is not None:
-                handle.on_written(message)
-        elif isinstance(message, JobDone):
-            self._finish(handle, message)
-        elif isinstance(message, JobFailure):
-            self._finish(
-                handle,
-                JobFailedError(handle.job_id, message.reason, message.message, handle.attempt),
-            )
-
-    def _finish(self, handle: JobHandle, outcome: JobDone | BaseException) -> None:
-        self._handles.pop(handle.job_id, None)
-        if not handle.future.done():
-            if isinstance(outcome, BaseException):
-                handle.future.set_exception(outcome)
-            else:
-                handle.future.set_result(outcome)
-        self._notify()
-
-    # --- internals: events ----------------------------------------------------
-    def _event(self, kind: EventKind, message: str, pid: int | None = None,
-               job_ids: tuple[str, ...] = ()) -> None:  # fmt: skip
-        if self.on_event is not None:
-            try:
-                self.on_event(WorkerEvent(kind, message, pid, job_ids))
-            except Exception:
-                log.exception("worker event handler failed")
-
-    def _notify(self) -> None:
-        """Wake everyone waiting in `wait_changed` (each waits on the event of its time)."""
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    def _spawn_task(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        outcome = self._follow(handle, message)
+        if outcome is not None:
+            self._finish(handle, outcome)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from engine.random_adapter import save_lora
 from engine.tiny import build_tiny_pipeline
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -29,18 +30,7 @@ def lora_weights(rank: int = 4, seed: int = 1) -> dict[str, torch.Tensor]:
 
 
 def write_diffusers_lora(folder: Path, rank: int = 4, alpha: float = 4, seed: int = 1) -> Path:
-    from diffusers import AceStepPipeline
-
-    AceStepPipeline.save_lora_weights(
-        folder,
-        transformer_lora_layers=lora_weights(rank, seed),
-        transformer_lora_adapter_metadata={
-            "r": rank,
-            "lora_alpha": alpha,
-            "target_modules": TARGETS,
-        },
-    )
-    return folder
+    return save_lora(folder, lora_weights(rank, seed), rank, alpha)
 
 
 def write_peft_lora(folder: Path, rank: int = 4, alpha: float = 8, seed: int = 1) -> Path:

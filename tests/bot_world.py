@@ -106,13 +106,17 @@ def world_settings(root: Path, checkpoint: Path, token: str, **changes: Any) -> 
 
 
 def make_bot(
-    settings: Settings, voice: VoiceLog, training: dict[str, Any] | None = None, **worker: Any
+    settings: Settings,
+    voice: VoiceLog,
+    training: dict[str, Any] | None = None,
+    frame_delay: float = FRAME_DELAY,
+    **worker: Any,
 ) -> RadioBot:
     """The real bot with the fake voice connection and the tiny-model worker;
     `training` are `TrainingRuns` options."""
     return RadioBot(
         settings,
-        voice_cls=fake_voice_class(voice, FRAME_DELAY),
+        voice_cls=fake_voice_class(voice, frame_delay),
         worker_config=template_worker(settings, **worker),
         training_options=training,
         guild_ready_timeout=0.05,
@@ -125,10 +129,11 @@ async def start_bot(
     settings: Settings,
     voice: VoiceLog,
     training: dict[str, Any] | None = None,
+    frame_delay: float = FRAME_DELAY,
     **worker: Any,
 ) -> AsyncIterator[RadioBot]:
     """Run the bot until the block ends; it is logged in and has every guild then."""
-    bot = make_bot(settings, voice, training, **worker)
+    bot = make_bot(settings, voice, training, frame_delay, **worker)
     async with bot:
         runner = asyncio.create_task(bot.start(fake.token))
         ready = asyncio.create_task(bot.wait_until_ready())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,15 @@ def dataset(
     from train_helpers import shared_dataset
 
     return shared_dataset(tmp_path_factory.getbasetemp(), tiny_checkpoint_dir)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """A real local Ray cluster for the session's Ray tests: this machine's 2 CPUs, and 3
+    GPUs declared to Ray that CPU actors stand in for (nothing here uses CUDA), so
+    placement by GPU works as on a real cluster."""
+    from engine.ray_cluster import connect, disconnect
+
+    joined = connect("local", num_cpus=2, num_gpus=3)
+    yield
+    disconnect(joined)

@@ -470,6 +470,11 @@ class _Session:
         self.ws = ws
         self.seq = 0
         self.lock = asyncio.Lock()
+        self.shard = (0, 1)  # (shard id, shard count), as IDENTIFY says
+
+    def serves(self, guild_id: int) -> bool:
+        """Discord's rule: a guild belongs to shard (guild_id >> 22) % shard count."""
+        return (guild_id >> 22) % self.shard[1] == self.shard[0]
 
     async def send(self, op: int, data: Any, event: str | None = None) -> None:
         async with self.lock:
@@ -627,8 +632,10 @@ class FakeDiscord:
 
     # --- gateway --------------------------------------------------------------
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        guild_id = data.get("guild_id") if isinstance(data, dict) else None
         for session in list(self.sessions):
-            await session.send(0, data, event)
+            if guild_id is None or session.serves(int(guild_id)):
+                await session.send(0, data, event)
         self._notify()
 
     async def drop_gateway(self) -> None:
@@ -661,15 +668,18 @@ class FakeDiscord:
                 await session.ws.close(code=4004, message=b"Authentication failed.")
                 return
             self.identifies += 1
+            session.shard = tuple(data.get("shard") or (0, 1))
+            guilds = [guild for gid, guild in self.guilds.items() if session.serves(gid)]
             await session.send(0, {
                 "v": 10,
                 "user": self.bot.payload(),
-                "guilds": [{"id": str(gid), "unavailable": True} for gid in self.guilds],
+                "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
+                "shard": list(session.shard),
                 "session_id": f"session-{snowflake()}",
                 "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway",
                 "application": {"id": str(self.application_id), "flags": 0},
             }, "READY")  # fmt: skip
-            for guild in self.guilds.values():
+            for guild in guilds:
                 await session.send(0, guild.create_payload(), "GUILD_CREATE")
             self._notify()
         elif op == 6:  # resume

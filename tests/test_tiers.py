@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from engine_cli import run_engine
+from fake_cuda import FakeCuda
 
 from engine.settings import load_settings
 from engine.tier_report import format_policy, format_table
@@ -212,26 +212,8 @@ def test_detect_device_without_gpu(env_file: Path, monkeypatch) -> None:
         detect_device(load_settings())
 
 
-class _FakeCuda:
-    """Stands in for torch.cuda on this GPU-less machine: an 80 GiB card."""
-
-    def __init__(self, monkeypatch, total_gib: float = 80.0):
-        self.fractions: list[tuple[float, int]] = []
-        props = SimpleNamespace(
-            name="Fake H100", total_memory=int(total_gib * 1024**3), major=9, minor=0
-        )
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
-        monkeypatch.setattr(
-            torch.cuda,
-            "set_per_process_memory_fraction",
-            lambda f, i=None: self.fractions.append((f, i)),
-        )
-
-
 def test_max_cuda_vram_caps_a_real_gpu(env_file: Path, monkeypatch) -> None:
-    fake = _FakeCuda(monkeypatch)
+    fake = FakeCuda(monkeypatch)
     monkeypatch.setenv("MAX_CUDA_VRAM", "8")
     d = detect_device(load_settings())
     assert d.kind == "cuda" and d.simulated and d.vram_gb == 8.0 and d.total_gb == 80.0

@@ -130,6 +130,11 @@ def test_presets_ship_the_vram_profiles_and_flags_win(tmp_path: Path) -> None:
     assert (minimal["rank"], minimal["optimizer_type"], minimal["offload_encoder"]) == (
         16, "adamw8bit", True,
     )  # fmt: skip
+    # The LoKR size shrinks with the LoRA rank, profile by profile.
+    for name in ("comfortable", "standard", "tight", "minimal"):
+        preset = load_preset(name, tmp_path)
+        assert preset["lokr_linear_dim"] == preset["rank"]
+        assert preset["lokr_linear_alpha"] == preset["alpha"]
     _, config = parse(["fixed", "--preset", "minimal", "--rank", "8"])
     assert (config.rank, config.optimizer_type, config.gradient_accumulation) == (8, "adamw8bit", 8)
     with pytest.raises(ConfigError, match="no preset named 'nope': available are"):

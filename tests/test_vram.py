@@ -40,12 +40,15 @@ def test_guard_refuses_what_cannot_fit_even_alone() -> None:
     ("free", "frames"),
     [
         (None, vram.CPU_VAE_CHUNK),
-        (40.0, 512),
+        (80.0, 1536),
+        (48.0, 1536),
+        (40.0, 1024),
         (24.0, 512),
         (20.0, 384),
         (12.0, 256),
         (6.0, 128),
-        (0.2, 128),
+        (3.9, 64),
+        (0.2, 64),
     ],
 )
 def test_vae_chunk_follows_free_memory(free, frames) -> None:

@@ -14,15 +14,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from training.config import TrainConfig
 from training.storage import TENSOR_KEYS, DatasetFormatError, Manifest, read_tensors
+
+if TYPE_CHECKING:
+    from training.model import TrainingModel
+
+log = logging.getLogger(__name__)
 
 
 class TrackDataset(Dataset):
@@ -68,6 +75,29 @@ def check_compatible(manifest: Manifest, transformer: torch.nn.Module) -> None:
             f"{manifest.folder} was preprocessed for a model with condition size "
             f"{manifest.condition_dim} and {manifest.latent_channels} latent channels; this "
             f"model has {condition_dim} and {channels}. Preprocess again with this model."
+        )
+
+
+def warn_if_other_model(manifest: Manifest, model: TrainingModel) -> None:
+    """Each variant has its own condition encoder: tensors made with another
+    model train on conditions this one would not produce."""
+    from training.preprocess import model_fingerprint
+    from training.sidestep import MODEL_PREFIX, check_variant
+
+    if manifest.model.startswith(MODEL_PREFIX):
+        message = check_variant(manifest, model.info.variant)
+        if message is not None:
+            log.warning(message)
+        return
+    made_with = manifest.model.rsplit(":", 1)[0]
+    this = model_fingerprint(model.info, model.runtime.precision_name).rsplit(":", 1)[0]
+    if made_with != this:
+        log.warning(
+            "%s was preprocessed with %s, this run uses %s: the condition encoders may "
+            "differ; preprocess again with this model for conditions as inference makes them",
+            manifest.folder,
+            made_with or "an unknown model",
+            this,
         )
 
 

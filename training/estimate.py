@@ -26,6 +26,7 @@ from training.devices import resolve_runtime
 from training.model import TrainingModel, load_model, timestep_parameters
 from training.objective import Objective
 from training.sampling import LogitNormal
+from training.sidestep import training_folder
 from training.storage import write_json
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def estimate(config: TrainConfig, *, model: TrainingModel | None = None) -> Esti
     if model is None:
         runtime = resolve_runtime(config.device, config.precision, config.attention_backend)
         model = load_model(config, runtime)
-    dataset = TrackDataset(config.dataset_dir)
+    dataset = TrackDataset(training_folder(config.dataset_dir))
     check_compatible(dataset.manifest, model.transformer)
     device = model.runtime.device
     model.transformer.to(device)

@@ -38,6 +38,7 @@ from training.preflight import preflight
 from training.preprocess_progress import PreprocessProgress
 from training.progress import ProgressStream
 from training.run import StepHook, TrainingRun
+from training.sidestep import training_folder
 from training.stop import StopRequest
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,9 @@ def train(
     attached to its transformer). `on_step` is called after every optimizer
     step with the same fields as the progress stream's `step` event.
     """
+    if not config.preprocess and config.dataset_dir is not None:
+        # A Side-Step dataset is imported (once) and trained from its import.
+        config = config.replace(dataset_dir=training_folder(config.dataset_dir))
     runtime = preflight(config, config.mode)  # type: ignore[arg-type]
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     progress = ProgressStream(config.progress_path)

@@ -17,8 +17,11 @@ from training.storage import DatasetFormatError, Manifest
 
 
 def require_dataset(folder: Path) -> Manifest:
-    """The manifest of a preprocessed dataset that holds at least one track."""
-    manifest = Manifest.load(folder)
+    """The manifest of a preprocessed dataset that holds at least one track (a
+    Side-Step dataset is imported first, once: training.sidestep)."""
+    from training.sidestep import training_folder
+
+    manifest = Manifest.load(training_folder(folder))
     if not manifest.samples:
         raise DatasetFormatError(
             f"{folder} holds no preprocessed tracks: preprocess audio into it first"

@@ -21,7 +21,13 @@ import torch
 from training.adapters import AdapterHandle, attach_adapter, layer_of
 from training.checkpoint import Position, load_checkpoint, save_checkpoint
 from training.config import TrainConfig, TrainingError
-from training.data import TrackDataset, check_compatible, make_loader, split_keys
+from training.data import (
+    TrackDataset,
+    check_compatible,
+    make_loader,
+    split_keys,
+    warn_if_other_model,
+)
 from training.metrics import Metrics, grad_norms
 from training.model import TrainingModel, move, timestep_parameters
 from training.objective import Objective
@@ -60,23 +66,6 @@ def prepare_transformer(config: TrainConfig, model: TrainingModel) -> AdapterHan
     return handle
 
 
-def _warn_if_other_model(manifest: Manifest, model: TrainingModel) -> None:
-    """Each variant has its own condition encoder: tensors made with another
-    model train on conditions this one would not produce."""
-    from training.preprocess import model_fingerprint
-
-    made_with = manifest.model.rsplit(":", 1)[0]
-    this = model_fingerprint(model.info, model.runtime.precision_name).rsplit(":", 1)[0]
-    if made_with != this:
-        log.warning(
-            "%s was preprocessed with %s, this run uses %s: the condition encoders may "
-            "differ; preprocess again with this model for conditions as inference makes them",
-            manifest.folder,
-            made_with or "an unknown model",
-            this,
-        )
-
-
 class TrainingRun:
     """State and helpers of one `train` call."""
 
@@ -96,7 +85,7 @@ class TrainingRun:
         folder = config.training_data_dir
         manifest = Manifest.load(folder)
         check_compatible(manifest, model.transformer)
-        _warn_if_other_model(manifest, model)
+        warn_if_other_model(manifest, model)
         train_keys, val_keys = split_keys(sorted(manifest.samples), config.val_split, config.seed)
         if not train_keys:
             raise TrainingError(f"{folder} holds no tracks to train on: preprocess audio first")

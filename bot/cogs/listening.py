@@ -228,7 +228,8 @@ class Listening(commands.Cog):
     async def radio_stats(self, interaction: discord.Interaction) -> None:
         station = self._station(member_of(interaction).guild.id)
         await defer(interaction)
-        await answer(interaction, embed=stats_embed(await station.stats()))
+        workers = self.bot.stations.client.summary()
+        await answer(interaction, embed=stats_embed(await station.stats(), workers))
 
     @app_commands.command(name="radio_help", description="Every radio command and who may use it")
     async def radio_help(self, interaction: discord.Interaction) -> None:

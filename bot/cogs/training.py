@@ -126,8 +126,12 @@ class Training(commands.Cog):
     def _placed(self, row: TrainingRunRow) -> str:
         progress = self.bot.training.progress
         if progress is not None and progress.run_id == row.id:
-            return (f"🎓 Training started (run #{row.id}). The stations replay their libraries "
-                    "until it ends; progress follows below.")  # fmt: skip
+            meanwhile = (
+                "The stations replay their libraries until it ends"
+                if progress.pauses_songs
+                else "It has a GPU of its own: the stations sing on"
+            )
+            return f"🎓 Training started (run #{row.id}). {meanwhile}; progress follows below."
         ahead = self.queue.ahead_of(row.id)
         runs = "run is" if ahead == 1 else "runs are"
         return (f"⏳ Run #{row.id} waits in line: {ahead} {runs} ahead of it. Its progress "
