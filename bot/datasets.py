@@ -36,7 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.adapter_library import MAX_TRAINED_NAME, TRAINED_NAME_RULE, key_name, key_owner
+from bot.adapter_library import (
+    MAX_TRAINED_NAME,
+    TRAINED_NAME_RULE,
+    KeyedEntry,
+    key_owner,
+)
 from bot.adapter_library import server_key as dataset_key
 from bot.store_errors import InvalidValueError
 from engine.audio_import import ImportRefused, import_audio
@@ -58,18 +63,9 @@ _lock = threading.Lock()  # one add or remove at a time: numbering and the index
 
 
 @dataclass(frozen=True)
-class DatasetEntry:
-    key: str  # the folder name in DATASETS_DIR
+class DatasetEntry(KeyedEntry):
+    key: str  # the folder name in DATASETS_DIR; shared: the operator's folder
     path: Path
-
-    @property
-    def name(self) -> str:
-        return key_name(self.key)
-
-    @property
-    def owner(self) -> int | None:
-        """The server it belongs to; None: shared (the operator's folder)."""
-        return key_owner(self.key)
 
 
 @dataclass

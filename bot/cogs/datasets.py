@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
-from discord.ext import commands
 
 from bot.adapter_library import TRAINED_NAME_RULE
 from bot.choices import suggest
 from bot.cogs.dj import DJ_PERMISSIONS
 from bot.cogs.listening import listener_name, member_of
+from bot.cogs.training import TrainerCog
 from bot.datasets import (
     AddResult,
     DatasetView,
@@ -31,7 +31,6 @@ from bot.datasets import (
     remove_dataset,
     show_dataset,
 )
-from bot.ownership import TrainingAccess
 from bot.render import safe
 from bot.replies import RadioError, answer, defer
 from bot.store_errors import InvalidValueError
@@ -86,25 +85,13 @@ def view_text(view: DatasetView) -> str:
     return "\n".join(lines)
 
 
-class Datasets(commands.Cog):
+class Datasets(TrainerCog):
     dataset = app_commands.Group(
         name="radio_dataset",
         description="Training datasets from audio attachments (the bot's owner)",
         guild_only=True,
         default_permissions=DJ_PERMISSIONS,
     )
-
-    def __init__(self, bot: RadioBot):
-        self.bot = bot
-
-    @property
-    def access(self) -> TrainingAccess:
-        return self.bot.training_access
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
-        member_of(interaction)
-        await self.access.require_trainer(interaction)
-        return True
 
     async def _names(self, interaction: discord.Interaction, current: str, own: bool):
         if interaction.guild_id is None or not await self.access.may_train(interaction):

@@ -53,13 +53,11 @@ def run_number(value: object) -> int:
     return int(match.group(1))
 
 
-class Training(commands.Cog):
+class TrainerCog(commands.Cog):
+    """Commands for whoever may train here (bot.ownership), in a server only."""
+
     def __init__(self, bot: RadioBot):
         self.bot = bot
-
-    @property
-    def queue(self) -> TrainingQueue:
-        return self.bot.training_queue
 
     @property
     def access(self) -> TrainingAccess:
@@ -69,6 +67,12 @@ class Training(commands.Cog):
         member_of(interaction)
         await self.access.require_trainer(interaction)
         return True
+
+
+class Training(TrainerCog):
+    @property
+    def queue(self) -> TrainingQueue:
+        return self.bot.training_queue
 
     # --- autocomplete: nothing for members who may not run the command ---------------
     async def _dataset_names(self, interaction: discord.Interaction, current: str):
