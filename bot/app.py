@@ -127,6 +127,11 @@ class RadioBot(commands.AutoShardedBot):
         return self._radio
 
     @property
+    def radio_if_running(self) -> Radio | None:
+        """The radio, or None before setup_hook and after close (late gateway events)."""
+        return self._radio
+
+    @property
     def training(self) -> TrainingRuns:
         if self._training is None:
             raise RuntimeError("the trainer service starts in setup_hook")

@@ -42,6 +42,7 @@ does not fail job after job, and its status says why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from bot.store import (
     InvalidValueError,
     Job,
     Play,
+    StateError,
     StationStats,
     Store,
     StoreError,
@@ -421,7 +423,9 @@ class Station:
             return target - have
         spare = [job for job in reversed(pending) if job.kind == "auto" and job.status == "queued"]
         for job in spare[: have - target]:
-            self.store.cancel_job(job.id)
+            # The maker may have taken it since `pending` was read: then it finishes and plays.
+            with contextlib.suppress(StateError):
+                self.store.cancel_job(job.id)
         return 0
 
     # --- jobs (called by the StationManager) ----------------------------------

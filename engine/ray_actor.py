@@ -39,7 +39,6 @@ from multiprocessing import Pipe
 from pathlib import Path
 from typing import Any
 
-from engine.adapter_cache import AdapterCache
 from engine.folder_blobs import unpack_folder
 from engine.jobs import JobDone, JobFailure, SongJob, Stop, Submit, read_from_worker
 from engine.worker import WorkerConfig, _JobServer, _load
@@ -61,14 +60,13 @@ class SongActor:
         local = {"tracks_dir": str(self.scratch / "tracks"),
                  "adapters_dir": str(self.scratch / "adapters")}  # fmt: skip
         self.config = config.model_copy(update={"settings": {**config.settings, **local}})
-        engine, writer, self.device, adapters_dir = _load(self.config)
+        engine, writer, self.device, adapters = _load(self.config)
         self.digests: dict[str, str] = {}  # adapter name -> the content hash unpacked
         self._adapter_lock = threading.Lock()
         self._queues: dict[str, asyncio.Queue[bytes | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn, server_end = Pipe(duplex=True)
-        server = _JobServer(server_end, engine, writer, self.config,
-                            AdapterCache(engine, adapters_dir))  # fmt: skip
+        server = _JobServer(server_end, engine, writer, self.config, adapters)
         threading.Thread(
             target=server.serve, args=(os.getppid(),), name="job-server", daemon=True
         ).start()

@@ -163,7 +163,13 @@ async def test_the_station_makes_two_due_songs_in_one_generation(
     )  # fmt: skip
     await manager.start()
     try:
-        station = await manager.add_station(7)  # auto mode: two songs due at once
+        station = await manager.add_station(7)
+        # Two requests come in while nothing is made (off air a station makes only
+        # requests): once generation resumes, both are due at once.
+        await manager.pause_generation("tests: two requests at once", release_gpu=False)
+        for user_id, theme in ((1, "rain on a tin roof"), (2, "a sunny morning")):
+            await station.request(user_id, f"user{user_id}", theme)
+        await manager.resume_generation()
         await until(lambda: len(station.buffered) == 2, station.wait_changed)
         assert all(record.path.is_file() for record in station.buffered)
         made = [record.track for record in station.buffered]

@@ -27,6 +27,7 @@ import pytest_asyncio
 from bot.adapter_library import server_key
 from bot.station import Station
 from bot.training_request import RunRequest
+from bot.training_runs import TRAINING_REASON
 from engine.ray_backend import RayBackend
 from engine.settings import PROJECT_ROOT
 from engine.worker_client import WorkerEvent
@@ -128,9 +129,9 @@ async def test_an_adapter_trained_on_a_third_actor_while_two_sing_reaches_a_new_
     held = [await w.actor.adapters.remote() for w in backend(world).pool.workers]
     assert held == [{}, {}]  # no worker has ever seen an adapter
 
-    server_id = world.servers[0].id
+    guild_id = world.servers[0].id
     progress = await world.bot.training.start(
-        RunRequest(server_id, "tones", ADAPTER, preset="tiny", epochs=1)
+        RunRequest(guild_id, "tones", ADAPTER, preset="tiny", epochs=1)
     )
     assert not progress.pauses_songs  # a GPU of its own: the songs go on
     busy: list[str | None] = []
@@ -141,7 +142,7 @@ async def test_an_adapter_trained_on_a_third_actor_while_two_sing_reaches_a_new_
     assert progress is not None and progress.state == "done", progress
     during = await songs_made(station) - before
     assert busy and set(busy) == {None} and during >= 1, (busy[-3:], during)
-    key = server_key(server_id, ADAPTER)  # the server's adapter
+    key = server_key(guild_id, ADAPTER)  # the server's own adapter
     assert (world.settings.adapters_dir / key).is_dir()  # brought back to the bot
 
     await station.set_adapter(ADAPTER)
@@ -225,7 +226,7 @@ async def test_with_no_gpu_to_spare_training_pauses_the_songs_as_on_one_machine(
         assert progress.pauses_songs
         # The song workers were removed so the trainer could have their GPU.
         assert backend(world).state == "released" and not backend(world).workers
-        assert "training adapter 'paused-run'" in (world.bot.stations.busy_reason or "")
+        assert TRAINING_REASON in (world.bot.stations.busy_reason or "")
         progress = await world.bot.training.wait()
         assert progress is not None and progress.state == "done", progress
     finally:

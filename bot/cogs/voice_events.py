@@ -19,7 +19,9 @@ class VoiceEvents(commands.Cog):
     async def on_voice_state_update(
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
-        self.bot.radio.voice_state_changed(member, before, after)
+        radio = self.bot.radio_if_running
+        if radio is not None:  # a voice event can still arrive while the bot closes
+            radio.voice_state_changed(member, before, after)
 
 
 async def setup(bot: RadioBot) -> None:
