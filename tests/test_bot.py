@@ -37,7 +37,7 @@ STATION = {
     "radio_auto", "radio_genre", "radio_theme", "radio_style", "radio_language",
     "radio_maxlength", "radio_preset", "radio_pause", "radio_resume", "radio_stop",
     "radio_settings", "radio_upload", "radio_adapter", "radio_adapters", "radio_adapter_share",
-    "radio_train", "radio_train_status", "radio_train_stop",
+    "radio_train", "radio_train_status", "radio_train_stop", "radio_dataset",
 }  # fmt: skip
 
 

@@ -95,6 +95,7 @@ class RayTrainingJob:
         self.config = config  # the bot's view: output_dir is a folder on the bot's machine
         self.pid = pid
         self._status: int | None = None
+        self._last_events: list[dict[str, Any]] = []  # read before the actor was let go
 
     @property
     def output_dir(self) -> Path:
@@ -105,6 +106,11 @@ class RayTrainingJob:
         return self.output_dir / "final" / "adapter"
 
     def events(self) -> list[dict[str, Any]]:
+        """New progress events; after the end, those the actor wrote last (read before
+        it was let go), so a caller may poll first and read events after."""
+        if self._status is not None:
+            last, self._last_events = self._last_events, []
+            return last
         return ray.get(self.actor.events.remote())
 
     def poll(self) -> int | None:
@@ -127,6 +133,7 @@ class RayTrainingJob:
 
     def _bring_back(self) -> None:
         adapter, console = ray.get(self.actor.results.remote())
+        self._last_events = ray.get(self.actor.events.remote())
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / CONSOLE_FILE).write_text(console)
         if adapter is not None:

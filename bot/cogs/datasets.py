@@ -90,6 +90,7 @@ class Datasets(TrainerCog):
         name="radio_dataset",
         description="Training datasets from audio attachments (the bot's owner)",
         guild_only=True,
+        allowed_contexts=app_commands.AppCommandContext(guild=True),
         default_permissions=DJ_PERMISSIONS,
     )
 
