@@ -2,7 +2,7 @@
 rem Sets the project up in .venv on Windows, as setup.sh does on Linux: torch (the
 rem CUDA build that fits this driver and card, checked on the GPU, else the CPU build),
 rem llama-cpp-python, the requirements constrained to that torch, and a .env.
-rem The choices are made by engine\setup_helper.py, the same code setup.sh runs.
+rem The choices are made by engine\setup\helper.py, the same code setup.sh runs.
 rem Not run in CI (CI runs Linux); see docs/setup.md.
 rem   setup.bat            everything but the model weights
 rem   setup.bat --models   also download the ACE-Step 1.5 weights
@@ -46,7 +46,7 @@ if not exist .venv\Scripts\python.exe (
 
 :: torch for this driver and card (checked on the GPU), then llama-cpp-python, the
 :: requirements constrained to that torch, and flash-attn where it fits.
-%PYTHON% -m engine.setup_helper install --python .venv\Scripts\python.exe %CPU_ARG% %DRY_ARG%
+%PYTHON% -m engine.setup.helper install --python .venv\Scripts\python.exe %CPU_ARG% %DRY_ARG%
 if errorlevel 1 exit /b %errorlevel%
 
 if not exist .env (

@@ -18,7 +18,7 @@
 # FLASH_ATTN (0: never install flash-attn).
 #
 # The choices (torch build, llama.cpp with CUDA, flash-attn, version pins) are
-# made by engine/setup_helper.py, which setup.bat runs too.
+# made by engine/setup/helper.py, which setup.bat runs too.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -81,7 +81,7 @@ fi
 helper_args=(--python .venv/bin/python)
 ((FORCE_CPU)) && helper_args+=(--cpu)
 ((DRY_RUN)) && helper_args+=(--dry-run)
-"$PYTHON" -m engine.setup_helper install "${helper_args[@]}"
+"$PYTHON" -m engine.setup.helper install "${helper_args[@]}"
 
 # --- 4. Configuration.
 if [ ! -f .env ]; then

@@ -5,7 +5,7 @@
 Starts a Ray cluster inside this process (`--address local`, this machine's
 CPUs; or joins one with `--address auto` / `host:port`), then for each worker
 count in `--workers` (default 1 and 2) creates that many song workers
-(`engine.ray_backend.RayBackend`, the template songwriter, one torch thread
+(`engine.worker.cluster.backend.RayBackend`, the template songwriter, one torch thread
 each), makes one warm-up song per worker, and then keeps every worker's slots
 full until `--songs` songs are done. It prints songs per minute for each count
 and the scaling efficiency (songs per minute per worker, against one worker).
@@ -24,30 +24,36 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.jobs import SongJob
-from engine.ray_backend import RayBackend
-from engine.ray_cluster import connect, disconnect
-from engine.ray_workers import RayOptions
 from engine.settings import load_settings
-from engine.worker import WorkerConfig
+from engine.worker.cluster.backend import RayBackend
+from engine.worker.cluster.connect import connect, disconnect
+from engine.worker.cluster.workers import RayOptions
+from engine.worker.process import WorkerConfig
+from engine.worker.protocol import SongJob
 
 
 async def songs_per_minute(args: argparse.Namespace, root: Path, workers: int) -> float:
     env = root / "empty.env"
     env.write_text("")
     settings = load_settings(
-        env, checkpoint_dir=args.checkpoint, data_dir=root / "data", tracks_dir=root / "tracks",
-        device=args.device, default_duration=args.duration, log_level="WARNING",
-    )  # fmt: skip
-    config = WorkerConfig.from_settings(
-        settings, songwriter="template", steps=args.steps, torch_threads=1
+        env,
+        checkpoint_dir=args.checkpoint,
+        data_dir=root / "data",
+        tracks_dir=root / "tracks",
+        device=args.device,
+        default_duration=args.duration,
+        log_level="WARNING",
     )
+    config = WorkerConfig.from_settings(settings, songwriter="template", steps=args.steps, torch_threads=1)
     options = RayOptions(
-        address=args.address, workers=workers, gpus_per_worker=args.gpus_per_worker,
+        address=args.address,
+        workers=workers,
+        gpus_per_worker=args.gpus_per_worker,
         cpus_per_worker=args.cpus_per_worker,
-    )  # fmt: skip
-    backend = RayBackend(config, options, tracks_dir=settings.tracks_dir,
-                         adapters_dir=settings.adapters_dir, max_in_flight=2)  # fmt: skip
+    )
+    backend = RayBackend(
+        config, options, tracks_dir=settings.tracks_dir, adapters_dir=settings.adapters_dir, max_in_flight=2
+    )
     started = time.perf_counter()
     await backend.start()
     while not all(w["ready"] for w in backend.workers):
@@ -72,8 +78,11 @@ async def songs_per_minute(args: argparse.Namespace, root: Path, workers: int) -
     made = [w["made"] for w in backend.workers]
     await backend.close()
     rate = args.songs / seconds * 60
-    print(f"{workers} worker(s): {args.songs} songs in {seconds:.1f} s = {rate:.1f} songs/min "
-          f"(songs per worker, warm-up included: {made})", flush=True)  # fmt: skip
+    print(
+        f"{workers} worker(s): {args.songs} songs in {seconds:.1f} s = {rate:.1f} songs/min "
+        f"(songs per worker, warm-up included: {made})",
+        flush=True,
+    )
     return rate
 
 
@@ -109,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as folder:
         root = Path(folder)
         if args.checkpoint is None:
-            from engine.tiny import write_tiny_checkpoint
+            from engine.checkpoint.tiny import write_tiny_checkpoint
 
             args.checkpoint = write_tiny_checkpoint(root / "tiny")
         asyncio.run(run(args, root))

@@ -46,7 +46,7 @@ SONG = {"bpm": 118, "key": "A minor", "time_signature": "4/4", "language": "en"}
 
 def _build(size: str, dtype):
     if size == "tiny":
-        from engine.tiny import build_tiny_pipeline
+        from engine.checkpoint.tiny import build_tiny_pipeline
 
         return build_tiny_pipeline("turbo", seed=0).to(dtype=dtype)
     from full_size import build_full_size_pipeline
@@ -64,15 +64,21 @@ def _peak_memory_mb(device) -> float:
 
 
 def _run_ours(pipe, policy, settings, args) -> list[dict[str, float]]:
-    from engine.pipeline import MusicEngine
+    from engine.music_engine import MusicEngine
     from engine.spec import SongSpec
 
     engine = MusicEngine(settings, policy=policy, pipeline=pipe)
     spec = SongSpec(
-        title="Compare", caption=CAPTION, lyrics=LYRICS, duration=args.duration, seed=args.seed,
-        bpm=SONG["bpm"], key=SONG["key"], time_signature=SONG["time_signature"],
+        title="Compare",
+        caption=CAPTION,
+        lyrics=LYRICS,
+        duration=args.duration,
+        seed=args.seed,
+        bpm=SONG["bpm"],
+        key=SONG["key"],
+        time_signature=SONG["time_signature"],
         language=SONG["language"],
-    )  # fmt: skip
+    )
     runs = []
     for _ in range(args.runs + 1):  # the first is the warm-up
         track = engine.generate(spec, steps=args.steps)[0]
@@ -145,15 +151,13 @@ def run_one(mode: str, args) -> dict:
     """Make the song `args.runs` times one way; returns mean stage times and peak memory."""
     import torch
 
+    from engine.gpu.tiers import detect_device, resolve
     from engine.logs import setup_logging
     from engine.settings import load_settings
-    from engine.tiers import detect_device, resolve
 
     setup_logging("WARNING")
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    settings = load_settings(
-        tracks_dir=args.out, max_length_max=max(args.duration, 60), default_duration=args.duration
-    )
+    settings = load_settings(tracks_dir=args.out, max_length_max=max(args.duration, 60), default_duration=args.duration)
     policy = resolve(settings, detect_device(settings))
     device = torch.device(policy.device.torch_device)
     if mode == "diffusers-offload" and device.type != "cuda":
@@ -181,10 +185,25 @@ def run_one(mode: str, args) -> dict:
 
 def _child(mode: str, args) -> dict:
     command = [
-        sys.executable, __file__, "--one", mode, "--size", args.size,
-        "--duration", str(args.duration), "--steps", str(args.steps), "--seed", str(args.seed),
-        "--runs", str(args.runs), "--threads", str(args.threads), "--out", str(args.out),
-    ]  # fmt: skip
+        sys.executable,
+        __file__,
+        "--one",
+        mode,
+        "--size",
+        args.size,
+        "--duration",
+        str(args.duration),
+        "--steps",
+        str(args.steps),
+        "--seed",
+        str(args.seed),
+        "--runs",
+        str(args.runs),
+        "--threads",
+        str(args.threads),
+        "--out",
+        str(args.out),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-5:]
@@ -225,9 +244,7 @@ def _print_table(results: list[dict], args) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=("tiny", "full"), default="full")
     parser.add_argument("--duration", type=int, default=10, help="seconds of audio (default 10)")
     parser.add_argument("--steps", type=int, default=8, help="denoising steps (turbo: 8)")

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
+from engine.gpu.tiers import detect_device, resolve
 from engine.logs import setup_logging
-from engine.pipeline import MusicEngine
+from engine.music_engine import MusicEngine
 from engine.settings import load_settings
 from engine.spec import SongSpec
-from engine.tiers import detect_device, resolve
 
 STAGES = ("text", "dit", "vae", "encode")
 LYRICS = "\n".join(
@@ -44,7 +44,7 @@ LYRICS = "\n".join(
 
 def build(size: str, dtype: torch.dtype):
     if size == "tiny":
-        from engine.tiny import build_tiny_pipeline
+        from engine.checkpoint.tiny import build_tiny_pipeline
 
         pipe = build_tiny_pipeline("turbo", seed=0)
         return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
@@ -115,13 +115,9 @@ def summary(batch: int, tracks: list, wall: float, warm: float, args) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
-    parser.add_argument(
-        "--duration", type=int, default=60, help="seconds per song; figures are scaled to 60 s"
-    )
+    parser.add_argument("--duration", type=int, default=60, help="seconds per song; figures are scaled to 60 s")
     parser.add_argument("--runs", type=int, default=3, help="generations per batch size")
     parser.add_argument("--batch", default="1", help="batch sizes, e.g. 1,2 (default 1)")
     parser.add_argument("--steps", type=int, default=None, help="default: the turbo's 8")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from engine.convert import CONDITION_ENCODER, TRANSFORMER, component_classes, component_configs
-from engine.tokenizer import build_tiny_tokenizer
+from engine.checkpoint.layout import CONDITION_ENCODER, TRANSFORMER, component_classes, component_configs
+from engine.checkpoint.tokenizer import build_tiny_tokenizer
 
 CONFIG = Path(__file__).with_name("turbo-2b-config.json")
 #: ACE-Step 1.5's VAE: Oobleck with a 1920x hop, 48 kHz stereo, 64 latent channels.

@@ -21,7 +21,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from engine.tiny import write_tiny_checkpoint
+from engine.checkpoint.tiny import write_tiny_checkpoint
 from tests.bot_world import World, add_server, start_bot, world_settings
 from tests.fake_discord import FakeDiscord
 from tests.fake_voice import VoiceLog

@@ -19,8 +19,8 @@ gates, retries and fallback:
 - genre: the wish's genre in the caption;
 - clean: no word of glin-profanity's list or the drug and self-harm list;
 - form: ACE-Step section tags, verse-chorus-verse-chorus, at least 6 lines,
-  no junk line (`engine.song_checks.form_problems`);
-- bpm: within the genre's range (`engine.genres`).
+  no junk line (`engine.songwriter.checks.form_problems`);
+- bpm: within the genre's range (`engine.songwriter.genres`).
 
 Beside them: for a theme in the station's own language other than English,
 whether a word of it is in the song (`theme_other_language`). It also
@@ -46,11 +46,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.content_rating import blocked_words
-from engine.genres import genre_profile
-from engine.language_id import identify
+from engine.gpu.tiers import detect_device, resolve
 from engine.settings import load_settings
-from engine.song_checks import (
+from engine.songwriter.checks import (
     chorus_text,
     copied_example_line,
     form_problems,
@@ -58,10 +56,12 @@ from engine.song_checks import (
     sung_text,
     theme_words,
 )
-from engine.song_languages import language_kit
-from engine.songwriter import Songwriter, SongwriterConfig, SongwriterResult
+from engine.songwriter.content_rating import blocked_words
+from engine.songwriter.genres import genre_profile
+from engine.songwriter.language_id import identify
+from engine.songwriter.language_kits import language_kit
+from engine.songwriter.writer import Songwriter, SongwriterConfig, SongwriterResult
 from engine.spec import INSTRUMENTAL_LANGUAGE, INSTRUMENTAL_LYRICS, StationStyle
-from engine.tiers import detect_device, resolve
 
 CHECKS = ("language", "theme", "genre", "clean", "form", "bpm")
 
@@ -111,9 +111,7 @@ def check(result: SongwriterResult, wish: Wish) -> dict[str, bool | None]:
         language_ok = (spec.lyrics, spec.language) == (INSTRUMENTAL_LYRICS, INSTRUMENTAL_LANGUAGE)
     else:
         language_ok = identify(f"{spec.title}\n{sung_text(spec.lyrics)}", "any")[0] == wish.language
-    english_theme = (
-        wish.language == "en" and not wish.theme_language and wish.theme not in ("", "instrumental")
-    )
+    english_theme = wish.language == "en" and not wish.theme_language and wish.theme not in ("", "instrumental")
     words = theme_words(wish.theme) if english_theme else set()
     profile = genre_profile(wish.genre)
     return {
@@ -124,9 +122,7 @@ def check(result: SongwriterResult, wish: Wish) -> dict[str, bool | None]:
         "form": not form_problems(spec.lyrics),
         "bpm": profile.low_bpm <= spec.bpm <= profile.high_bpm,
         "theme_title_chorus": (
-            shows_theme(words, spec.title) and shows_theme(words, chorus_text(spec.lyrics))
-            if words
-            else None
+            shows_theme(words, spec.title) and shows_theme(words, chorus_text(spec.lyrics)) if words else None
         ),
         "theme_other_language": _native_theme(wish, spec),
     }
@@ -157,10 +153,7 @@ def run_model(name: str | None, base: SongwriterConfig, args) -> list[dict]:
     started = time.monotonic()
     failure = songwriter.load()
     load_seconds = time.monotonic() - started
-    print(
-        f"\nmodel {config.model}: loaded in {load_seconds:.1f} s"
-        + (f" ({failure})" if failure else "")
-    )
+    print(f"\nmodel {config.model}: loaded in {load_seconds:.1f} s" + (f" ({failure})" if failure else ""))
     rows = []
     for i, wish in enumerate(WISHES):
         style = StationStyle(genre=wish.genre, mood=wish.mood, language=wish.language)
@@ -168,12 +161,8 @@ def run_model(name: str | None, base: SongwriterConfig, args) -> list[dict]:
         result = songwriter.compose(wish.theme, style, seed=args.seed + i)
         cpu = time.process_time() - cpu
         checks = check(result, wish)
-        copied = copied_example_line(
-            result.spec.title, result.spec.lyrics, language_kit(wish.language)
-        )
-        rows.append(
-            {"wish": wish, "result": result, "checks": checks, "copied": copied, "cpu": cpu}
-        )
+        copied = copied_example_line(result.spec.title, result.spec.lyrics, language_kit(wish.language))
+        rows.append({"wish": wish, "result": result, "checks": checks, "copied": copied, "cpu": cpu})
         passed = all(checks[c] is not False for c in CHECKS)
         print(
             f"  {i + 1:2d} {wish.language} {wish.genre:13.13s} {result.source:8s} "
@@ -247,9 +236,7 @@ def report(name: str, rows: list[dict]) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", help="a GGUF to measure (repeatable)")
     parser.add_argument("--seed", type=int, default=1000, help="first seed (default 1000)")
     parser.add_argument("--threads", type=int, help="llama.cpp threads (default: LLM_THREADS)")

@@ -39,8 +39,8 @@ from bot.station import StationConfig
 from bot.stations import StationManager
 from bot.store import Store
 from engine.settings import load_settings
-from engine.worker import WorkerConfig
-from engine.worker_client import WorkerClient
+from engine.worker.client import WorkerClient
+from engine.worker.process import WorkerConfig
 
 TICK = 0.005
 GUILD = 1
@@ -186,13 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=2, help="WORKER_MAX_IN_FLIGHT")
     parser.add_argument("--steps", type=int, default=8, help="diffusion steps")
     parser.add_argument("--songwriter", choices=["template", "model"], default="template")
-    parser.add_argument(
-        "--torch-threads", type=int, help="CPU threads of the worker's torch (default: torch's)"
-    )
+    parser.add_argument("--torch-threads", type=int, help="CPU threads of the worker's torch (default: torch's)")
     parser.add_argument("--checkpoint", type=Path, help="default: a tiny one, built now")
-    parser.add_argument(
-        "--baseline", type=float, metavar="SECONDS", help="only measure an idle loop's lag"
-    )
+    parser.add_argument("--baseline", type=float, metavar="SECONDS", help="only measure an idle loop's lag")
     args = parser.parse_args(argv)
     if args.baseline is not None:
         asyncio.run(baseline(args.baseline))
@@ -203,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(folder)
         checkpoint = args.checkpoint
         if checkpoint is None:
-            from engine.tiny import write_tiny_checkpoint
+            from engine.checkpoint.tiny import write_tiny_checkpoint
 
             checkpoint = write_tiny_checkpoint(root / "tiny")
         asyncio.run(run(args, root, checkpoint))

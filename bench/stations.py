@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import itertools
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,12 +45,20 @@ from bot.player import VoicePlayer
 from bot.station import StationConfig
 from bot.stations import StationManager
 from bot.store import Store
-from engine.backend_base import JobHandle, SongBackendBase
-from engine.jobs import JobDone, SongJob
 from engine.spec import SongSpec, Track
+from engine.worker.backend_base import JobHandle, SongBackendBase
+from engine.worker.protocol import JobDone, SongJob
+from tests.radio_helpers import tone
 
-SPEC = SongSpec(title="Ready Made", caption="ambient, synth pad", lyrics="[instrumental]",
-                bpm=90, key="A minor", duration=60, seed=1)  # fmt: skip
+SPEC = SongSpec(
+    title="Ready Made",
+    caption="ambient, synth pad",
+    lyrics="[instrumental]",
+    bpm=90,
+    key="A minor",
+    duration=60,
+    seed=1,
+)
 
 
 class ReadyMadeBackend(SongBackendBase):
@@ -88,10 +95,17 @@ class ReadyMadeBackend(SongBackendBase):
     def _done(self, handle: JobHandle) -> None:
         path = self.tracks / f"ready-{next(self._names)}.ogg"
         os.link(self.source, path)  # a file of its own, as a worker's would be
-        track = Track(path=str(path), spec=SPEC, duration=self.seconds, sample_rate=48000,
-                      seed=1, timings={}, peak_memory_mb=None, settings={})  # fmt: skip
-        self._finish(handle, JobDone(job_id=handle.job_id, track=track, write_seconds=0.0,
-                                     sing_seconds=self.delay))  # fmt: skip
+        track = Track(
+            path=str(path),
+            spec=SPEC,
+            duration=self.seconds,
+            sample_rate=48000,
+            seed=1,
+            timings={},
+            peak_memory_mb=None,
+            settings={},
+        )
+        self._finish(handle, JobDone(job_id=handle.job_id, track=track, write_seconds=0.0, sing_seconds=self.delay))
 
 
 class _Speaker:
@@ -151,20 +165,13 @@ class CountingClient:
 
 
 def make_song(path: Path, seconds: int) -> Path:
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=frequency=220:duration="
-         f"{seconds}", "-ac", "2", "-ar", "48000", "-c:a", "libopus", "-b:a", "128k", str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
+    return tone(path, seconds, "-ac", "2", "-ar", "48000", "-c:a", "libopus", "-b:a", "128k", frequency=220)
 
 
 async def run(args: argparse.Namespace, root: Path) -> None:
     song = make_song(root / "song.ogg", args.song_seconds)
-    backend = ReadyMadeBackend(song, root / "tracks", args.song_seconds, args.make_seconds,
-                               args.slots)  # fmt: skip
-    config = StationConfig(buffer_size=2, default_duration=args.song_seconds,
-                           disk_budget_bytes=2**40)  # fmt: skip
+    backend = ReadyMadeBackend(song, root / "tracks", args.song_seconds, args.make_seconds, args.slots)
+    config = StationConfig(buffer_size=2, default_duration=args.song_seconds, disk_budget_bytes=2**40)
     manager = StationManager(Store(root / "radio.sqlite3"), backend, config)
     await backend.start()
     await manager.start()
@@ -203,13 +210,19 @@ async def run(args: argparse.Namespace, root: Path) -> None:
     used = (cpu.user - cpu_before.user) + (cpu.system - cpu_before.system)
     per_100 = used / seconds / (playing / 100) * 100
     expected = args.servers * seconds / 0.02
-    print(f"\nwindow: {seconds:.1f} s with {playing} of {args.servers} stations playing "
-          f"({args.song_seconds} s songs, ready-made after {args.make_seconds:g} s)")  # fmt: skip
+    print(
+        f"\nwindow: {seconds:.1f} s with {playing} of {args.servers} stations playing "
+        f"({args.song_seconds} s songs, ready-made after {args.make_seconds:g} s)"
+    )
     print(f"event-loop lag (5 ms timer), {describe_lag([v for v, _ in lag])}")
-    print(f"CPU: {used / seconds:.0%} of one core in all, {per_100:.1f} % of one core per 100 "
-          f"playing streams; memory {rss / 2**20:.0f} MB RSS, {threads} threads")  # fmt: skip
-    print(f"frames: {frames - frames_before} received of {expected:.0f} real time asks for "
-          f"({(frames - frames_before) / expected:.1%}); songs started: {changes}")  # fmt: skip
+    print(
+        f"CPU: {used / seconds:.0%} of one core in all, {per_100:.1f} % of one core per 100 "
+        f"playing streams; memory {rss / 2**20:.0f} MB RSS, {threads} threads"
+    )
+    print(
+        f"frames: {frames - frames_before} received of {expected:.0f} real time asks for "
+        f"({(frames - frames_before) / expected:.1%}); songs started: {changes}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,7 @@ PROFILE_ENV = {"minimal": {"MAX_CUDA_VRAM": "8"}}
 
 def build(size: str, dtype: torch.dtype):
     if size == "tiny":
-        from engine.tiny import build_tiny_pipeline
+        from engine.checkpoint.tiny import build_tiny_pipeline
 
         return build_tiny_pipeline("turbo", seed=0).to(dtype=dtype)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,16 +69,21 @@ def write_dataset(folder: Path, tracks: int, frames: int, tokens: int, dim: int)
             {},
         )
         manifest.samples[name] = {
-            "key": name, "file": name, "sha256": file_sha256(folder / name), "source": "bench",
-            "frames": frames, "duration": frames / 25, "text": {"caption": "bench"},
-        }  # fmt: skip
+            "key": name,
+            "file": name,
+            "sha256": file_sha256(folder / name),
+            "source": "bench",
+            "frames": frames,
+            "duration": frames / 25,
+            "text": {"caption": "bench"},
+        }
     manifest.save()
     return folder
 
 
 def run_profile(args: argparse.Namespace) -> dict:
     """One profile in this process."""
-    from engine.checkpoints import CheckpointInfo
+    from engine.checkpoint.find import CheckpointInfo
     from training.config import TrainConfig
     from training.devices import resolve_runtime
     from training.loop import train
@@ -98,12 +103,23 @@ def run_profile(args: argparse.Namespace) -> dict:
         data = write_dataset(root / "data", args.tracks, frames, args.tokens, dim)
         steps = args.warmup + args.steps
         config = TrainConfig(
-            checkpoint_dir=root, dataset_dir=data, output_dir=root / "out", device=args.device,
-            precision=args.precision, batch_size=1, gradient_accumulation=1,
-            epochs=steps, max_steps=steps, warmup_steps=0, num_workers=0, save_every=0,
-            log_every=1000, log_heavy_every=0, gradient_checkpointing=True,
+            checkpoint_dir=root,
+            dataset_dir=data,
+            output_dir=root / "out",
+            device=args.device,
+            precision=args.precision,
+            batch_size=1,
+            gradient_accumulation=1,
+            epochs=steps,
+            max_steps=steps,
+            warmup_steps=0,
+            num_workers=0,
+            save_every=0,
+            log_every=1000,
+            log_heavy_every=0,
+            gradient_checkpointing=True,
             **PROFILES[args.profile],
-        )  # fmt: skip
+        )
         times: list[float] = []
         if runtime.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(runtime.device)
@@ -112,11 +128,7 @@ def run_profile(args: argparse.Namespace) -> dict:
     seconds = (timed[-1] - times[args.warmup - 1]) / len(timed) if args.warmup else None
     if seconds is None:
         seconds = (timed[-1] - timed[0]) / max(1, len(timed) - 1)
-    trainable = sum(
-        p.numel()
-        for n, p in pipe.transformer.named_parameters()
-        if "lora_" in n and p.requires_grad
-    )
+    trainable = sum(p.numel() for n, p in pipe.transformer.named_parameters() if "lora_" in n and p.requires_grad)
     if runtime.device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(runtime.device) / 1024**3
         peak_kind = "peak GPU memory allocated"
@@ -153,9 +165,18 @@ def run_all(args: argparse.Namespace) -> list[dict]:
                 env.setdefault(key, value)
         command = [sys.executable, __file__, "--profile", profile, "--json"] + [
             f"--{name.replace('_', '-')}={getattr(args, name)}"
-            for name in ("size", "device", "precision", "seconds", "tokens", "tracks", "steps",
-                         "warmup", "torch_threads")
-        ]  # fmt: skip
+            for name in (
+                "size",
+                "device",
+                "precision",
+                "seconds",
+                "tokens",
+                "tracks",
+                "steps",
+                "warmup",
+                "torch_threads",
+            )
+        ]
         out = subprocess.run(command, env=env, capture_output=True, text=True)
         if out.returncode != 0:
             sys.stderr.write(out.stdout + out.stderr)
@@ -165,9 +186,7 @@ def run_all(args: argparse.Namespace) -> list[dict]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
     parser.add_argument("--profile", choices=tuple(PROFILES), default=None)
     parser.add_argument("--device", default="auto")
@@ -201,8 +220,10 @@ def main() -> int:
         f"{args.tokens} condition tokens, batch 1, gradient checkpointing on, "
         f"{args.steps} timed steps after {args.warmup}, {first['torch_threads']} torch thread(s)"
     )
-    print(f"{'profile':10} {'adapter':16} {'optimizer':10} {'offload':8} {'trainable':>10} "
-          f"{'steps/s':>8} {'s/step':>8} {'peak GB':>8}")  # fmt: skip
+    print(
+        f"{'profile':10} {'adapter':16} {'optimizer':10} {'offload':8} {'trainable':>10} "
+        f"{'steps/s':>8} {'s/step':>8} {'peak GB':>8}"
+    )
     for r in results:
         adapter = f"LoRA r{r['rank']} a{r['alpha']:g}"
         print(
@@ -210,10 +231,10 @@ def main() -> int:
             f"{'on' if r['offload_encoder'] else 'off':8} {r['trainable_parameters']:>10,} "
             f"{r['steps_per_second']:8.2f} {r['seconds_per_step']:8.3f} {r['peak_gb']:8.2f}"
         )
-    print(f"peak: {first['peak_kind']}" + (
-        f"; MAX_CUDA_VRAM={results[-1]['max_cuda_vram']} for minimal"
-        if results[-1]["max_cuda_vram"] else ""
-    ))  # fmt: skip
+    print(
+        f"peak: {first['peak_kind']}"
+        + (f"; MAX_CUDA_VRAM={results[-1]['max_cuda_vram']} for minimal" if results[-1]["max_cuda_vram"] else "")
+    )
     return 0
 
 

@@ -33,9 +33,7 @@ INFO_FILE = "adapter_info.json"  # training.export.INFO_FILE
 _SERVER_KEY = re.compile(r"g([1-9][0-9]{0,19})-(.+)")
 #: Longest name of a trained adapter: its key (`g` + id + `-` + name) must fit in 64.
 MAX_TRAINED_NAME = 40
-TRAINED_NAME_RULE = (
-    f"1-{MAX_TRAINED_NAME} letters, digits, '.', '_' or '-', starting with a letter or digit"
-)
+TRAINED_NAME_RULE = f"1-{MAX_TRAINED_NAME} letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 def server_key(guild_id: int, name: str) -> str:
@@ -151,9 +149,7 @@ def share_adapter(folder: Path, guild_id: int, name: Any) -> AdapterEntry:
         names = ", ".join(entry.name for entry in own) or "none yet (/radio_train)"
         raise InvalidValueError("adapter", name, f"one of this server's own adapters: {names}")
     if key_owner(name) is not None or (folder / name).exists():
-        raise InvalidValueError(
-            "adapter", name, "a name no shared adapter has yet (shared ones are never replaced)"
-        )
+        raise InvalidValueError("adapter", name, "a name no shared adapter has yet (shared ones are never replaced)")
     export_adapter(folder / source.key, folder / name)
     entry = _entry(folder / name)
     assert entry is not None

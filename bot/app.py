@@ -58,8 +58,8 @@ from engine.settings import (
     drop_secrets_from_environment,
     load_settings,
 )
-from engine.worker import WorkerConfig
-from engine.worker_client import WorkerStartError
+from engine.worker.client import WorkerStartError
+from engine.worker.process import WorkerConfig
 
 log = logging.getLogger("bot.app")
 
@@ -109,9 +109,7 @@ class RadioBot(commands.AutoShardedBot):
         self._training: TrainingRuns | None = None
         self._queue: TrainingQueue | None = None
         self.training_options = training_options or {}
-        self.training_access = TrainingAccess(
-            Owners(self, settings.owner_ids), settings.training_guilds
-        )
+        self.training_access = TrainingAccess(Owners(self, settings.owner_ids), settings.training_guilds)
         self._restored = False
 
     @property
@@ -177,8 +175,7 @@ class RadioBot(commands.AutoShardedBot):
             log.info("synced %d commands to server %d (DEV_GUILD_ID)", len(synced), guild_id)
         else:
             synced = await self.tree.sync()
-            log.info("synced %d commands globally (Discord may take a while to show them)",
-                     len(synced))  # fmt: skip
+            log.info("synced %d commands globally (Discord may take a while to show them)", len(synced))
 
     async def on_ready(self) -> None:
         log.info("logged in as %s in %d server(s)", self.user, len(self.guilds))
@@ -195,9 +192,10 @@ class RadioBot(commands.AutoShardedBot):
             return None
         training = self.training
         board = ProgressMessage(
-            channel, lambda: (training.history, training.val_history),
+            channel,
+            lambda: (training.history, training.val_history),
             image_seconds=CURVE_EVERY_POLLS * training.poll_seconds,
-        )  # fmt: skip
+        )
         return board.show
 
     async def _announce_recovered_run(self) -> None:
@@ -311,7 +309,7 @@ def main() -> int:
     setup_logging(settings.log_level, settings.secrets, settings.log_file)
     warn_if_readable(default_env_file())
     if settings.worker_backend == "ray":
-        from engine.ray_cluster import ClusterUnreachableError, connect
+        from engine.worker.cluster.connect import ClusterUnreachableError, connect
 
         try:
             connect(settings.ray_address)
@@ -327,5 +325,6 @@ def warn_if_readable(env_file: Path) -> None:
     except OSError:
         return
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s can be read by other users of this machine and holds the bot's "
-                    "token: chmod 600 %s", env_file, env_file)  # fmt: skip
+        log.warning(
+            "%s can be read by other users of this machine and holds the bot's token: chmod 600 %s", env_file, env_file
+        )

@@ -110,9 +110,8 @@ def list_datasets(folder: Path, guild_id: int) -> list[DatasetEntry]:
     found = [
         DatasetEntry(child.name, child)
         for child in sorted(folder.iterdir())
-        if child.is_dir() and _FOLDER.fullmatch(child.name)
-        and key_owner(child.name) in (None, guild_id)
-    ]  # fmt: skip
+        if child.is_dir() and _FOLDER.fullmatch(child.name) and key_owner(child.name) in (None, guild_id)
+    ]
     return sorted(found, key=lambda entry: (entry.owner is None, entry.name))
 
 
@@ -130,9 +129,7 @@ def find_dataset(folder: Path, guild_id: int, name: Any) -> DatasetEntry:
         path = folder / key
         if key_owner(key) in (None, guild_id) and path.is_dir():
             if not _has_audio(path):
-                raise InvalidValueError(
-                    "dataset", name, f"a dataset with audio files ({', '.join(AUDIO_SUFFIXES)})"
-                )
+                raise InvalidValueError("dataset", name, f"a dataset with audio files ({', '.join(AUDIO_SUFFIXES)})")
             return DatasetEntry(key, path)
     raise InvalidValueError("dataset", name, allowed)
 
@@ -180,9 +177,11 @@ def add_tracks(
             own = [e for e in list_datasets(settings.datasets_dir, guild_id) if e.owner]
             if len(own) >= MAX_DATASETS_PER_SERVER:
                 raise InvalidValueError(
-                    "dataset", name, f"one of this server's {MAX_DATASETS_PER_SERVER} datasets "
+                    "dataset",
+                    name,
+                    f"one of this server's {MAX_DATASETS_PER_SERVER} datasets "
                     f"({', '.join(e.name for e in own)}): remove one first",
-                )  # fmt: skip
+                )
             entry.path.mkdir(parents=True)
         index = _read_index(entry.path)
         for filename, data in files:
@@ -195,9 +194,14 @@ def add_tracks(
             stem = f"{number:03d}-{_slug(filename)}"
             try:
                 audio = import_audio(
-                    data, Path(filename).suffix, entry.path, stem, min_seconds=MIN_SECONDS,
-                    max_seconds=settings.dataset_max_seconds, output=".flac",
-                )  # fmt: skip
+                    data,
+                    Path(filename).suffix,
+                    entry.path,
+                    stem,
+                    min_seconds=MIN_SECONDS,
+                    max_seconds=settings.dataset_max_seconds,
+                    output=".flac",
+                )
             except ImportRefused as exc:
                 result.refused.append((shown, str(exc)))
                 continue
@@ -205,15 +209,21 @@ def add_tracks(
                 (entry.path / f"{stem}.caption.txt").write_text(caption + "\n")
             if lyrics:
                 (entry.path / f"{stem}.lyrics.txt").write_text(lyrics + "\n")
-            track = {"file": audio.path.name, "name": shown, "seconds": round(audio.duration, 2),
-                     "caption": caption, "lyrics": bool(lyrics),
-                     "added_by": sanitize_text(added_by, 64), "added_at": time.time()}  # fmt: skip
+            track = {
+                "file": audio.path.name,
+                "name": shown,
+                "seconds": round(audio.duration, 2),
+                "caption": caption,
+                "lyrics": bool(lyrics),
+                "added_by": sanitize_text(added_by, 64),
+                "added_at": time.time(),
+            }
             index["tracks"].append(track)
             result.added.append(track)
         stamp = time.time()
-        index["refused"] = (
-            index["refused"] + [{"name": n, "reason": r, "at": stamp} for n, r in result.refused]
-        )[-KEPT_REFUSALS:]
+        index["refused"] = (index["refused"] + [{"name": n, "reason": r, "at": stamp} for n, r in result.refused])[
+            -KEPT_REFUSALS:
+        ]
         _write_index(entry.path, index)
         if not index["tracks"]:
             shutil.rmtree(entry.path, ignore_errors=True)  # nothing was added to a new one
@@ -226,9 +236,7 @@ def own_dataset(settings: Settings, guild_id: int, name: Any) -> DatasetEntry:
     key = dataset_key(guild_id, name)
     if not (settings.datasets_dir / key).is_dir():
         own = [e.name for e in list_datasets(settings.datasets_dir, guild_id) if e.owner]
-        raise InvalidValueError(
-            "dataset", name, "one of this server's datasets: " + (", ".join(own) or "none yet")
-        )
+        raise InvalidValueError("dataset", name, "one of this server's datasets: " + (", ".join(own) or "none yet"))
     return DatasetEntry(key, settings.datasets_dir / key)
 
 

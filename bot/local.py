@@ -25,7 +25,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import stat
@@ -41,8 +40,9 @@ from bot.stations import StationManager, manager_from_settings
 from bot.store import StoreError, TrackRecord
 from engine.logs import setup_logging
 from engine.settings import Settings, SettingsError, drop_secrets_from_environment, load_settings
-from engine.worker import WorkerConfig
-from engine.worker_client import WorkerError
+from engine.text_safety import slug
+from engine.worker.client import WorkerError
+from engine.worker.process import WorkerConfig
 
 log = logging.getLogger("bot.local")
 
@@ -153,8 +153,7 @@ class LocalPlayer:
     def _write(self, number: int, record: TrackRecord, gap: float | None) -> PlayedTrack:
         """In a thread: copy the file and add it to the playlist and the log."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        slug = re.sub(r"[^a-z0-9]+", "-", record.title.lower()).strip("-")[:40] or "song"
-        name = f"{number:04d}-{slug}{record.path.suffix}"
+        name = f"{number:04d}-{slug(record.title)}{record.path.suffix}"
         shutil.copyfile(record.path, self.out_dir / name)  # OSError when the file vanished
         line = PlayedTrack(
             number=number,
@@ -185,9 +184,7 @@ def _last_number(out_dir: Path) -> int:
 
 def _print_play(line: PlayedTrack) -> None:
     who = f", requested by {line.requester}" if line.requester else ""
-    print(
-        f"> {line.number:04d} {line.title} ({line.duration:.0f} s, {line.source}{who})", flush=True
-    )
+    print(f"> {line.number:04d} {line.title} ({line.duration:.0f} s, {line.source}{who})", flush=True)
 
 
 async def _show_status(station: Station) -> None:
@@ -232,8 +229,10 @@ async def _command(text: str, station: Station, manager: StationManager) -> bool
         elif word == "status" or not word:
             await _show_status(station)
         else:
-            print(f"unknown command {word!r}: request, skip, pause, resume, status, "
-                  "auto on|off, preset NAME, busy REASON, free, stats, quit")  # fmt: skip
+            print(
+                f"unknown command {word!r}: request, skip, pause, resume, status, "
+                "auto on|off, preset NAME, busy REASON, free, stats, quit"
+            )
     except (StoreError, WorkerError, ValueError) as exc:
         print(f"error: {exc}")
     return True
@@ -272,9 +271,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.songs and ended >= args.songs:
             done.set()
 
-    player = LocalPlayer(
-        args.out or settings.local_output_dir, speed=args.speed, on_play=_print_play, on_end=on_end
-    )
+    player = LocalPlayer(args.out or settings.local_output_dir, speed=args.speed, on_play=_print_play, on_end=on_end)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
@@ -283,8 +280,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         await manager.client.start()
         await manager.start()
         station = await manager.add_station(LOCAL_GUILD_ID)
-        style = {k: v for k, v in (("genre", args.genre), ("theme", args.theme),
-                                   ("mood", args.mood)) if v is not None}  # fmt: skip
+        style = {k: v for k, v in (("genre", args.genre), ("theme", args.theme), ("mood", args.mood)) if v is not None}
         if args.preset:
             await station.apply_preset(args.preset)
         if style:
@@ -313,15 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one radio station on this machine and write what it plays to files.",
     )
     parser.add_argument("--out", type=Path, help="output folder (default: LOCAL_OUTPUT_DIR)")
-    parser.add_argument(
-        "--songs", type=int, default=0, help="stop after this many songs (default: run until quit)"
-    )
-    parser.add_argument(
-        "--speed", type=float, default=1.0, help="play this many times faster than real time"
-    )
-    parser.add_argument(
-        "--request", action="append", default=[], metavar="THEME", help="queue a request"
-    )
+    parser.add_argument("--songs", type=int, default=0, help="stop after this many songs (default: run until quit)")
+    parser.add_argument("--speed", type=float, default=1.0, help="play this many times faster than real time")
+    parser.add_argument("--request", action="append", default=[], metavar="THEME", help="queue a request")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="the station's style preset")
     parser.add_argument("--genre", help="the station's genre")
     parser.add_argument("--theme", help="the station's theme")
@@ -333,9 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write songs with the GGUF model (default) or the instant template songwriter",
     )
     parser.add_argument("--steps", type=int, help="diffusion steps (default: the model's)")
-    parser.add_argument(
-        "--checkpoint", type=Path, help="checkpoint folder (default: CHECKPOINT_DIR)"
-    )
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint folder (default: CHECKPOINT_DIR)")
     return parser
 
 

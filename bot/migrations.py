@@ -208,9 +208,7 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(
-    conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS, *, where: str = ""
-) -> list[int]:
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS, *, where: str = "") -> list[int]:
     """Bring the database up to the last of `migrations`; return the versions applied.
 
     `conn` must be in autocommit mode (`isolation_level=None`): each migration
@@ -238,8 +236,7 @@ def migrate(
             # COMMIT are part of the script; on error the transaction is still
             # open and is rolled back below.
             conn.executescript(
-                f"BEGIN IMMEDIATE;\n{migration.sql}\n"
-                f"PRAGMA user_version = {migration.version};\nCOMMIT;"
+                f"BEGIN IMMEDIATE;\n{migration.sql}\nPRAGMA user_version = {migration.version};\nCOMMIT;"
             )
         except sqlite3.Error as exc:
             if conn.in_transaction:

@@ -43,8 +43,7 @@ def application_owners(app: discord.AppInfo) -> set[int]:
     return {
         member.id
         for member in app.team.members
-        if member.role in allowed
-        and member.membership_state == discord.TeamMembershipState.accepted
+        if member.role in allowed and member.membership_state == discord.TeamMembershipState.accepted
     }
 
 
@@ -88,9 +87,7 @@ class TrainingAccess:
     async def may_train(self, interaction: discord.Interaction) -> bool:
         if await self.owners.is_owner(interaction.user.id):
             return True
-        return interaction.guild_id in self.training_guilds and has_manage_server(
-            interaction.permissions
-        )
+        return interaction.guild_id in self.training_guilds and has_manage_server(interaction.permissions)
 
     async def require_trainer(self, interaction: discord.Interaction) -> None:
         """Raise `NotAllowedError` (saying who may) unless the member may train here."""

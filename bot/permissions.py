@@ -53,9 +53,7 @@ def is_dj(
     return any(role_matches(role, default_role) for role in roles)
 
 
-def describe_dj_role(
-    guild: discord.Guild | None, guild_role_id: int | None, default_role: str
-) -> str:
+def describe_dj_role(guild: discord.Guild | None, guild_role_id: int | None, default_role: str) -> str:
     """The DJ role as members should read it: a role mention, or a name, or 'none'."""
     if guild_role_id is not None:
         return f"<@&{guild_role_id}>"

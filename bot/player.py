@@ -36,6 +36,7 @@ import discord
 
 from bot.ogg_source import OggOpusFile
 from bot.store import TrackRecord
+from engine.background import BackgroundTasks
 
 log = logging.getLogger("bot.player")
 
@@ -307,12 +308,10 @@ class VoicePlayer:
             await _cleanup(task)
 
     def _spawn_cleanup(self, task: asyncio.Task[discord.AudioSource]) -> None:
-        cleanup = asyncio.get_running_loop().create_task(_cleanup(task))
-        _background.add(cleanup)
-        cleanup.add_done_callback(_background.discard)
+        _background.spawn(_cleanup(task))
 
 
-_background: set[asyncio.Task[None]] = set()
+_background = BackgroundTasks(log, "closing an unplayed source")
 
 
 async def _cleanup(task: asyncio.Task[discord.AudioSource]) -> None:

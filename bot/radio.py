@@ -17,7 +17,6 @@ station and says so in the text channel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +30,7 @@ from bot.station import Station
 from bot.stations import StationManager
 from bot.store import ReactionTally, StoreError, TrackRecord, UnknownGuildError
 from bot.taste_buttons import reaction_view
+from engine.background import BackgroundTasks
 from engine.settings import Settings
 
 log = logging.getLogger("bot.radio")
@@ -54,7 +54,7 @@ class Radio:
         self.players: dict[int, VoicePlayer] = {}
         self.boards: dict[int, NowPlayingBoard] = {}
         self._idle: dict[int, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(log)
 
     # --- lookups --------------------------------------------------------------
     async def station(self, guild_id: int) -> Station:
@@ -82,9 +82,11 @@ class Radio:
             )
             self.players[guild_id] = player
             self.boards[guild_id] = NowPlayingBoard(
-                self.client, player, lambda: self._text_channel_id(guild_id),
+                self.client,
+                player,
+                lambda: self._text_channel_id(guild_id),
                 view=self._reaction_view,
-            )  # fmt: skip
+            )
         return player
 
     async def _reaction_view(self, record: TrackRecord) -> discord.ui.View:
@@ -92,8 +94,7 @@ class Radio:
         try:
             tally = await asyncio.to_thread(self.stations.store.reaction_tally, record.id)
         except StoreError as exc:
-            log.warning("guild %d: cannot count the reactions to %d: %s", record.guild_id,
-                        record.id, exc)  # fmt: skip
+            log.warning("guild %d: cannot count the reactions to %d: %s", record.guild_id, record.id, exc)
             tally = ReactionTally(0, 0)
         return reaction_view(record.id, tally)
 
@@ -117,8 +118,7 @@ class Radio:
         """Raise `NotAllowedError` (saying who may) unless the member is a DJ."""
         name = interaction.command.name if interaction.command else "this command"
         guild_id = interaction.guild_id or 0
-        require_dj(interaction.user, interaction.permissions, self.dj_role_id(guild_id),
-                   self.settings.dj_role, name)  # fmt: skip
+        require_dj(interaction.user, interaction.permissions, self.dj_role_id(guild_id), self.settings.dj_role, name)
 
     @staticmethod
     def listeners(channel: discord.VoiceChannel | None) -> list[discord.Member]:
@@ -172,9 +172,7 @@ class Radio:
     async def _lost(self, guild_id: int, reason: str) -> None:
         log.error("guild %d: voice connection lost for good: %s", guild_id, reason)
         await self.leave(guild_id)
-        await self.announce(
-            guild_id, f"The radio lost its voice connection ({reason}). Use /radio_join to restart."
-        )
+        await self.announce(guild_id, f"The radio lost its voice connection ({reason}). Use /radio_join to restart.")
 
     async def announce(self, guild_id: int, text: str) -> None:
         """Say something in the station's text channel (best effort)."""
@@ -237,9 +235,8 @@ class Radio:
         log.info("guild %d: alone for %g s: leaving", guild_id, seconds)
         await self.leave(guild_id)
         await self.announce(
-            guild_id, f"Nobody was listening for {seconds:g} s, so the radio left. "
-            "/radio_join brings it back."
-        )  # fmt: skip
+            guild_id, f"Nobody was listening for {seconds:g} s, so the radio left. /radio_join brings it back."
+        )
 
     def _cancel_idle(self, guild_id: int) -> None:
         task = self._idle.pop(guild_id, None)
@@ -267,14 +264,7 @@ class Radio:
         """Stop every station and leave voice, remembering the channels for a restart."""
         for guild_id in list(self.players):
             await self.leave(guild_id, forget=False)
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._tasks.cancel()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._tasks.spawn(coro)

@@ -35,9 +35,7 @@ class ReceptionWindow:
         return self.likes / votes if votes else None
 
 
-def compute_reception(
-    conn: sqlite3.Connection, guild_id: int | None
-) -> tuple[ReceptionWindow, ...]:
+def compute_reception(conn: sqlite3.Connection, guild_id: int | None) -> tuple[ReceptionWindow, ...]:
     """The windows, newest first; call inside a read transaction."""
     where, args = ("AND guild_id = ?", (guild_id,)) if guild_id is not None else ("", ())
     plays = conn.execute(

@@ -106,15 +106,12 @@ def job_line(job: Job, doing: str | None) -> str:
 def queue_embed(status: StationStatus) -> discord.Embed:
     embed = discord.Embed(title="Radio queue", colour=COLOR, description=status_text(status))
     if status.now_playing is not None:
-        embed.add_field(
-            name="Playing", value=safe(status.now_playing.track.title, 100), inline=False
-        )
+        embed.add_field(name="Playing", value=safe(status.now_playing.track.title, 100), inline=False)
     ready = [
         f"{i}. {safe(t.title, 80)} ({clock(t.duration)}) — {requester(t)}"
         for i, t in enumerate(status.buffered[:MAX_LIST], 1)
     ]
-    embed.add_field(name=f"Ready to play ({len(status.buffered)})",
-                    value=_lines(ready, "nothing yet"), inline=False)  # fmt: skip
+    embed.add_field(name=f"Ready to play ({len(status.buffered)})", value=_lines(ready, "nothing yet"), inline=False)
     making = [job for job in status.queue if job.status != "queued"]
     queued = [job for job in status.queue if job.status == "queued"]
     embed.add_field(
@@ -123,8 +120,7 @@ def queue_embed(status: StationStatus) -> discord.Embed:
         inline=False,
     )
     waiting = [f"{i}. {job_line(j, None)}" for i, j in enumerate(queued[:MAX_LIST], 1)]
-    embed.add_field(name=f"Waiting ({len(queued)})", value=_lines(waiting, "nothing"),
-                    inline=False)  # fmt: skip
+    embed.add_field(name=f"Waiting ({len(queued)})", value=_lines(waiting, "nothing"), inline=False)
     return embed
 
 
@@ -145,9 +141,7 @@ def history_embed(plays: Sequence[Play]) -> discord.Embed:
             f"<t:{int(play.started_at)}:t> `#{play.track.id}` {safe(play.track.title, 80)} — "
             f"{requester(play.track)}{replay}{how}"
         )
-    return discord.Embed(
-        title="Recently played", colour=COLOR, description=_lines(lines, "nothing played yet")
-    )
+    return discord.Embed(title="Recently played", colour=COLOR, description=_lines(lines, "nothing played yet"))
 
 
 def stats_embed(stats: StationStats, workers: str | None = None) -> discord.Embed:
@@ -173,16 +167,11 @@ def stats_embed(stats: StationStats, workers: str | None = None) -> discord.Embe
         inline=True,
     )
     embed.add_field(name="Silences (buffer ran dry)", value=str(stats.underruns), inline=True)
-    failures = [
-        f"{safe(reason, 60)}: {count}" for reason, count in stats.failures_by_reason.items()
-    ]
+    failures = [f"{safe(reason, 60)}: {count}" for reason, count in stats.failures_by_reason.items()]
     embed.add_field(name="Failed attempts", value=_lines(failures, "none"), inline=False)
     if workers is not None:
         embed.add_field(name="Song workers", value=safe(workers, 200), inline=False)
-    top = [
-        f"{i}. {safe(r.name, 60) or r.user_id}: {r.songs}"
-        for i, r in enumerate(stats.top_requesters, 1)
-    ]
+    top = [f"{i}. {safe(r.name, 60) or r.user_id}: {r.songs}" for i, r in enumerate(stats.top_requesters, 1)]
     embed.add_field(name="Top requesters", value=_lines(top, "no requests yet"), inline=False)
     embed.add_field(
         name="Reception (newest first)",
@@ -201,9 +190,7 @@ def reception_line(index: int, window: ReceptionWindow) -> str:
     return f"{which} songs: {liked}, {window.skip_rate:.0%} skipped"
 
 
-def settings_embed(
-    settings: GuildSettings, dj_role: str, vote_ratio: float, lyrics_rating: str
-) -> discord.Embed:
+def settings_embed(settings: GuildSettings, dj_role: str, vote_ratio: float, lyrics_rating: str) -> discord.Embed:
     """The station's settings; `dj_role` is already rendered (a mention or a name),
     `lyrics_rating` is the one in force (the station's, else LYRICS_RATING)."""
     embed = discord.Embed(title="Station settings", colour=COLOR)

@@ -99,9 +99,7 @@ def _expected(error: app_commands.TransformerError) -> str:
     return f"a {error.type.name}"
 
 
-async def on_command_error(
-    interaction: discord.Interaction, error: app_commands.AppCommandError
-) -> None:
+async def on_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
     """The command tree's error handler: explain refusals, log bugs."""
     message = explain(error)
     if message is None:

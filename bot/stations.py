@@ -1,6 +1,6 @@
 """StationManager: every guild's station, and who gets the GPU worker next.
 
-One song backend serves all stations (`engine.song_backend`: the local
+One song backend serves all stations (`engine.worker.backend`: the local
 worker process, or song workers on a Ray cluster, where each job goes to the
 worker with the shortest queue). The manager's scheduler waits until the
 backend has a free slot (`wait_for_slot`), then takes one job:
@@ -14,7 +14,7 @@ more songs are due than that first one (a buffer that needs several songs,
 several requests waiting), the scheduler takes more jobs the same way, up to
 the batch size, and hands them over as one generation (`submit_batch`). A job
 joins only if it can share the batch (same adapter, scale and steps, a similar
-length: `engine.jobs.can_share_batch`); one that cannot is kept for the next
+length: `engine.worker.protocol.can_share_batch`); one that cannot is kept for the next
 free slot. A song never waits for a batch to fill: what is due goes at once.
 
 At start-up the manager calls `Store.recover()` (jobs in flight go back to the
@@ -36,11 +36,12 @@ from bot.station import Station, StationConfig
 from bot.store import RecoveryReport, Store, UnknownGuildError
 from bot.store_checks import check_id
 from bot.store_records import Job
-from engine.jobs import SongJob, can_share_batch
+from engine.background import BackgroundTasks
 from engine.settings import Settings
-from engine.song_backend import SongBackend, backend_from_settings
-from engine.worker import WorkerConfig
-from engine.worker_client import WorkerError, WorkerEvent
+from engine.worker.backend import SongBackend, backend_from_settings
+from engine.worker.client import WorkerError, WorkerEvent
+from engine.worker.process import WorkerConfig
+from engine.worker.protocol import SongJob, can_share_batch
 
 log = logging.getLogger("bot.stations")
 
@@ -71,7 +72,7 @@ class StationManager:
         self._changed = asyncio.Event()
         self._next = 0  # round-robin start among stations
         self._scheduler: asyncio.Task | None = None
-        self._jobs: set[asyncio.Task] = set()
+        self._jobs = BackgroundTasks(log, "song job")
         self._held: tuple[Station, Job, SongJob] | None = None  # taken; did not fit a batch
         self.recovery: RecoveryReport | None = None
         client.on_event = self.on_worker_event
@@ -88,9 +89,11 @@ class StationManager:
             log.info(
                 "recovered: %d job(s) back in the queue, %d track(s) back in a buffer, "
                 "%d vanished track file(s) skipped, %d job(s) failed",
-                len(report.requeued_jobs), len(report.interrupted_tracks),
-                len(report.missing_tracks), len(report.failed_jobs),
-            )  # fmt: skip
+                len(report.requeued_jobs),
+                len(report.interrupted_tracks),
+                len(report.missing_tracks),
+                len(report.failed_jobs),
+            )
         await self.prune_tracks()
         for guild_id in await asyncio.to_thread(self.store.guild_ids):
             await self._open(guild_id)
@@ -111,8 +114,7 @@ class StationManager:
         else:
             for task in self._jobs:
                 task.cancel()
-        while self._jobs:
-            await asyncio.gather(*list(self._jobs), return_exceptions=True)
+        await self._jobs.wait()
         await self._close_stations()  # their last background work, e.g. a top-up
 
     async def _close_stations(self) -> None:
@@ -181,9 +183,7 @@ class StationManager:
         """Keep track files within the disk budget: played ones first, then the
         auto-fill songs buffered by stations that are off air (see `Store.prune_tracks`)."""
         on_air = [station.guild_id for station in self._stations.values() if station.playing]
-        await asyncio.to_thread(
-            self.store.prune_tracks, self.config.disk_budget_bytes, on_air=on_air
-        )
+        await asyncio.to_thread(self.store.prune_tracks, self.config.disk_budget_bytes, on_air=on_air)
 
     def on_worker_event(self, event: WorkerEvent) -> None:
         """`WorkerClient(on_event=...)`: stations re-check what they can play."""
@@ -266,9 +266,7 @@ class StationManager:
         return None
 
     def _track(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._jobs.add(task)
-        task.add_done_callback(self._jobs.discard)
+        self._jobs.spawn(coro)
 
 
 async def isolated(what: str, step: Coroutine[Any, Any, Any]) -> None:

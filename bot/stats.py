@@ -76,9 +76,7 @@ def compute_stats(conn: sqlite3.Connection, guild_id: int | None) -> StationStat
     factors = [row["duration"] / row["generation_seconds"] for row in rows]
 
     played = conn.execute(f"SELECT COUNT(*) FROM plays {where}", args).fetchone()[0]
-    underruns = conn.execute(
-        f"SELECT COUNT(*) FROM events WHERE kind = 'underrun' {also}", args
-    ).fetchone()[0]
+    underruns = conn.execute(f"SELECT COUNT(*) FROM events WHERE kind = 'underrun' {also}", args).fetchone()[0]
     failures = conn.execute(
         f"SELECT reason, COUNT(*) AS n FROM events WHERE kind = 'failure' {also} "
         "GROUP BY reason ORDER BY n DESC, reason",
@@ -112,8 +110,7 @@ def compute_stats(conn: sqlite3.Connection, guild_id: int | None) -> StationStat
         underruns=underruns,
         failures_by_reason={row["reason"]: row["n"] for row in failures},
         top_requesters=[
-            RequesterCount(user_id=row["requester_id"], name=row["name"] or "", songs=row["n"])
-            for row in requesters
+            RequesterCount(user_id=row["requester_id"], name=row["name"] or "", songs=row["n"]) for row in requesters
         ],
         reception=compute_reception(conn, guild_id),
     )

@@ -143,9 +143,7 @@ class Store(JobStore, TasteStore, TrainingRunStore):
         """The guilds whose station sings with adapter `key` (a folder in ADAPTERS_DIR)."""
         check_adapter_name(key)
         with self._transaction(write=False) as db:
-            rows = db.execute(
-                "SELECT guild_id FROM guild_settings WHERE adapter = ? ORDER BY 1", (key,)
-            )
+            rows = db.execute("SELECT guild_id FROM guild_settings WHERE adapter = ? ORDER BY 1", (key,))
             return [row[0] for row in rows]
 
     def guild_settings(self, guild_id: int) -> GuildSettings:
@@ -177,9 +175,7 @@ class Store(JobStore, TasteStore, TrainingRunStore):
         if key == "language":
             return check_language(value)
         if key == "max_length":
-            return check_int(
-                key, value, MIN_STATION_LENGTH, self.max_length_max, " seconds (MAX_LENGTH_MAX)"
-            )
+            return check_int(key, value, MIN_STATION_LENGTH, self.max_length_max, " seconds (MAX_LENGTH_MAX)")
         if key in ("auto_mode", "taste"):
             return check_bool(key, value)
         if key == "taste_since":
@@ -240,9 +236,7 @@ class Store(JobStore, TasteStore, TrainingRunStore):
         now = self._now()
         with self._transaction(write=True) as db:
             requeued, failed = [], []
-            rows = db.execute(
-                "SELECT * FROM jobs WHERE status IN (?, ?)", IN_FLIGHT_JOBS
-            ).fetchall()
+            rows = db.execute("SELECT * FROM jobs WHERE status IN (?, ?)", IN_FLIGHT_JOBS).fetchall()
             for job in map(job_from_row, rows):
                 if job.attempts >= max_attempts:
                     db.execute(
@@ -252,16 +246,14 @@ class Store(JobStore, TasteStore, TrainingRunStore):
                     )
                     self._event(db, job.guild_id, "failure", reason="interrupted", job_id=job.id)
                     failed.append(job.id)
-                    logger.warning("job %d of guild %d interrupted %d times: failed",
-                                   job.id, job.guild_id, job.attempts)  # fmt: skip
+                    logger.warning(
+                        "job %d of guild %d interrupted %d times: failed", job.id, job.guild_id, job.attempts
+                    )
                 else:
                     db.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (job.id,))
                     requeued.append(job.id)
-                    logger.info("job %d of guild %d was interrupted: back in the queue",
-                                job.id, job.guild_id)  # fmt: skip
-            interrupted = [
-                r["id"] for r in db.execute("SELECT id FROM tracks WHERE status = 'playing'")
-            ]
+                    logger.info("job %d of guild %d was interrupted: back in the queue", job.id, job.guild_id)
+            interrupted = [r["id"] for r in db.execute("SELECT id FROM tracks WHERE status = 'playing'")]
             db.execute(
                 "UPDATE tracks SET status = CASE WHEN EXISTS (SELECT 1 FROM plays"
                 " WHERE plays.track_id = tracks.id AND ended_at IS NULL AND source = 'replay')"
@@ -271,9 +263,7 @@ class Store(JobStore, TasteStore, TrainingRunStore):
                 "UPDATE plays SET ended_at = ?, outcome = 'interrupted' WHERE ended_at IS NULL",
                 (now,),
             )
-            rows = db.execute(
-                "SELECT * FROM tracks WHERE status = 'buffered' ORDER BY id"
-            ).fetchall()
+            rows = db.execute("SELECT * FROM tracks WHERE status = 'buffered' ORDER BY id").fetchall()
             buffered = [track_from_row(row) for row in rows]
             present = {record.id for record in self._drop_vanished(db, buffered)}
             missing = [record.id for record in buffered if record.id not in present]

@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 from bot.store_errors import InvalidValueError
-from engine.jobs import ADAPTER_NAME_PATTERN, MAX_ADAPTER_SCALE
 from engine.spec import LANGUAGES, RATINGS
+from engine.worker.protocol import ADAPTER_NAME_PATTERN, MAX_ADAPTER_SCALE
 
 MAX_THEME_CHARS = 300
 MAX_GENRE_CHARS = 100

@@ -81,9 +81,7 @@ class StoreCore:
             migrate(conn, where=str(self.path))
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise SchemaError(
-                f"{self.path} cannot be opened as the radio's database: {exc}"
-            ) from exc
+            raise SchemaError(f"{self.path} cannot be opened as the radio's database: {exc}") from exc
         except BaseException:
             conn.close()
             raise
@@ -142,14 +140,11 @@ class StoreCore:
             raise NotFoundError("job", job_id or 0)
         return job_from_row(row)
 
-    def _require_job_status(
-        self, db: sqlite3.Connection, job_id: int, allowed: tuple[str, ...], action: str
-    ) -> Job:
+    def _require_job_status(self, db: sqlite3.Connection, job_id: int, allowed: tuple[str, ...], action: str) -> Job:
         job = self._job(db, job_id)
         if job.status not in allowed:
             raise StateError(
-                f"cannot {action} job {job_id}: it is {job.status}; "
-                f"allowed only when it is {' or '.join(allowed)}"
+                f"cannot {action} job {job_id}: it is {job.status}; allowed only when it is {' or '.join(allowed)}"
             )
         return job
 
@@ -232,7 +227,6 @@ class StoreCore:
         seconds: float | None = None,
     ) -> None:
         db.execute(
-            "INSERT INTO events (guild_id, kind, reason, job_id, seconds, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (guild_id, kind, reason, job_id, seconds, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             (guild_id, kind, reason, job_id, seconds, self._now()),
         )

@@ -67,14 +67,11 @@ class JobStore(StoreCore):
                 (guild_id,),
             ).fetchone()[0]
             previous = db.execute(
-                "SELECT MAX(fair_round) FROM jobs WHERE guild_id = ? AND requester_id = ?"
-                " AND status != 'cancelled'",
+                "SELECT MAX(fair_round) FROM jobs WHERE guild_id = ? AND requester_id = ? AND status != 'cancelled'",
                 (guild_id, requester_id),
             ).fetchone()[0]
             fair_round = served if previous is None else max(served, previous + 1)
-            return self._insert_job(
-                db, guild_id, "request", requester_id, name, theme, genre, length, fair_round
-            )
+            return self._insert_job(db, guild_id, "request", requester_id, name, theme, genre, length, fair_round)
 
     def enqueue_auto(
         self, guild_id: int, *, theme: str = "", genre: str | None = None, length: int | None = None
@@ -87,9 +84,7 @@ class JobStore(StoreCore):
             length = self._check_length(db, guild_id, length)
             return self._insert_job(db, guild_id, "auto", None, None, theme, genre, length, 0)
 
-    def _check_length(
-        self, db: sqlite3.Connection, guild_id: int, length: int | None
-    ) -> int | None:
+    def _check_length(self, db: sqlite3.Connection, guild_id: int, length: int | None) -> int | None:
         limit = self._guild(db, guild_id).max_length
         if length is None:
             return None
@@ -110,9 +105,8 @@ class JobStore(StoreCore):
         cursor = db.execute(
             "INSERT INTO jobs (guild_id, kind, requester_id, requester_name, theme, genre, length,"
             " status, fair_round, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-            (guild_id, kind, requester_id, requester_name, theme, genre, length, fair_round,
-             self._now()),
-        )  # fmt: skip
+            (guild_id, kind, requester_id, requester_name, theme, genre, length, fair_round, self._now()),
+        )
         return self._job(db, cursor.lastrowid)
 
     def next_job(self, guild_id: int) -> Job | None:
@@ -124,15 +118,13 @@ class JobStore(StoreCore):
         with self._transaction(write=True) as db:
             self._guild(db, guild_id)
             row = db.execute(
-                f"SELECT id FROM jobs WHERE guild_id = ? AND status = 'queued'"
-                f" ORDER BY {_QUEUE_ORDER} LIMIT 1",
+                f"SELECT id FROM jobs WHERE guild_id = ? AND status = 'queued' ORDER BY {_QUEUE_ORDER} LIMIT 1",
                 (guild_id,),
             ).fetchone()
             if row is None:
                 return None
             db.execute(
-                "UPDATE jobs SET status = 'writing', attempts = attempts + 1, started_at = ?"
-                " WHERE id = ?",
+                "UPDATE jobs SET status = 'writing', attempts = attempts + 1, started_at = ? WHERE id = ?",
                 (self._now(), row["id"]),
             )
             return self._job(db, row["id"])
@@ -158,13 +150,11 @@ class JobStore(StoreCore):
         with self._transaction(write=False) as db:
             self._guild(db, guild_id)
             rows = db.execute(
-                "SELECT * FROM jobs WHERE guild_id = ? AND status IN ('writing', 'singing')"
-                " ORDER BY started_at, id",
+                "SELECT * FROM jobs WHERE guild_id = ? AND status IN ('writing', 'singing') ORDER BY started_at, id",
                 (guild_id,),
             ).fetchall()
             rows += db.execute(
-                f"SELECT * FROM jobs WHERE guild_id = ? AND status = 'queued'"
-                f" ORDER BY {_QUEUE_ORDER}",
+                f"SELECT * FROM jobs WHERE guild_id = ? AND status = 'queued' ORDER BY {_QUEUE_ORDER}",
                 (guild_id,),
             ).fetchall()
             return [job_from_row(row) for row in rows]
@@ -177,8 +167,7 @@ class JobStore(StoreCore):
             if job.status != "queued":
                 return None
             ids = db.execute(
-                f"SELECT id FROM jobs WHERE guild_id = ? AND status = 'queued'"
-                f" ORDER BY {_QUEUE_ORDER}",
+                f"SELECT id FROM jobs WHERE guild_id = ? AND status = 'queued' ORDER BY {_QUEUE_ORDER}",
                 (job.guild_id,),
             ).fetchall()
             return [row["id"] for row in ids].index(job_id) + 1
@@ -196,9 +185,7 @@ class JobStore(StoreCore):
             )
             return self._job(db, job_id)
 
-    def fail_job(
-        self, job_id: int, reason: str, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    ) -> Job:
+    def fail_job(self, job_id: int, reason: str, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> Job:
         """Record a failed attempt; requeue the job (at its old place) while attempts remain.
 
         `reason` is a short category ("oom", "worker_died", ...): `/radio_stats`
@@ -217,8 +204,7 @@ class JobStore(StoreCore):
                 )
             else:
                 db.execute(
-                    "UPDATE jobs SET status = 'failed', failure_reason = ?, finished_at = ?"
-                    " WHERE id = ?",
+                    "UPDATE jobs SET status = 'failed', failure_reason = ?, finished_at = ? WHERE id = ?",
                     (reason, now, job_id),
                 )
             self._event(db, job.guild_id, "failure", reason=reason, job_id=job_id)

@@ -166,9 +166,7 @@ def settings_from_row(row: sqlite3.Row) -> GuildSettings:
 
 def job_from_row(row: sqlite3.Row) -> Job:
     spec = row["spec_json"]
-    return _from_row(
-        Job, row, spec=SongSpec.model_validate_json(spec) if spec is not None else None
-    )
+    return _from_row(Job, row, spec=SongSpec.model_validate_json(spec) if spec is not None else None)
 
 
 def track_from_row(row: sqlite3.Row) -> TrackRecord:

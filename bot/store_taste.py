@@ -70,8 +70,7 @@ class TasteStore(TrackStore):
     @staticmethod
     def _tally(db: sqlite3.Connection, track_id: int) -> tuple[int, int]:
         row = db.execute(
-            "SELECT COALESCE(SUM(value = 1), 0), COALESCE(SUM(value = -1), 0)"
-            " FROM reactions WHERE track_id = ?",
+            "SELECT COALESCE(SUM(value = 1), 0), COALESCE(SUM(value = -1), 0) FROM reactions WHERE track_id = ?",
             (track_id,),
         ).fetchone()
         return int(row[0]), int(row[1])
@@ -94,9 +93,7 @@ class TasteStore(TrackStore):
 
     def _played_track(self, db: sqlite3.Connection, guild_id: int, track_id: int) -> TrackRecord:
         check_id("track_id", track_id)
-        row = db.execute(
-            "SELECT * FROM tracks WHERE id = ? AND guild_id = ?", (track_id, guild_id)
-        ).fetchone()
+        row = db.execute("SELECT * FROM tracks WHERE id = ? AND guild_id = ?", (track_id, guild_id)).fetchone()
         if row is None:
             raise NotFoundError("song", track_id, "not a song of this server")
         played = db.execute("SELECT 1 FROM plays WHERE track_id = ? LIMIT 1", (track_id,))
@@ -197,10 +194,7 @@ class TasteStore(TrackStore):
         library = self.library(guild_id)
         with self._transaction(write=False) as db:
             tallies = [self._tally(db, record.id) for record in library]
-        return [
-            (record, likes - dislikes)
-            for record, (likes, dislikes) in zip(library, tallies, strict=True)
-        ]
+        return [(record, likes - dislikes) for record, (likes, dislikes) in zip(library, tallies, strict=True)]
 
     def requeue_favorite(self, guild_id: int, track_id: int) -> TrackRecord:
         """Put a favourite back in the guild's buffer (it plays next, after requests)."""
@@ -213,8 +207,7 @@ class TasteStore(TrackStore):
             if record.status != "played":
                 why = {"buffered": "it is in the queue already", "playing": "it is playing now"}
                 raise StateError(
-                    f"{record.title!r} cannot go back in the queue: "
-                    f"{why.get(record.status, 'its file is gone')}"
+                    f"{record.title!r} cannot go back in the queue: {why.get(record.status, 'its file is gone')}"
                 )
             if not record.path.is_file():
                 raise StateError(f"{record.title!r} cannot go back in the queue: its file is gone")

@@ -72,9 +72,7 @@ class TrackStore(StoreCore):
         try:
             size = path.stat().st_size
         except OSError as exc:
-            raise InvalidValueError(
-                "track path", track.path, f"an existing audio file ({exc.strerror})"
-            ) from exc
+            raise InvalidValueError("track path", track.path, f"an existing audio file ({exc.strerror})") from exc
         now = self._now()
         with self._transaction(write=True) as db:
             self._guild(db, guild_id)
@@ -84,20 +82,26 @@ class TrackStore(StoreCore):
             if job_id is not None:
                 job = self._require_job_status(db, job_id, IN_FLIGHT_JOBS, "finish")
                 if job.guild_id != guild_id:
-                    raise StateError(
-                        f"job {job_id} belongs to guild {job.guild_id}, not {guild_id}"
-                    )
+                    raise StateError(f"job {job_id} belongs to guild {job.guild_id}, not {guild_id}")
                 requester_id, requester_name = job.requester_id, job.requester_name
-                db.execute(
-                    "UPDATE jobs SET status = 'done', finished_at = ? WHERE id = ?", (now, job_id)
-                )
+                db.execute("UPDATE jobs SET status = 'done', finished_at = ? WHERE id = ?", (now, job_id))
             cursor = db.execute(
                 "INSERT INTO tracks (guild_id, job_id, path, track_json, requester_id,"
                 " requester_name, duration, generation_seconds, size_bytes, status, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'buffered', ?)",
-                (guild_id, job_id, str(path), track.model_dump_json(), requester_id,
-                 requester_name, track.duration, seconds, size, now),
-            )  # fmt: skip
+                (
+                    guild_id,
+                    job_id,
+                    str(path),
+                    track.model_dump_json(),
+                    requester_id,
+                    requester_name,
+                    track.duration,
+                    seconds,
+                    size,
+                    now,
+                ),
+            )
             return self._track(db, cursor.lastrowid)
 
     def get_track(self, track_id: int) -> TrackRecord:
@@ -148,9 +152,7 @@ class TrackStore(StoreCore):
             present = self._drop_vanished(db, [track_from_row(row) for row in rows])
             return present[:limit] if limit is not None else present
 
-    def _drop_vanished(
-        self, db: sqlite3.Connection, tracks: list[TrackRecord]
-    ) -> list[TrackRecord]:
+    def _drop_vanished(self, db: sqlite3.Connection, tracks: list[TrackRecord]) -> list[TrackRecord]:
         present = []
         for record in tracks:
             if record.path.is_file():
@@ -158,8 +160,11 @@ class TrackStore(StoreCore):
                 continue
             logger.warning(
                 "track %d (%r) of guild %d: file %s vanished; skipped",
-                record.id, record.title, record.guild_id, record.path,
-            )  # fmt: skip
+                record.id,
+                record.title,
+                record.guild_id,
+                record.path,
+            )
             db.execute("UPDATE tracks SET status = 'missing' WHERE id = ?", (record.id,))
         return present
 
@@ -173,18 +178,14 @@ class TrackStore(StoreCore):
             record = self._track(db, track_id)
             if record.status not in ("buffered", "played"):
                 raise StateError(
-                    f"cannot play track {track_id}: it is {record.status}; "
-                    "allowed only when it is buffered or played"
+                    f"cannot play track {track_id}: it is {record.status}; allowed only when it is buffered or played"
                 )
             playing = db.execute(
                 "SELECT id FROM tracks WHERE guild_id = ? AND status = 'playing'",
                 (record.guild_id,),
             ).fetchone()
             if playing is not None:
-                raise StateError(
-                    f"guild {record.guild_id} is already playing track {playing['id']}; "
-                    "finish it first"
-                )
+                raise StateError(f"guild {record.guild_id} is already playing track {playing['id']}; finish it first")
             # A favourite a DJ put back in the buffer was played before: a replay too.
             played_before = db.execute(
                 "SELECT 1 FROM plays WHERE track_id = ? AND outcome IN ('finished', 'skipped')",
@@ -216,8 +217,7 @@ class TrackStore(StoreCore):
         with self._transaction(write=False) as db:
             self._guild(db, guild_id)
             row = db.execute(
-                "SELECT id FROM plays WHERE guild_id = ? AND ended_at IS NULL"
-                " ORDER BY id DESC LIMIT 1",
+                "SELECT id FROM plays WHERE guild_id = ? AND ended_at IS NULL ORDER BY id DESC LIMIT 1",
                 (guild_id,),
             ).fetchone()
             return None if row is None else self._play(db, row["id"])
@@ -249,8 +249,7 @@ class TrackStore(StoreCore):
         with self._transaction(write=True) as db:
             self._open_play(db, play_id, "vote on")
             cursor = db.execute(
-                "INSERT OR IGNORE INTO votes (play_id, user_id, kind, created_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO votes (play_id, user_id, kind, created_at) VALUES (?, ?, ?, ?)",
                 (play_id, user_id, kind, self._now()),
             )
             return VoteTally(count=self._votes(db, play_id, kind), added=cursor.rowcount == 1)
@@ -263,13 +262,9 @@ class TrackStore(StoreCore):
 
     @staticmethod
     def _votes(db: sqlite3.Connection, play_id: int, kind: str) -> int:
-        return db.execute(
-            "SELECT COUNT(*) FROM votes WHERE play_id = ? AND kind = ?", (play_id, kind)
-        ).fetchone()[0]
+        return db.execute("SELECT COUNT(*) FROM votes WHERE play_id = ? AND kind = ?", (play_id, kind)).fetchone()[0]
 
-    def prune_tracks(
-        self, budget_bytes: int, *, on_air: Collection[int] | None = None
-    ) -> PruneReport:
+    def prune_tracks(self, budget_bytes: int, *, on_air: Collection[int] | None = None) -> PruneReport:
         """Delete track files, oldest first, until all of them fit in `budget_bytes`.
 
         Played tracks (the replay library) go first, favourites last among them. With
@@ -325,6 +320,7 @@ class TrackStore(StoreCore):
             logger.warning(
                 "track files take %d bytes, above the budget of %d: all of them listeners' "
                 "songs waiting to play or songs of stations on air",
-                report.total_bytes, budget_bytes,
-            )  # fmt: skip
+                report.total_bytes,
+                budget_bytes,
+            )
         return report

@@ -24,8 +24,7 @@ ENDED = ("done", "stopped", "failed", "cancelled")
 WAITING = ("queued", "running")
 MAX_MESSAGE_CHARS = 600
 #: What `update_training_run` may change.
-PROGRESS_FIELDS = ("state", "step", "total_steps", "epoch", "loss", "adapter", "message",
-                   "started_at", "ended_at")  # fmt: skip
+PROGRESS_FIELDS = ("state", "step", "total_steps", "epoch", "loss", "adapter", "message", "started_at", "ended_at")
 
 
 @dataclass(frozen=True)
@@ -88,9 +87,8 @@ class TrainingRunStore(StoreCore):
                 "INSERT INTO training_runs (guild_id, channel_id, user_id, kind, dataset, name,"
                 " preset, epochs, preview_every, state, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                (guild_id, channel_id, user_id, kind, dataset, name, preset, epochs,
-                 preview_every, self._now()),
-            )  # fmt: skip
+                (guild_id, channel_id, user_id, kind, dataset, name, preset, epochs, preview_every, self._now()),
+            )
             return self._training_run(db, cursor.lastrowid)
 
     @staticmethod

@@ -66,8 +66,7 @@ class ReactionButton(
             await _tell(interaction, f"⚠️ {exc}")
         except Exception:  # a press must always get an answer
             log.exception("a %s press on track %d failed", self.vote, self.track_id)
-            await _tell(interaction, "⚠️ Something went wrong on the radio's side; the details "
-                                     "are in the bot's log.")  # fmt: skip
+            await _tell(interaction, "⚠️ Something went wrong on the radio's side; the details are in the bot's log.")
 
 
 async def _tell(interaction: discord.Interaction, text: str) -> None:
@@ -77,9 +76,7 @@ async def _tell(interaction: discord.Interaction, text: str) -> None:
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
-            await interaction.response.send_message(
-                text, ephemeral=True, allowed_mentions=NO_MENTIONS
-            )
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
     except discord.HTTPException as exc:
         log.warning("cannot answer a button press: %s", exc)
 

@@ -61,8 +61,7 @@ def training_text(progress: TrainingProgress) -> str:
     if progress.kind == "preprocess":
         head = f"{icon} Dataset **{dataset}**{number}: {safe(progress.message, 600)}"
     else:
-        head = (f"{icon} Adapter **{name}** from dataset **{dataset}**{number}: "
-                f"{safe(progress.message, 600)}")  # fmt: skip
+        head = f"{icon} Adapter **{name}** from dataset **{dataset}**{number}: {safe(progress.message, 600)}"
     lines = [head]
     line = step_line(progress)
     if line is not None:

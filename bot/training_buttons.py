@@ -54,9 +54,7 @@ class OnAirButton(
             log.exception("putting adapter %s on air failed", self.key)
             text = "⚠️ Something went wrong on the radio's side; the details are in the bot's log."
         try:
-            await interaction.response.send_message(
-                text, ephemeral=text.startswith("⚠️"), allowed_mentions=NO_MENTIONS
-            )
+            await interaction.response.send_message(text, ephemeral=text.startswith("⚠️"), allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as exc:
             log.warning("cannot answer an on-air press: %s", exc)
 

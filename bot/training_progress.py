@@ -63,9 +63,13 @@ def _preview(event: dict[str, Any]) -> Preview | None:
     before, after = event.get("base_paths"), event.get("paths")
     if not before or not after:
         return None
-    return Preview(int(event.get("epoch", 0)), bool(event.get("final")),
-                   tuple(map(str, event.get("prompts") or ())),
-                   tuple(map(str, before)), tuple(map(str, after)))  # fmt: skip
+    return Preview(
+        int(event.get("epoch", 0)),
+        bool(event.get("final")),
+        tuple(map(str, event.get("prompts") or ())),
+        tuple(map(str, before)),
+        tuple(map(str, after)),
+    )
 
 
 def _preprocessed(event: dict[str, Any]) -> str:
@@ -87,15 +91,26 @@ def apply_event(progress: TrainingProgress, event: dict[str, Any]) -> TrainingPr
     if kind == "preprocessed":
         return replace(progress, state="exporting", result="done", message=_preprocessed(event))
     if kind == "start":
-        return replace(progress, state="training", total_steps=event.get("total_steps"),
-                       epochs=event.get("epochs", progress.epochs), step=event.get("step", 0),
-                       message="training")  # fmt: skip
+        return replace(
+            progress,
+            state="training",
+            total_steps=event.get("total_steps"),
+            epochs=event.get("epochs", progress.epochs),
+            step=event.get("step", 0),
+            message="training",
+        )
     if kind == "step":
-        return replace(progress, state="training", step=event.get("step", progress.step),
-                       total_steps=event.get("total_steps", progress.total_steps),
-                       epoch=event.get("epoch", progress.epoch), loss=event.get("loss"),
-                       lr=event.get("lr"), eta_s=event.get("eta_s"),
-                       message="training")  # fmt: skip
+        return replace(
+            progress,
+            state="training",
+            step=event.get("step", progress.step),
+            total_steps=event.get("total_steps", progress.total_steps),
+            epoch=event.get("epoch", progress.epoch),
+            loss=event.get("loss"),
+            lr=event.get("lr"),
+            eta_s=event.get("eta_s"),
+            message="training",
+        )
     if kind == "sample":
         preview = _preview(event)
         if preview is None:
@@ -104,11 +119,15 @@ def apply_event(progress: TrainingProgress, event: dict[str, Any]) -> TrainingPr
     if kind in ("done", "stopped"):
         why = f" ({event['reason']})" if event.get("reason") else ""
         ended = "finished" if kind == "done" else "stopped"
-        return replace(progress, state="exporting", result=kind, eta_s=None,
-                       step=event.get("step", progress.step),
-                       epoch=event.get("epoch", progress.epoch),
-                       message=f"training {ended}{why}{EXPORTING}")  # fmt: skip
+        return replace(
+            progress,
+            state="exporting",
+            result=kind,
+            eta_s=None,
+            step=event.get("step", progress.step),
+            epoch=event.get("epoch", progress.epoch),
+            message=f"training {ended}{why}{EXPORTING}",
+        )
     if kind == "error":
-        return replace(progress, state="failed", eta_s=None,
-                       message=str(event.get("message", "the trainer failed")))  # fmt: skip
+        return replace(progress, state="failed", eta_s=None, message=str(event.get("message", "the trainer failed")))
     return progress

@@ -94,9 +94,7 @@ class TrainingQueue:
     async def submit(self, request: RunRequest) -> TrainingRunRow:
         """Check and store a run at the end of the line; start it if the trainer is free.
         Raises `InvalidValueError` for a bad value, `QueueFullError` for a full line."""
-        request = await asyncio.to_thread(
-            check_request, self.settings, request, self.runs.stations.adapter_in_use
-        )
+        request = await asyncio.to_thread(check_request, self.settings, request, self.runs.stations.adapter_in_use)
         async with self._lock:
             waiting = await self._refresh()
             mine = [row for row in waiting if row.guild_id == request.guild_id]
@@ -123,10 +121,16 @@ class TrainingQueue:
 
     def _add(self, request: RunRequest) -> TrainingRunRow:
         return self.store.add_training_run(
-            request.guild_id, channel_id=request.channel_id, user_id=request.user_id,
-            kind=request.kind, dataset=request.dataset, name=request.name,
-            preset=request.preset, epochs=request.epochs, preview_every=request.preview_every,
-        )  # fmt: skip
+            request.guild_id,
+            channel_id=request.channel_id,
+            user_id=request.user_id,
+            kind=request.kind,
+            dataset=request.dataset,
+            name=request.name,
+            preset=request.preset,
+            epochs=request.epochs,
+            preview_every=request.preview_every,
+        )
 
     async def cancel(self, run_id: int) -> str:
         """Take a queued run out of line ('cancelled'), or stop the running one
@@ -135,9 +139,12 @@ class TrainingQueue:
             row = await asyncio.to_thread(self.store.training_run, run_id)
             if row.state == "queued":
                 await asyncio.to_thread(
-                    self.store.update_training_run, run_id, state="cancelled",
-                    message="taken out of line before it ran", ended_at=time.time(),
-                )  # fmt: skip
+                    self.store.update_training_run,
+                    run_id,
+                    state="cancelled",
+                    message="taken out of line before it ran",
+                    ended_at=time.time(),
+                )
                 await self._refresh()
                 return "cancelled"
         progress = self.runs.progress
@@ -161,13 +168,18 @@ class TrainingQueue:
 
     async def _start(self, row: TrainingRunRow) -> bool:
         request = RunRequest(
-            guild_id=row.guild_id, dataset=row.dataset, name=row.name, kind=row.kind,
-            channel_id=row.channel_id, user_id=row.user_id, preset=row.preset,
-            epochs=row.epochs, preview_every=row.preview_every, run_id=row.id,
-        )  # fmt: skip
-        await asyncio.to_thread(
-            self.store.update_training_run, row.id, state="running", started_at=time.time()
+            guild_id=row.guild_id,
+            dataset=row.dataset,
+            name=row.name,
+            kind=row.kind,
+            channel_id=row.channel_id,
+            user_id=row.user_id,
+            preset=row.preset,
+            epochs=row.epochs,
+            preview_every=row.preview_every,
+            run_id=row.id,
         )
+        await asyncio.to_thread(self.store.update_training_run, row.id, state="running", started_at=time.time())
         show = self.reporter(row)
         callback = self._on_progress(row, show)
         try:
@@ -176,14 +188,23 @@ class TrainingQueue:
             why = f"it could not start: {exc}"
             log.warning("training run #%d %s", row.id, why)
             await asyncio.to_thread(
-                self.store.update_training_run, row.id, state="failed", message=why,
+                self.store.update_training_run,
+                row.id,
+                state="failed",
+                message=why,
                 ended_at=time.time(),
-            )  # fmt: skip
+            )
             if show is not None:
                 failed = TrainingProgress(
-                    row.name, row.dataset, row.preset, guild_id=row.guild_id, run_id=row.id,
-                    kind=row.kind, state="failed", message=why,
-                )  # fmt: skip
+                    row.name,
+                    row.dataset,
+                    row.preset,
+                    guild_id=row.guild_id,
+                    run_id=row.id,
+                    kind=row.kind,
+                    state="failed",
+                    message=why,
+                )
                 await show(failed)
             return False
         if self.runs.progress is progress:  # the watcher has reported nothing newer yet
@@ -211,9 +232,15 @@ class TrainingQueue:
         if state == last_state and now - saved_at < SAVE_SECONDS:
             return
         self._saved[run_id] = (state, now)
-        changes = {"state": state, "step": progress.step, "total_steps": progress.total_steps,
-                   "epoch": progress.epoch, "loss": progress.loss, "adapter": progress.key,
-                   "message": progress.message}  # fmt: skip
+        changes = {
+            "state": state,
+            "step": progress.step,
+            "total_steps": progress.total_steps,
+            "epoch": progress.epoch,
+            "loss": progress.loss,
+            "adapter": progress.key,
+            "message": progress.message,
+        }
         if progress.finished:
             changes["ended_at"] = time.time()
             self._saved.pop(run_id, None)
@@ -235,10 +262,12 @@ class TrainingQueue:
                 await self._save(row.id, found)
             else:
                 await asyncio.to_thread(
-                    self.store.update_training_run, row.id, state="failed",
+                    self.store.update_training_run,
+                    row.id,
+                    state="failed",
                     message="the bot restarted before this run could start",
                     ended_at=time.time(),
-                )  # fmt: skip
+                )
         await self._refresh()
 
     async def close(self) -> None:

@@ -112,9 +112,7 @@ def trainer_alive(record: RunRecord) -> bool:
             words = cmdline.read_bytes().split(b"\0")
         except OSError:
             return False
-        return b"training.jobs" in words and any(
-            word.startswith(record.output_dir.encode()) for word in words
-        )
+        return b"training.jobs" in words and any(word.startswith(record.output_dir.encode()) for word in words)
     return True
 
 
@@ -126,8 +124,7 @@ def stop_orphan(record: RunRecord, stop_file: Path | None) -> bool:
     child: it is watched by its pid until it is gone."""
     if not trainer_alive(record):
         return False
-    log.warning("the trainer of adapter %r (pid %d) outlived the bot: stopping it",
-                record.name, record.pid)  # fmt: skip
+    log.warning("the trainer of adapter %r (pid %d) outlived the bot: stopping it", record.name, record.pid)
     steps = zip(ORPHAN_GRACE, (signal.SIGTERM, signal.SIGKILL), strict=True)
     if stop_file is None:
         os.kill(record.pid, signal.SIGTERM)
@@ -156,9 +153,7 @@ def prune_run_folders(data_dir: Path, keep: Path | None = None) -> list[Path]:
     runs = data_dir / RUNS_FOLDER
     if not runs.is_dir():
         return []
-    folders = sorted(
-        (p for p in runs.iterdir() if p.is_dir() and p != keep), key=lambda p: p.stat().st_mtime
-    )
+    folders = sorted((p for p in runs.iterdir() if p.is_dir() and p != keep), key=lambda p: p.stat().st_mtime)
     removed = folders[: max(0, len(folders) - KEPT_FAILED_RUNS)]
     for folder in removed:
         shutil.rmtree(folder, ignore_errors=True)

@@ -47,9 +47,7 @@ class RunRequest:
     run_id: int | None = None  # its row in the store
 
 
-def check_request(
-    settings: Settings, request: RunRequest, in_use: Callable[[str], bool]
-) -> RunRequest:
+def check_request(settings: Settings, request: RunRequest, in_use: Callable[[str], bool]) -> RunRequest:
     """The request with its names cleaned up; `InvalidValueError` for a bad value."""
     entry = find_dataset(settings.datasets_dir, request.guild_id, request.dataset)
     if request.kind == "preprocess":
@@ -59,9 +57,11 @@ def check_request(
     check_int("preview_every", request.preview_every, 0, request.epochs)
     if in_use(server_key(request.guild_id, name)):
         raise InvalidValueError(
-            "adapter", name, "a name no station sings with now: this server's station "
+            "adapter",
+            name,
+            "a name no station sings with now: this server's station "
             "uses that adapter; switch it off (/radio_adapter name:off) or pick another name",
-        )  # fmt: skip
+        )
     if request.preset is not None:
         preset = request.preset.strip()
         if preset not in list_trainer_presets(settings):
@@ -99,24 +99,30 @@ def build_run(
         "tensor_output": tensors_dir(settings, entry),
     }
     if request.kind == "preprocess":
-        where |= {"progress_file": folder / "progress.jsonl", "stop_file": folder / "STOP",
-                  "log_file": folder / "train.log"}  # fmt: skip
+        where |= {
+            "progress_file": folder / "progress.jsonl",
+            "stop_file": folder / "STOP",
+            "log_file": folder / "train.log",
+        }
         run = {"epochs": 1}
     else:
         where["output_dir"] = folder
-        run = {"epochs": request.epochs, "preview": True,
-               "sample_every_n_epochs": request.preview_every}  # fmt: skip
+        run = {"epochs": request.epochs, "preview": True, "sample_every_n_epochs": request.preview_every}
     config = TrainConfig(**{"device": settings.device, **values, **where})
     config = config.replace(**{**run, **overrides})
     try:
         config.check("preprocess" if request.kind == "preprocess" else "fixed")
     except ConfigError as exc:
-        raise InvalidValueError(
-            "training settings", request.preset or "default", "; ".join(exc.lines)
-        ) from None
+        raise InvalidValueError("training settings", request.preset or "default", "; ".join(exc.lines)) from None
     progress = TrainingProgress(
-        request.name, entry.name, request.preset, guild_id=request.guild_id, key=key,
-        epochs=request.epochs, run_id=request.run_id, kind=request.kind,
+        request.name,
+        entry.name,
+        request.preset,
+        guild_id=request.guild_id,
+        key=key,
+        epochs=request.epochs,
+        run_id=request.run_id,
+        kind=request.kind,
         message="loading the model and preprocessing the dataset",
-    )  # fmt: skip
+    )
     return config, progress

@@ -126,9 +126,7 @@ class TrainingRuns:
     def running(self) -> bool:
         return self._starting or (self._watcher is not None and not self._watcher.done())
 
-    async def start(
-        self, request: RunRequest, on_progress: ProgressCallback | None = None
-    ) -> TrainingProgress:
+    async def start(self, request: RunRequest, on_progress: ProgressCallback | None = None) -> TrainingProgress:
         """Check the request, free the GPU and start its run; returns once it runs.
         Progress is announced in `request.channel_id` after a restart.
 
@@ -160,18 +158,28 @@ class TrainingRuns:
         self._job = job
         self.progress = progress
         self.history, self.val_history = [], []
-        log.info("guild %d: %s run for %r on dataset %r (pid %d)", request.guild_id,
-                 progress.kind, progress.name, progress.dataset, job.pid)  # fmt: skip
+        log.info(
+            "guild %d: %s run for %r on dataset %r (pid %d)",
+            request.guild_id,
+            progress.kind,
+            progress.name,
+            progress.dataset,
+            job.pid,
+        )
         self._watcher = asyncio.get_running_loop().create_task(self._watch(job, on_progress))
         return progress
 
     def _busy(self, guild_id: int) -> str:
         progress = self.progress
         if progress is not None and progress.guild_id == guild_id:
-            return (f"adapter '{progress.name}' is training now: wait for it or stop it "
-                    "with /radio_train_stop (one training at a time)")  # fmt: skip
-        return ("another server's adapter is training now: the radio trains one adapter "
-                "at a time for all its servers; try again later")  # fmt: skip
+            return (
+                f"adapter '{progress.name}' is training now: wait for it or stop it "
+                "with /radio_train_stop (one training at a time)"
+            )
+        return (
+            "another server's adapter is training now: the radio trains one adapter "
+            "at a time for all its servers; try again later"
+        )
 
     def _launch(self, config: Any, progress: TrainingProgress, channel_id: int | None) -> Any:
         """In a thread: start the trainer, and record the run (see bot.training_record).
@@ -184,10 +192,17 @@ class TrainingRuns:
         job = launch_training(config, env=self.env)
         assert progress.key is not None
         record = RunRecord(
-            job.pid, progress.guild_id, channel_id, progress.name, progress.key,
-            progress.dataset, str(job.output_dir), progress.started_at, progress.run_id,
+            job.pid,
+            progress.guild_id,
+            channel_id,
+            progress.name,
+            progress.key,
+            progress.dataset,
+            str(job.output_dir),
+            progress.started_at,
+            progress.run_id,
             progress.kind,
-        )  # fmt: skip
+        )
         try:
             write_record(self.settings.data_dir, record)
         except OSError:
@@ -254,16 +269,24 @@ class TrainingRuns:
         preprocessing = record.kind == "preprocess"
         stop_orphan(record, None if preprocessing else record.folder / "STOP")
         events, _ = read_events(record.folder / "progress.jsonl")
-        progress = TrainingProgress(record.name, record.dataset, None, guild_id=record.guild_id,
-                                    key=record.key, started_at=record.started_at,
-                                    run_id=record.run_id, kind=record.kind)  # fmt: skip
+        progress = TrainingProgress(
+            record.name,
+            record.dataset,
+            None,
+            guild_id=record.guild_id,
+            key=record.key,
+            started_at=record.started_at,
+            run_id=record.run_id,
+            kind=record.kind,
+        )
         for event in events:
             progress = apply_event(progress, event)
         adapter_dir = record.folder / "final" / "adapter"
         interrupted = "the bot restarted while it trained"
         if preprocessing:
-            progress = replace(progress, state="stopped", message="the bot restarted while it "
-                               "preprocessed; what was encoded is kept")  # fmt: skip
+            progress = replace(
+                progress, state="stopped", message="the bot restarted while it preprocessed; what was encoded is kept"
+            )
             remove_run_folder(record.folder)
         elif progress.result is not None and adapter_dir.is_dir():
             try:
@@ -273,15 +296,25 @@ class TrainingRuns:
                 progress = replace(progress, state="failed", message=why)
             else:
                 progress = replace(
-                    progress, state=progress.result, key=key, adapter=key_name(key),
+                    progress,
+                    state=progress.result,
+                    key=key,
+                    adapter=key_name(key),
                     message=f"{interrupted}; what it had learnt by step {progress.step} "
                     f"is saved{self._renamed(record.key, key)}",
-                )  # fmt: skip
+                )
         else:
-            progress = replace(progress, state="failed", message=f"{interrupted}, and it had "
-                               "saved nothing yet: start it again with /radio_train")  # fmt: skip
-        log.warning("training of adapter %r (guild %d) was interrupted by a restart: %s",
-                    record.name, record.guild_id, progress.message)  # fmt: skip
+            progress = replace(
+                progress,
+                state="failed",
+                message=f"{interrupted}, and it had saved nothing yet: start it again with /radio_train",
+            )
+        log.warning(
+            "training of adapter %r (guild %d) was interrupted by a restart: %s",
+            record.name,
+            record.guild_id,
+            progress.message,
+        )
         clear_record(data_dir)
         prune_run_folders(data_dir)
         return progress, record.channel_id
@@ -337,23 +370,18 @@ class TrainingRuns:
             if progress.result is not None:
                 return replace(progress, state="done")
             if status < 0:  # stopped with SIGTERM (/radio_train_stop)
-                return replace(progress, state="stopped", message="preprocessing stopped; "
-                               "what was encoded is kept")  # fmt: skip
+                return replace(progress, state="stopped", message="preprocessing stopped; what was encoded is kept")
         if progress.result is None:
             tail = await asyncio.to_thread(self._console_tail, job.output_dir)
-            return replace(progress, state="failed",
-                           message=f"the trainer exited with status {status}: {tail}")  # fmt: skip
+            return replace(progress, state="failed", message=f"the trainer exited with status {status}: {tail}")
         assert progress.key is not None
         try:
-            key = await asyncio.to_thread(
-                self._export, job.adapter_dir, progress.key, job.output_dir
-            )
+            key = await asyncio.to_thread(self._export, job.adapter_dir, progress.key, job.output_dir)
         except OSError as exc:
             why = f"cannot export the adapter: {hide_paths(str(exc))}"
             return replace(progress, state="failed", message=why)
         message = progress.message.removesuffix(EXPORTING) + self._renamed(progress.key, key)
-        return replace(progress, state=progress.result, message=message, key=key,
-                       adapter=key_name(key))  # fmt: skip
+        return replace(progress, state=progress.result, message=message, key=key, adapter=key_name(key))
 
     def _export(self, source: Path, key: str, run_folder: Path) -> str:
         """In a thread: copy the adapter into ADAPTERS_DIR under `key`, or the next free
@@ -367,8 +395,10 @@ class TrainingRuns:
     def _renamed(wanted: str, key: str) -> str:
         if key == wanted:
             return ""
-        return (f" as '{key_name(key)}': a station sings with '{key_name(wanted)}' now, "
-                "and an adapter in use is never replaced")  # fmt: skip
+        return (
+            f" as '{key_name(key)}': a station sings with '{key_name(wanted)}' now, "
+            "and an adapter in use is never replaced"
+        )
 
     def _console_tail(self, output_dir: Path, chars: int = 300) -> str:
         """The end of the trainer's console, fit to show in Discord: no secrets, no paths."""

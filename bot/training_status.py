@@ -17,8 +17,7 @@ from bot.store import TrainingRunRow
 from bot.training_board import step_line
 from bot.training_progress import TrainingProgress
 
-ICONS = {"done": "✅", "stopped": "⏹️", "failed": "❌", "cancelled": "🚫", "queued": "⏳",
-         "running": "🎓"}  # fmt: skip
+ICONS = {"done": "✅", "stopped": "⏹️", "failed": "❌", "cancelled": "🚫", "queued": "⏳", "running": "🎓"}
 NONE_YET = "No training runs from this server yet: start one with /radio_train."
 
 

@@ -43,18 +43,19 @@ def check_attachment(filename: str, size: int, max_bytes: int) -> None:
     """Refuse a file by its name and reported size, before downloading it."""
     suffix = Path(filename).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
-        raise UploadError(f"'{sanitize_text(filename, 80)}' is not an audio file the radio "
-                          f"plays: allowed are {', '.join(UPLOAD_SUFFIXES)}.")  # fmt: skip
+        raise UploadError(
+            f"'{sanitize_text(filename, 80)}' is not an audio file the radio "
+            f"plays: allowed are {', '.join(UPLOAD_SUFFIXES)}."
+        )
     if size > max_bytes:
-        raise UploadError(f"the file is {size / 2**20:.1f} MB: allowed is at most "
-                          f"{max_bytes / 2**20:.0f} MB (UPLOAD_MAX_MB).")  # fmt: skip
+        raise UploadError(
+            f"the file is {size / 2**20:.1f} MB: allowed is at most {max_bytes / 2**20:.0f} MB (UPLOAD_MAX_MB)."
+        )
     if size <= 0:
         raise UploadError("the file is empty.")
 
 
-def prepare_upload(
-    data: bytes, filename: str, tracks_dir: Path, max_bytes: int, max_seconds: int
-) -> Upload:
+def prepare_upload(data: bytes, filename: str, tracks_dir: Path, max_bytes: int, max_seconds: int) -> Upload:
     """Check the downloaded bytes and convert them to Ogg/Opus in `tracks_dir`.
 
     Blocking (file I/O, ffprobe, ffmpeg): call it in a thread.
@@ -64,9 +65,13 @@ def prepare_upload(
     stem = f"upload-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     try:
         audio = import_audio(
-            data, Path(filename).suffix, tracks_dir, stem,
-            min_seconds=MIN_DURATION, max_seconds=max_seconds,
-        )  # fmt: skip
+            data,
+            Path(filename).suffix,
+            tracks_dir,
+            stem,
+            min_seconds=MIN_DURATION,
+            max_seconds=max_seconds,
+        )
     except ImportRefused as exc:
         raise UploadError(f"{exc}.") from None
     return Upload(audio.path, audio.duration, max(time.monotonic() - started, 1e-3))

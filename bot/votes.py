@@ -33,9 +33,7 @@ def votes_needed(listeners: int, ratio: float) -> int:
     return max(1, math.ceil(round(ratio * listeners, 9)))
 
 
-async def vote_skip(
-    station: Station, play: Play, user_id: int, listeners: int, ratio: float
-) -> SkipOutcome:
+async def vote_skip(station: Station, play: Play, user_id: int, listeners: int, ratio: float) -> SkipOutcome:
     """Count `user_id`'s vote on `play`; skip it when the votes reach the threshold.
 
     Raises `StateError` when the play has ended meanwhile.

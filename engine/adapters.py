@@ -30,14 +30,12 @@ from pathlib import Path
 
 import torch
 
+from engine.errors import AdapterError
+
 log = logging.getLogger(__name__)
 
 ADAPTER_FILES = ("pytorch_lora_weights.safetensors", "adapter_model.safetensors")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class AdapterError(RuntimeError):
-    """An adapter could not be loaded or used; the engine is unchanged."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +59,7 @@ def find_weights_file(path: Path) -> Path:
         if len(found) == 1:
             return found[0]
         raise AdapterError(
-            f"no adapter weights in '{path}': expected one of {', '.join(ADAPTER_FILES)} "
-            "or a single .safetensors file"
+            f"no adapter weights in '{path}': expected one of {', '.join(ADAPTER_FILES)} or a single .safetensors file"
         )
     raise AdapterError(f"adapter '{path}' does not exist")
 
@@ -102,9 +99,7 @@ def _peft_metadata(weights: Path, state: dict[str, torch.Tensor]) -> dict | None
     except (ValueError, KeyError, TypeError) as exc:
         raise AdapterError(f"'{config_file}' is not a valid PEFT adapter config: {exc}") from None
     # The state dict is already in diffusers naming here; peft accepts full module paths.
-    targets = sorted(
-        {k.split(".lora_A.")[0].removeprefix("transformer.") for k in state if ".lora_A." in k}
-    )
+    targets = sorted({k.split(".lora_A.")[0].removeprefix("transformer.") for k in state if ".lora_A." in k})
     # diffusers reads per-component metadata under the component's prefix.
     return {
         "transformer.r": rank,
@@ -128,16 +123,12 @@ class AdapterManager:
     def transformer(self) -> torch.nn.Module:
         return self.pipe.transformer
 
-    def load(
-        self, path: Path, name: str | None = None, scale: float = 1.0, activate: bool = True
-    ) -> AdapterInfo:
+    def load(self, path: Path, name: str | None = None, scale: float = 1.0, activate: bool = True) -> AdapterInfo:
         """Load an adapter and (by default) make it the active one."""
         path = Path(path)
         name = name or path.stem
         if not _NAME.fullmatch(name):
-            raise AdapterError(
-                f"adapter name '{name}' is not allowed: use 1-64 letters, digits, '.', '_' or '-'"
-            )
+            raise AdapterError(f"adapter name '{name}' is not allowed: use 1-64 letters, digits, '.', '_' or '-'")
         if name in self.loaded:
             raise AdapterError(f"an adapter named '{name}' is already loaded; unload it first")
         _check_scale(scale)
@@ -178,9 +169,7 @@ class AdapterManager:
     def _load_lokr(self, weights: Path, state: dict[str, torch.Tensor], name: str) -> None:
         from lycoris import create_lycoris_from_weights
 
-        network, _ = create_lycoris_from_weights(
-            0.0, str(weights), self.transformer, weights_sd=state
-        )
+        network, _ = create_lycoris_from_weights(0.0, str(weights), self.transformer, weights_sd=state)
         if not network.loras:
             raise AdapterError(f"LoKR adapter '{name}' matches no layer of this model")
         for module in network.loras:
@@ -219,9 +208,7 @@ class AdapterManager:
     def switch(self, name: str | None, scale: float | None = None) -> None:
         """Make `name` the active adapter (None: play the base model)."""
         if name is not None and name not in self.loaded:
-            raise AdapterError(
-                f"no adapter named '{name}' is loaded; loaded: {', '.join(self.loaded) or 'none'}"
-            )
+            raise AdapterError(f"no adapter named '{name}' is loaded; loaded: {', '.join(self.loaded) or 'none'}")
         if name is not None and scale is not None:
             _check_scale(scale)
             self.loaded[name] = replace(self.loaded[name], scale=scale)

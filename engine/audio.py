@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import AudioError
+
 SAMPLE_RATE = 48_000
 PEAK_CEILING_DB = -1.0
 #: Never amplify by more than this: silence or near-silence would become noise.
@@ -39,10 +41,6 @@ CODECS: dict[str, list[str]] = {
 SUFFIXES = {".ogg": "ogg", ".opus": "ogg", ".flac": "flac", ".mp3": "mp3", ".wav": "wav"}
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class AudioError(RuntimeError):
-    """ffmpeg is missing, or it could not read or write audio; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +68,7 @@ def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         raise AudioError(
-            f"{name} is not installed or not on PATH: install ffmpeg "
-            "(sudo apt-get install ffmpeg, or ./setup.sh)"
+            f"{name} is not installed or not on PATH: install ffmpeg (sudo apt-get install ffmpeg, or ./setup.sh)"
         )
     return path
 
@@ -139,9 +136,7 @@ def encode(
     path = Path(path)
     fmt = fmt or SUFFIXES.get(path.suffix.lower())
     if fmt not in CODECS:
-        raise AudioError(
-            f"unknown audio format for '{path.name}': allowed are {', '.join(sorted(SUFFIXES))}"
-        )
+        raise AudioError(f"unknown audio format for '{path.name}': allowed are {', '.join(sorted(SUFFIXES))}")
     pcm = _as_pcm(audio)
     measured, gain = SILENCE_LUFS, 0.0
     if target_lufs is not None:

@@ -36,6 +36,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import ImportRefused
+
 log = logging.getLogger("engine.audio_import")
 
 SAMPLE_RATE = 48_000
@@ -86,10 +88,6 @@ INDIRECT = (
 )
 
 
-class ImportRefused(ValueError):
-    """The file is refused; the message says why and what is allowed (no host paths)."""
-
-
 @dataclass(frozen=True)
 class ImportedAudio:
     path: Path  # the converted file (Ogg/Opus or FLAC), 48 kHz stereo
@@ -105,9 +103,7 @@ def sniff(head: bytes, suffix: str) -> None:
         raise ImportRefused("the file is empty")
     if any(head[offset : offset + len(magic)] == magic for offset, magic in fmt.magic):
         return
-    if (suffix == ".mp3" and _mpeg_frame(head, 0xE0)) or (
-        suffix == ".aac" and _mpeg_frame(head, 0xF0)
-    ):
+    if (suffix == ".mp3" and _mpeg_frame(head, 0xE0)) or (suffix == ".aac" and _mpeg_frame(head, 0xF0)):
         return
     start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     for marker, what in INDIRECT:
@@ -129,9 +125,7 @@ def _input(fmt: AudioFormat, path: Path) -> list[str]:
 
 def _run(command: list[str], timeout: float, what: str) -> subprocess.CompletedProcess[bytes]:
     try:
-        result = subprocess.run(
-            command, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
-        )
+        result = subprocess.run(command, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise ImportRefused(f"{what} took longer than {timeout:g} s: try a smaller file") from None
     if result.returncode != 0:
@@ -149,10 +143,10 @@ def probe_streams(path: Path, suffix: str, max_seconds: float) -> None:
     `max_seconds` (read with the demuxer the extension names)."""
     fmt = FORMATS[suffix]
     result = _run(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-         *_input(fmt, path)],
-        PROBE_TIMEOUT, "reading the file",
-    )  # fmt: skip
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", *_input(fmt, path)],
+        PROBE_TIMEOUT,
+        "reading the file",
+    )
     try:
         data = json.loads(result.stdout) if result.returncode == 0 else {}
     except ValueError:
@@ -162,18 +156,13 @@ def probe_streams(path: Path, suffix: str, max_seconds: float) -> None:
     if not audio:
         raise ImportRefused(f"the file holds no {fmt.label} audio the radio can read")
     video = [
-        s for s in streams
-        if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
-    ]  # fmt: skip
+        s for s in streams if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+    ]
     if video:
         raise ImportRefused("the file holds video: upload an audio file (a cover picture is fine)")
-    claimed = _number(audio[0].get("duration")) or _number(
-        (data.get("format") or {}).get("duration")
-    )
+    claimed = _number(audio[0].get("duration")) or _number((data.get("format") or {}).get("duration"))
     if claimed is not None and claimed > max_seconds + LENGTH_SLACK:
-        raise ImportRefused(
-            f"the file says it is {claimed:.0f} s long: allowed is at most {max_seconds:g} s"
-        )
+        raise ImportRefused(f"the file says it is {claimed:.0f} s long: allowed is at most {max_seconds:g} s")
 
 
 def _number(value: object) -> float | None:
@@ -188,11 +177,25 @@ def decoded_seconds(path: Path) -> float:
     """The real length of a converted file: decoded to the end, samples counted."""
     demuxer = OUTPUTS[path.suffix][1]
     result = _run(
-        ["ffmpeg", "-nostdin", "-v", "error", *_input(AudioFormat("", demuxer, ()), path),
-         "-map", "0:a:0",
-         "-ac", "1", "-ar", str(CHECK_RATE), "-f", "s16le", "-"],
-        CONVERT_TIMEOUT, "checking the converted file",
-    )  # fmt: skip
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            *_input(AudioFormat("", demuxer, ()), path),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            str(CHECK_RATE),
+            "-f",
+            "s16le",
+            "-",
+        ],
+        CONVERT_TIMEOUT,
+        "checking the converted file",
+    )
     if result.returncode != 0:
         raise ImportRefused("the converted file could not be read back: the upload is damaged")
     return len(result.stdout) / 2 / CHECK_RATE
@@ -227,12 +230,34 @@ def import_audio(
             handle.write(data)
         probe_streams(raw, suffix, max_seconds)
         result = _run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", *_input(FORMATS[suffix], raw),
-             "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1",
-             "-t", f"{max_seconds + 1:g}", *codec,
-             "-ar", str(SAMPLE_RATE), "-ac", "2", "-f", demuxer, f"file:{tmp}"],
-            CONVERT_TIMEOUT, "converting the file",
-        )  # fmt: skip
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                *_input(FORMATS[suffix], raw),
+                "-map",
+                "0:a:0",
+                "-vn",
+                "-sn",
+                "-dn",
+                "-map_metadata",
+                "-1",
+                "-t",
+                f"{max_seconds + 1:g}",
+                *codec,
+                "-ar",
+                str(SAMPLE_RATE),
+                "-ac",
+                "2",
+                "-f",
+                demuxer,
+                f"file:{tmp}",
+            ],
+            CONVERT_TIMEOUT,
+            "converting the file",
+        )
         if result.returncode != 0:
             raise ImportRefused("the file could not be converted for playing: it is damaged")
         seconds = decoded_seconds(tmp)
@@ -242,9 +267,7 @@ def import_audio(
                 f"allowed is {min_seconds:g} to {max_seconds:g} s"
             )
         if seconds < min_seconds - LENGTH_SLACK:
-            raise ImportRefused(
-                f"the song is {seconds:.1f} s long: allowed is {min_seconds:g} to {max_seconds:g} s"
-            )
+            raise ImportRefused(f"the song is {seconds:.1f} s long: allowed is {min_seconds:g} to {max_seconds:g} s")
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

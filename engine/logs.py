@@ -76,9 +76,7 @@ class SecretScrubber(logging.Filter):
         return True
 
 
-def setup_logging(
-    level: str = "INFO", secrets: Iterable[str] = (), log_file: Path | None = None
-) -> None:
+def setup_logging(level: str = "INFO", secrets: Iterable[str] = (), log_file: Path | None = None) -> None:
     """Log to stderr at `level` and, with `log_file`, everything of our own loggers
     down to DEBUG into that file (rotated at 10 MB, 3 old files kept); `secrets` are
     scrubbed from every record. A log file that cannot be opened is skipped with
@@ -92,16 +90,20 @@ def setup_logging(
             log_file.parent.mkdir(parents=True, exist_ok=True)
             handlers.append(
                 logging.handlers.RotatingFileHandler(
-                    log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS,
-                    encoding="utf-8", delay=True,
+                    log_file,
+                    maxBytes=LOG_FILE_BYTES,
+                    backupCount=LOG_FILE_BACKUPS,
+                    encoding="utf-8",
+                    delay=True,
                 )
-            )  # fmt: skip
+            )
         except OSError as exc:
             log_file = None
-            console.handle(logging.makeLogRecord(
-                {"levelno": logging.WARNING, "levelname": "WARNING", "name": __name__,
-                 "msg": f"no log file: {exc}"}
-            ))  # fmt: skip
+            console.handle(
+                logging.makeLogRecord(
+                    {"levelno": logging.WARNING, "levelname": "WARNING", "name": __name__, "msg": f"no log file: {exc}"}
+                )
+            )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -130,9 +132,7 @@ def quiet_third_party() -> None:
     # diffusers re-enables huggingface_hub's progress bars after loading, which warns
     # on every run that the variable below wins.
     warnings.filterwarnings("ignore", message="Cannot enable progress bars")
-    warnings.filterwarnings(
-        "ignore", message=".*weight_norm.*is deprecated", category=FutureWarning
-    )
+    warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*should be kept in float32.*")
     import os
 

@@ -7,7 +7,7 @@ Discord token is a `SecretStr` so it never shows in `repr`, logs or errors.
 
 Keys whose default depends on the GPU (`CPU_OFFLOAD`, `DIT_OFFLOAD`,
 `QUANTIZATION`, `TORCH_COMPILE`, `LLM_GPU_LAYERS`) accept `auto`, which
-`engine.tiers.resolve` turns into the tier's policy.
+`engine.gpu.tiers.resolve` turns into the tier's policy.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE_VARIABLE = "RADIO_ENV_FILE"
@@ -87,14 +89,6 @@ def _field(default: Any, allowed: str, **constraints: Any) -> Any:
     return Field(default, json_schema_extra={"allowed": allowed}, **constraints)
 
 
-class SettingsError(ValueError):
-    """Start-up configuration is wrong. `lines` holds one message per bad key."""
-
-    def __init__(self, lines: list[str]):
-        self.lines = lines
-        super().__init__("\n".join(lines))
-
-
 class Settings(BaseSettings):
     """Everything tunable from `.env`. See docs/configuration.md for each key."""
 
@@ -113,23 +107,15 @@ class Settings(BaseSettings):
         None, "empty, or the id of one server (a positive integer)", ge=1
     )
     dj_role: str = _field("DJ", "a role name or role id; empty: Manage Server only", max_length=100)
-    owner_ids: IdList = _field(
-        (), "empty, or Discord user ids separated by commas (besides the application's owner)"
-    )
-    training_guilds: IdList = _field(
-        (), "empty, or server ids separated by commas whose admins may train adapters"
-    )
+    owner_ids: IdList = _field((), "empty, or Discord user ids separated by commas (besides the application's owner)")
+    training_guilds: IdList = _field((), "empty, or server ids separated by commas whose admins may train adapters")
     vote_skip_ratio: float = _field(0.5, "a share of listeners above 0, up to 1", gt=0, le=1)
-    idle_disconnect_seconds: int = _field(
-        120, "an integer number of seconds from 0 (stay) to 86400", ge=0, le=86400
-    )
+    idle_disconnect_seconds: int = _field(120, "an integer number of seconds from 0 (stay) to 86400", ge=0, le=86400)
     upload_max_mb: int = _field(8, "an integer number of MB from 1 to 100", ge=1, le=100)
     dataset_max_tracks: int = _field(50, "an integer from 1 to 1000", ge=1, le=1000)
-    dataset_max_seconds: int = _field(
-        300, "an integer number of seconds from 1 to 1800", ge=1, le=1800
-    )
+    dataset_max_seconds: int = _field(300, "an integer number of seconds from 1 to 1800", ge=1, le=1800)
 
-    # Device and memory policy (engine/tiers.py)
+    # Device and memory policy (engine/gpu/tiers.py)
     device: str = _field("auto", "auto, cpu, cuda or cuda:N")
     max_cuda_vram: Annotated[float | None, BeforeValidator(_empty_is_none)] = _field(
         None, "empty, or a number of GB from 1 to 1024", ge=1, le=1024
@@ -139,9 +125,7 @@ class Settings(BaseSettings):
     quantization: Literal["auto", "none", "int8"] = _field("auto", "auto, none or int8")
     torch_compile: AutoSwitch = _field(None, _AUTO_SWITCH)
     overlapped_decode: Switch = _field(True, _SWITCH)
-    attention_backend: Literal["auto", "sdpa", "flash_attention_2"] = _field(
-        "auto", "auto, sdpa or flash_attention_2"
-    )
+    attention_backend: Literal["auto", "sdpa", "flash_attention_2"] = _field("auto", "auto, sdpa or flash_attention_2")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = _field("auto", "auto, bf16, fp16 or fp32")
 
     # Songwriter LLM
@@ -170,40 +154,26 @@ class Settings(BaseSettings):
     max_length_max: int = _field(300, "an integer number of seconds from 30 to 600", ge=30, le=600)
     batch_size: int = _field(1, "an integer from 1 to 8", ge=1, le=8)
     buffer_size: int = _field(2, "an integer from 1 to 20", ge=1, le=20)
-    loudness_target: float = _field(
-        -14.0, "a loudness in LUFS from -40 to -5 (EBU R128)", ge=-40, le=-5
-    )
+    loudness_target: float = _field(-14.0, "a loudness in LUFS from -40 to -5 (EBU R128)", ge=-40, le=-5)
 
     # Station (bot/store.py)
-    tracks_disk_budget_mb: int = _field(
-        2048, "an integer number of MB from 100 to 1048576", ge=100, le=1_048_576
-    )
+    tracks_disk_budget_mb: int = _field(2048, "an integer number of MB from 100 to 1048576", ge=100, le=1_048_576)
     max_queue_per_user: int = _field(3, "an integer from 1 to 50", ge=1, le=50)
     max_queue_per_guild: int = _field(20, "an integer from 1 to 500", ge=1, le=500)
 
-    # GPU worker process (engine/worker.py) and the local listener (bot/local.py)
+    # GPU worker process (engine/worker/process.py) and the local listener (bot/local.py)
     worker_max_in_flight: int = _field(2, "an integer from 1 to 4", ge=1, le=4)
-    worker_max_adapters: int = _field(
-        4, "an integer from 1 to 64: adapters the worker keeps loaded", ge=1, le=64
-    )
-    worker_stall_timeout: float = _field(
-        600.0, "a number of seconds from 30 to 3600", ge=30, le=3600
-    )
-    local_output_dir: Path = _field(
-        Path("data/local-radio"), "a folder for what `python -m bot.local` plays"
-    )
+    worker_max_adapters: int = _field(4, "an integer from 1 to 64: adapters the worker keeps loaded", ge=1, le=64)
+    worker_stall_timeout: float = _field(600.0, "a number of seconds from 30 to 3600", ge=30, le=3600)
+    local_output_dir: Path = _field(Path("data/local-radio"), "a folder for what `python -m bot.local` plays")
 
     # Where songs are made (docs/scaling.md): the local worker process or a Ray cluster
     worker_backend: Literal["local", "ray"] = _field(
         "local", "local (one worker process here) or ray (GPU workers on a Ray cluster)"
     )
-    ray_address: str = _field(
-        "auto", "auto, local, ray://host:port or host:port (a Ray cluster's address)"
-    )
+    ray_address: str = _field("auto", "auto, local, ray://host:port or host:port (a Ray cluster's address)")
     ray_workers: int = _field(1, "an integer number of song workers from 1 to 1024", ge=1, le=1024)
-    ray_gpus_per_worker: float = _field(
-        1.0, "a share of one GPU from 0 (CPU only) to 1", ge=0, le=1
-    )
+    ray_gpus_per_worker: float = _field(1.0, "a share of one GPU from 0 (CPU only) to 1", ge=0, le=1)
     ray_cpus_per_worker: float = _field(1.0, "a number of CPUs from 0 to 256", ge=0, le=256)
     ray_training_gpus: float = _field(1.0, "a share of one GPU above 0, up to 1", gt=0, le=1)
     shard_count: Annotated[int | None, BeforeValidator(_auto_or_int)] = _field(
@@ -217,16 +187,10 @@ class Settings(BaseSettings):
     models_dir: Path = _field(Path("models"), "a folder for GGUF songwriter models")
     data_dir: Path = _field(Path("data"), "a folder for the database, caches and adapters")
     tracks_dir: Path = _field(Path("data/tracks"), "a folder for finished tracks")
-    adapters_dir: Path = _field(
-        Path("data/adapters"), "a folder of adapters, one subfolder <name>/ each"
-    )
-    datasets_dir: Path = _field(
-        Path("data/datasets"), "a folder of training datasets, one subfolder of audio each"
-    )
+    adapters_dir: Path = _field(Path("data/adapters"), "a folder of adapters, one subfolder <name>/ each")
+    datasets_dir: Path = _field(Path("data/datasets"), "a folder of training datasets, one subfolder of audio each")
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _field(
-        "INFO", "DEBUG, INFO, WARNING or ERROR"
-    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _field("INFO", "DEBUG, INFO, WARNING or ERROR")
     log_file: Annotated[Path | None, BeforeValidator(_empty_is_none)] = _field(
         Path("data/logs/radio.log"), "empty (no log file), or a file for the full log"
     )
@@ -267,9 +231,15 @@ class Settings(BaseSettings):
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator(
-        "checkpoint_dir", "models_dir", "data_dir", "tracks_dir", "local_output_dir",
-        "adapters_dir", "datasets_dir", "log_file",
-    )  # fmt: skip
+        "checkpoint_dir",
+        "models_dir",
+        "data_dir",
+        "tracks_dir",
+        "local_output_dir",
+        "adapters_dir",
+        "datasets_dir",
+        "log_file",
+    )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         if value is None:

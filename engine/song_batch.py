@@ -12,7 +12,7 @@ says its own song's duration (the model was trained to end a song where its
 metas say), and after decoding each shorter song is cut to its own length with
 a short fade-out, so it never ends in a click. Making a short song at a long
 song's length costs the difference in compute, so the station batches only
-songs of similar length (`engine.jobs.can_share_batch`).
+songs of similar length (`engine.worker.protocol.can_share_batch`).
 """
 
 from __future__ import annotations

@@ -20,15 +20,39 @@ KEYS = tuple(f"{note} {mode}" for mode in ("major", "minor") for note in NOTES)
 TIME_SIGNATURES = {"2/4": "2", "3/4": "3", "4/4": "4", "6/8": "6"}
 #: Vocal languages ACE-Step 1.5 was trained on (ISO 639-1).
 LANGUAGES = (
-    "en", "zh", "ja", "ko", "es", "fr", "de", "it", "pt", "ru", "nl", "pl", "tr",
-    "sv", "vi", "th", "id", "ar", "hi", "uk", "cs", "fi", "el", "he", "hu", "ro",
-)  # fmt: skip
+    "en",
+    "zh",
+    "ja",
+    "ko",
+    "es",
+    "fr",
+    "de",
+    "it",
+    "pt",
+    "ru",
+    "nl",
+    "pl",
+    "tr",
+    "sv",
+    "vi",
+    "th",
+    "id",
+    "ar",
+    "hi",
+    "uk",
+    "cs",
+    "fi",
+    "el",
+    "he",
+    "hu",
+    "ro",
+)
 
 #: An instrumental, as upstream ACE-Step encodes one: these lyrics, language "unknown".
 INSTRUMENTAL_LYRICS, INSTRUMENTAL_LANGUAGE = "[Instrumental]", "unknown"
 
 #: Lyrics ratings: "clean" keeps swearing, sex, drugs, slurs and self-harm out
-#: (engine.content_rating); "explicit" does not.
+#: (engine.songwriter.content_rating); "explicit" does not.
 RATINGS = ("clean", "explicit")
 Rating = Literal["clean", "explicit"]
 
@@ -104,9 +128,7 @@ class SongSpec(BaseModel):
     @classmethod
     def _known_key(cls, value: str) -> str:
         if value not in KEYS:
-            raise ValueError(
-                f"must be one of the 24 keys, e.g. 'C major' or 'F# minor'; got {value!r}"
-            )
+            raise ValueError(f"must be one of the 24 keys, e.g. 'C major' or 'F# minor'; got {value!r}")
         return value
 
     @field_validator("time_signature")
@@ -165,7 +187,7 @@ class BpmBand(BaseModel):
 
 class TasteLean(BaseModel):
     """What an auto song leans to and away from, learnt from the station's listeners
-    (bot.taste); `engine.taste_lean` applies it. Empty fields change nothing."""
+    (bot.taste.profile); `engine.songwriter.taste_lean` applies it. Empty fields change nothing."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -46,9 +46,7 @@ _TLDS = (
 )
 _BARE_DOMAIN = re.compile(rf"(?<![a-z0-9-])(?:[a-z0-9-]+\.)+(?:{_TLDS})\b(?:/\S*)?", re.IGNORECASE)
 #: An absolute path of this machine (POSIX or Windows) with at least one folder in it.
-_HOST_PATH = re.compile(
-    r"(?<![\w/.~-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\'\"<>|:*?]+[/\\])+[^\s/\\'\"<>|:*?,;)]*"
-)
+_HOST_PATH = re.compile(r"(?<![\w/.~-])(?:[A-Za-z]:)?[/\\](?:[^\s/\\'\"<>|:*?]+[/\\])+[^\s/\\'\"<>|:*?,;)]*")
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 
 
@@ -112,3 +110,13 @@ def _cut(text: str, max_length: int) -> str:
     if space >= max_length * 4 // 5:
         cut = cut[:space]
     return cut.rstrip()
+
+
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def slug(text: str, max_length: int = 40, empty: str = "song") -> str:
+    """`Rainy Night in Tokyo!` -> `rainy-night-in-tokyo`: safe in a file name on any
+    system (ASCII letters, digits and dashes only), at most `max_length` characters;
+    `empty` when nothing is left."""
+    return _NOT_SLUG.sub("-", text.lower()).strip("-")[:max_length].strip("-") or empty

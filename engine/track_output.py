@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -16,23 +15,21 @@ import torch
 from engine import audio
 from engine.song_batch import cut_to_length
 from engine.spec import SongSpec, Track
+from engine.text_safety import slug
 
 
 def track_file_name(spec: SongSpec, seed: int, suffix: str) -> str:
     """`20261121-093000-rainy-night-in-tokyo-1234-5f3a9c.ogg`: sortable, safe on any
     filesystem, and unique: the same song and seed made twice (e.g. with and without an
     adapter) never overwrites the first file."""
-    slug = re.sub(r"[^a-z0-9]+", "-", spec.title.lower()).strip("-")[:40] or "song"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{slug}-{seed}-{secrets.token_hex(3)}.{suffix}"
+    return f"{stamp}-{slug(spec.title)}-{seed}-{secrets.token_hex(3)}.{suffix}"
 
 
 def numbered_paths(out_path: Path, count: int) -> list[Path]:
     """`song.wav`, `song-2.wav`, `song-3.wav`, ...: the files of a batch named by its first."""
     out_path = Path(out_path)
-    return [out_path] + [
-        out_path.with_name(f"{out_path.stem}-{i + 1}{out_path.suffix}") for i in range(1, count)
-    ]
+    return [out_path] + [out_path.with_name(f"{out_path.stem}-{i + 1}{out_path.suffix}") for i in range(1, count)]
 
 
 def anti_clip(wave: np.ndarray) -> np.ndarray:

@@ -28,8 +28,7 @@ def main(port: int) -> int:
     setup_logging(settings.log_level, settings.secrets, settings.log_file)
     discord.http.Route.BASE = f"http://127.0.0.1:{port}/api/v10"
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(f"ws://127.0.0.1:{port}/gateway")
-    training = {"overrides": {"cache_dir": settings.data_dir / "cache"}, "env": CHILD_ENV,
-                "poll_seconds": 0.2}  # fmt: skip
+    training = {"overrides": {"cache_dir": settings.data_dir / "cache"}, "env": CHILD_ENV, "poll_seconds": 0.2}
     bot = make_bot(settings, VoiceLog(), training)
     assert settings.discord_token is not None
     return asyncio.run(serve(bot, settings.discord_token.get_secret_value()))

@@ -1,4 +1,4 @@
-"""Shared fixtures; the tiny-model ones (engine.tiny, built once per session) are at the end."""
+"""Shared fixtures; the tiny-model ones (engine.checkpoint.tiny, built once per session) are at the end."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ def env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random-weight ACE-Step 1.5 (engine.tiny) in the diffusers layout, built
+    """A tiny random-weight ACE-Step 1.5 (engine.checkpoint.tiny) in the diffusers layout, built
     once per session. Shared: copy it before changing anything in it."""
-    from engine.tiny import write_tiny_checkpoint
+    from engine.checkpoint.tiny import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "diffusers")
 
@@ -36,15 +36,13 @@ def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_original_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same tiny model as `tiny_checkpoint_dir` (same weights) in the original
     ACE-Step layout: `acestep-v15-turbo/`, `vae/`, `Qwen3-Embedding-0.6B/`. Shared."""
-    from engine.tiny import write_tiny_checkpoint
+    from engine.checkpoint.tiny import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoints", layout="original")
 
 
 @pytest.fixture(scope="session")
-def dataset(
-    tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path
-) -> tuple[Path, Path]:
+def dataset(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path) -> tuple[Path, Path]:
     """The trainer tests' dataset: (audio folder, preprocessed folder), made once."""
     from train_helpers import shared_dataset
 
@@ -56,7 +54,7 @@ def ray_cluster() -> Iterator[None]:
     """A real local Ray cluster for the session's Ray tests: this machine's 2 CPUs, and 3
     GPUs declared to Ray that CPU actors stand in for (nothing here uses CUDA), so
     placement by GPU works as on a real cluster."""
-    from engine.ray_cluster import connect, disconnect
+    from engine.worker.cluster.connect import connect, disconnect
 
     joined = connect("local", num_cpus=2, num_gpus=3)
     yield

@@ -14,9 +14,7 @@ from engine.settings import PROJECT_ROOT, Settings
 _SETTINGS_KEYS = {name.upper() for name in Settings.model_fields}
 
 
-def run_engine(
-    args: list[str], env_file: Path | str, timeout: float = 300, **env: str
-) -> subprocess.CompletedProcess:
+def run_engine(args: list[str], env_file: Path | str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k.upper() not in _SETTINGS_KEYS}
     full.update(env, RADIO_ENV_FILE=str(env_file))
     return subprocess.run(

@@ -74,9 +74,7 @@ def _now_iso() -> str:
 
 
 def _response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(data).encode(), status=status, headers={"Content-Type": JSON_TYPE}
-    )
+    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": JSON_TYPE})
 
 
 def _error(status: int, message: str, code: int = 0) -> web.Response:
@@ -203,12 +201,7 @@ class FakeMessage:
     @property
     def buttons(self) -> list[dict[str, Any]]:
         """Every button of the message's action rows."""
-        return [
-            item
-            for row in self.components
-            for item in row.get("components", [])
-            if item.get("type") == 2
-        ]
+        return [item for row in self.components for item in row.get("components", []) if item.get("type") == 2]
 
     def button(self, custom_id_prefix: str) -> dict[str, Any]:
         """The button whose custom id starts with `custom_id_prefix`."""
@@ -330,15 +323,18 @@ class FakeGuild:
         self.members: dict[int, FakeMember] = {}
         self.voice_states: dict[int, int] = {}  # user id -> voice channel id
         everyone = discord.Permissions(
-            view_channel=True, connect=True, speak=True, send_messages=True,
-            use_application_commands=True, read_message_history=True, embed_links=True,
-        )  # fmt: skip
+            view_channel=True,
+            connect=True,
+            speak=True,
+            send_messages=True,
+            use_application_commands=True,
+            read_message_history=True,
+            embed_links=True,
+        )
         self.everyone = self.add_role("@everyone", everyone.value, role_id=self.id, position=0)
 
     # --- building -------------------------------------------------------------
-    def add_role(
-        self, name: str, permissions: int = 0, *, role_id: int | None = None, position: int = 1
-    ) -> FakeRole:
+    def add_role(self, name: str, permissions: int = 0, *, role_id: int | None = None, position: int = 1) -> FakeRole:
         role = FakeRole(role_id or snowflake(), name, permissions, position)
         self.roles[role.id] = role
         return role
@@ -346,9 +342,7 @@ class FakeGuild:
     async def create_role(self, name: str, permissions: int = 0) -> FakeRole:
         """A role made while the bot is connected: Discord tells it (GUILD_ROLE_CREATE)."""
         role = self.add_role(name, permissions)
-        await self.fake.dispatch(
-            "GUILD_ROLE_CREATE", {"guild_id": str(self.id), "role": role.payload()}
-        )
+        await self.fake.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(self.id), "role": role.payload()})
         return role
 
     def add_channel(self, name: str, *, voice: bool = False) -> FakeChannel:
@@ -454,15 +448,12 @@ class FakeGuild:
             self.voice_states.pop(user.id, None)
         else:
             self.voice_states[user.id] = channel.id
-        await self.fake.dispatch(
-            "VOICE_STATE_UPDATE", self.voice_state_payload(user.id, channel and channel.id)
-        )
+        await self.fake.dispatch("VOICE_STATE_UPDATE", self.voice_state_payload(user.id, channel and channel.id))
         if user.id == self.fake.bot.id and channel is not None:
             await self.fake.dispatch(
                 "VOICE_SERVER_UPDATE",
-                {"token": "voice-token", "guild_id": str(self.id),
-                 "endpoint": f"127.0.0.1:{self.fake.port}"},
-            )  # fmt: skip
+                {"token": "voice-token", "guild_id": str(self.id), "endpoint": f"127.0.0.1:{self.fake.port}"},
+            )
 
 
 class _Session:
@@ -533,9 +524,7 @@ class FakeDiscord:
                 web.post("/api/v10/webhooks/{app}/{token}", self._followup),
                 web.get("/api/v10/webhooks/{app}/{token}/messages/{message}", self._get_webhook),
                 web.patch("/api/v10/webhooks/{app}/{token}/messages/{message}", self._edit_webhook),
-                web.delete(
-                    "/api/v10/webhooks/{app}/{token}/messages/{message}", self._delete_webhook
-                ),
+                web.delete("/api/v10/webhooks/{app}/{token}/messages/{message}", self._delete_webhook),
                 web.post("/api/v10/channels/{channel}/messages", self._post_message),
                 web.get("/api/v10/channels/{channel}/messages/{message}", self._get_message),
                 web.patch("/api/v10/channels/{channel}/messages/{message}", self._edit_message),
@@ -572,9 +561,7 @@ class FakeDiscord:
         """Point discord.py (REST and gateway) at this fake."""
         self._saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
         discord.http.Route.BASE = f"{self.base_url}/api/v10"
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(
-            f"ws://127.0.0.1:{self.port}/gateway"
-        )
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(f"ws://127.0.0.1:{self.port}/gateway")
 
     def restore_client(self) -> None:
         if self._saved is not None:
@@ -589,9 +576,16 @@ class FakeDiscord:
         guild = FakeGuild(self, name, owner)
         self.guilds[guild.id] = guild
         guild.add_member(owner)
-        bot_role = guild.add_role("Radio", discord.Permissions(
-            view_channel=True, connect=True, speak=True, send_messages=True, embed_links=True,
-        ).value)  # fmt: skip
+        bot_role = guild.add_role(
+            "Radio",
+            discord.Permissions(
+                view_channel=True,
+                connect=True,
+                speak=True,
+                send_messages=True,
+                embed_links=True,
+            ).value,
+        )
         guild.add_member(self.bot, bot_role)
         return guild
 
@@ -670,15 +664,19 @@ class FakeDiscord:
             self.identifies += 1
             session.shard = tuple(data.get("shard") or (0, 1))
             guilds = [guild for gid, guild in self.guilds.items() if session.serves(gid)]
-            await session.send(0, {
-                "v": 10,
-                "user": self.bot.payload(),
-                "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
-                "shard": list(session.shard),
-                "session_id": f"session-{snowflake()}",
-                "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway",
-                "application": {"id": str(self.application_id), "flags": 0},
-            }, "READY")  # fmt: skip
+            await session.send(
+                0,
+                {
+                    "v": 10,
+                    "user": self.bot.payload(),
+                    "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
+                    "shard": list(session.shard),
+                    "session_id": f"session-{snowflake()}",
+                    "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway",
+                    "application": {"id": str(self.application_id), "flags": 0},
+                },
+                "READY",
+            )
             for guild in guilds:
                 await session.send(0, guild.create_payload(), "GUILD_CREATE")
             self._notify()
@@ -696,12 +694,13 @@ class FakeDiscord:
         return request.headers.get("Authorization") == f"Bot {self.token}"
 
     async def _gateway_url(self, request: web.Request) -> web.Response:
-        return _response({
-            "url": f"ws://127.0.0.1:{self.port}/gateway",
-            "shards": 1,
-            "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0,
-                                    "max_concurrency": 1},
-        })  # fmt: skip
+        return _response(
+            {
+                "url": f"ws://127.0.0.1:{self.port}/gateway",
+                "shards": 1,
+                "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1},
+            }
+        )
 
     async def _me(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -728,14 +727,21 @@ class FakeDiscord:
             # A team-owned application's owner is a pseudo-user named after the team.
             data["owner"] = {**self.owner.payload(), "id": team_id, "username": "team"}
             data["team"] = {
-                "id": team_id, "name": "Radio team", "icon": None,
+                "id": team_id,
+                "name": "Radio team",
+                "icon": None,
                 "owner_user_id": str(self.team[0][0].id),
                 "members": [
-                    {"membership_state": 2, "team_id": team_id, "user": user.payload(),
-                     "role": role, "permissions": ["*"]}
+                    {
+                        "membership_state": 2,
+                        "team_id": team_id,
+                        "user": user.payload(),
+                        "role": role,
+                        "permissions": ["*"],
+                    }
                     for user, role in self.team
                 ],
-            }  # fmt: skip
+            }
         return _response(data)
 
     async def _sync(self, request: web.Request) -> web.Response:
@@ -746,8 +752,12 @@ class FakeDiscord:
         self.command_syncs.append((guild_id, body))
         registered = []
         for command in body:
-            data = {**command, "id": str(snowflake()), "application_id": str(self.application_id),
-                    "version": str(snowflake())}  # fmt: skip
+            data = {
+                **command,
+                "id": str(snowflake()),
+                "application_id": str(self.application_id),
+                "version": str(snowflake()),
+            }
             if guild_id is not None:
                 data["guild_id"] = str(guild_id)
             registered.append(data)
@@ -767,9 +777,14 @@ class FakeDiscord:
 
     # --- interactions ---------------------------------------------------------
     async def invoke(
-        self, guild: FakeGuild, user: FakeUser, command: str, channel: FakeChannel | None = None,
-        /, **options: Any,
-    ) -> FakeInteraction:  # fmt: skip
+        self,
+        guild: FakeGuild,
+        user: FakeUser,
+        command: str,
+        channel: FakeChannel | None = None,
+        /,
+        **options: Any,
+    ) -> FakeInteraction:
         """A member runs `/command option:value ...` in `channel` (the first text channel)."""
         return await self._interact(guild, user, command, channel, options, focused=None)
 
@@ -796,8 +811,7 @@ class FakeDiscord:
         channel = channel or next(c for c in guild.channels.values() if c.type == 0)
         declared = command
         if sub:
-            declared = next(o for o in command.get("options", [])
-                            if o["type"] == SUB_COMMAND and o["name"] == sub)  # fmt: skip
+            declared = next(o for o in command.get("options", []) if o["type"] == SUB_COMMAND and o["name"] == sub)
         schema = {option["name"]: option for option in declared.get("options", [])}
         typed, resolved = [], {}
         for key, value in options.items():
@@ -815,21 +829,15 @@ class FakeDiscord:
             data["guild_id"] = command["guild_id"]
         if resolved:
             data["resolved"] = resolved
-        return await self._send_interaction(
-            guild, user, channel, name, 2 if focused is None else 4, data
-        )
+        return await self._send_interaction(guild, user, channel, name, 2 if focused is None else 4, data)
 
-    async def press(
-        self, guild: FakeGuild, user: FakeUser, message: FakeMessage, custom_id: str
-    ) -> FakeInteraction:
+    async def press(self, guild: FakeGuild, user: FakeUser, message: FakeMessage, custom_id: str) -> FakeInteraction:
         """A member presses the button `custom_id` on `message`. discord.py ignores a
         press whose custom id is not among the message's components, so a forged id
         comes with a message that carries it (`FakeMessage.forged`)."""
         channel = guild.channels[message.channel_id]
         data = {"custom_id": custom_id, "component_type": 2}
-        return await self._send_interaction(
-            guild, user, channel, custom_id, 3, data, message=message
-        )
+        return await self._send_interaction(guild, user, channel, custom_id, 3, data, message=message)
 
     async def _send_interaction(
         self,
@@ -939,16 +947,18 @@ class FakeDiscord:
             resource["message"] = message.payload(self.bot, None)
         self._notify()
         original = interaction.original
-        return _response({
-            "interaction": {
-                "id": str(interaction.id),
-                "type": interaction.kind,
-                "response_message_id": str(original.id) if original else None,
-                "response_message_loading": interaction.original_state == "loading",
-                "response_message_ephemeral": bool(original and original.ephemeral),
-            },
-            "resource": resource,
-        })  # fmt: skip
+        return _response(
+            {
+                "interaction": {
+                    "id": str(interaction.id),
+                    "type": interaction.kind,
+                    "response_message_id": str(original.id) if original else None,
+                    "response_message_loading": interaction.original_state == "loading",
+                    "response_message_ephemeral": bool(original and original.ephemeral),
+                },
+                "resource": resource,
+            }
+        )
 
     async def _followup(self, request: web.Request) -> web.Response:
         interaction = self._interaction(request)
@@ -972,9 +982,7 @@ class FakeDiscord:
             return None
         wanted = request.match_info["message"]
         if wanted == "@original":
-            found = (
-                interaction.original if interaction.original_state in ("loading", "sent") else None
-            )
+            found = interaction.original if interaction.original_state in ("loading", "sent") else None
         else:
             candidates = [interaction.original, *interaction.followups]
             found = next((m for m in candidates if m is not None and str(m.id) == wanted), None)
@@ -1035,16 +1043,19 @@ class FakeDiscord:
     # --- REST: direct messages ------------------------------------------------
     async def _open_dm(self, request: web.Request) -> web.Response:
         recipient = int((await request.json())["recipient_id"])
-        user = next((m.user for g in self.guilds.values() for m in g.members.values()
-                     if m.user.id == recipient), None)  # fmt: skip
+        user = next((m.user for g in self.guilds.values() for m in g.members.values() if m.user.id == recipient), None)
         if user is None:
             return _error(404, "Unknown User", 10013)
         channel_id = next((cid for cid, u in self.dm_channels.items() if u is user), snowflake())
         self.dm_channels[channel_id] = user
-        return _response({
-            "id": str(channel_id), "type": 1, "last_message_id": None,
-            "recipients": [user.payload()],
-        })  # fmt: skip
+        return _response(
+            {
+                "id": str(channel_id),
+                "type": 1,
+                "last_message_id": None,
+                "recipients": [user.payload()],
+            }
+        )
 
     def _direct_message(
         self, user: FakeUser, channel_id: int, body: dict[str, Any], files: list[FakeFile]
@@ -1100,9 +1111,7 @@ class FakeDiscord:
         attachment = self.attachments.get(request.match_info["name"])
         if attachment is None:
             return web.Response(status=404)
-        return web.Response(
-            body=attachment.data, content_type=attachment.content_type or "application/octet-stream"
-        )
+        return web.Response(body=attachment.data, content_type=attachment.content_type or "application/octet-stream")
 
 
 async def _read_body(request: web.Request) -> tuple[dict[str, Any], list[FakeFile]]:
@@ -1118,6 +1127,5 @@ async def _read_body(request: web.Request) -> tuple[dict[str, Any], list[FakeFil
         if part.name == "payload_json":
             body = json.loads(await part.text())
         elif part.name and part.name.startswith("files["):
-            files.append(FakeFile(part.filename or "", bytes(await part.read()),
-                                  part.headers.get("Content-Type")))  # fmt: skip
+            files.append(FakeFile(part.filename or "", bytes(await part.read()), part.headers.get("Content-Type")))
     return body, files

@@ -105,12 +105,8 @@ class FakeVoice(discord.VoiceProtocol):
     ) -> None:
         self._got_state.clear()
         self._got_server.clear()
-        await self.guild.change_voice_state(
-            channel=self.channel, self_deaf=self_deaf, self_mute=self_mute
-        )
-        await asyncio.wait_for(
-            asyncio.gather(self._got_state.wait(), self._got_server.wait()), timeout
-        )
+        await self.guild.change_voice_state(channel=self.channel, self_deaf=self_deaf, self_mute=self_mute)
+        await asyncio.wait_for(asyncio.gather(self._got_state.wait(), self._got_server.wait()), timeout)
         self._connected.set()
         with self.log.lock:
             self.log.connects.append((self.channel.id, time.monotonic()))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from engine.settings import Settings, load_settings
-from engine.worker import WorkerConfig
+from engine.worker.process import WorkerConfig
 
 #: Diffusion steps in tests: enough to see progress, few enough to be quick.
 TEST_STEPS = 4
@@ -38,9 +39,7 @@ def radio_settings(root: Path, checkpoint: Path, **changes: Any) -> Settings:
 
 def template_worker(settings: Settings, **changes: Any) -> WorkerConfig:
     """A worker config with the instant template songwriter and few steps."""
-    return WorkerConfig.from_settings(
-        settings, **{"songwriter": "template", "steps": TEST_STEPS, **changes}
-    )
+    return WorkerConfig.from_settings(settings, **{"songwriter": "template", "steps": TEST_STEPS, **changes})
 
 
 async def until(
@@ -62,3 +61,13 @@ async def until(
             await changed()
 
     await asyncio.wait_for(wait(), timeout)
+
+
+def tone(path: Path, seconds: float, *options: str, frequency: float = 440) -> Path:
+    """A sine tone made by ffmpeg into `path`; `options` go before the file name
+    (channels, codec, bitrate, ...), so the format follows them or the suffix."""
+    source = f"sine=frequency={frequency}:duration={seconds}"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", source, *options, str(path)], check=True
+    )
+    return path

@@ -5,14 +5,13 @@ the real bot, player and station into `tests.fake_voice`, whose player is
 discord.py's own `AudioPlayer` reading the source every 20 ms, as on Discord.
 A seam is the time from the last audio frame of one song to the first audio
 frame of the next; inside a song two frames are 20 ms apart plus the thread's
-lateness. Shared by tests/test_bot_security.py and bench/seams.py.
+lateness. Shared by tests/bot/test_bot_security.py and bench/seams.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import statistics
-import subprocess
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from engine.spec import SongSpec, Track
 from tests.bot_world import Server, World
 from tests.fake_voice import PlayedSource
+from tests.radio_helpers import tone
 
 FRAME = 0.02  # seconds: discord.py's player sends one 20 ms frame per read
 
@@ -32,11 +32,15 @@ class SeamFigures:
 
     def summary(self) -> str:
         def line(values: list[float]) -> str:
-            return (f"min {min(values):.1f} / median {statistics.median(values):.1f} / "
-                    f"max {max(values):.1f} ms ({len(values)})")  # fmt: skip
+            return (
+                f"min {min(values):.1f} / median {statistics.median(values):.1f} / "
+                f"max {max(values):.1f} ms ({len(values)})"
+            )
 
-        return (f"between songs: {line(self.seams_ms)}; inside songs: {line(self.inside_ms)}; "
-                f"header packets sent as audio: {self.header_packets}")  # fmt: skip
+        return (
+            f"between songs: {line(self.seams_ms)}; inside songs: {line(self.inside_ms)}; "
+            f"header packets sent as audio: {self.header_packets}"
+        )
 
 
 def write_tracks(folder: Path, count: int, seconds: float) -> list[Path]:
@@ -45,21 +49,24 @@ def write_tracks(folder: Path, count: int, seconds: float) -> list[Path]:
     paths = []
     for index in range(count):
         path = folder / f"seam-{index}.ogg"
-        subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
-             f"sine=frequency={220 * (index + 1)}:duration={seconds}", "-ac", "2", "-ar", "48000",
-             "-c:a", "libopus", "-b:a", "128k", "-vbr", "on", "-f", "ogg", str(path)],
-            check=True,
-        )  # fmt: skip
+        opus = ("-ac", "2", "-ar", "48000", "-c:a", "libopus", "-b:a", "128k", "-vbr", "on", "-f", "ogg")
+        tone(path, seconds, *opus, frequency=220 * (index + 1))
         paths.append(path)
     return paths
 
 
 def _track(path: Path, seconds: float, number: int) -> Track:
-    spec = SongSpec(title=f"Seam {number}", caption="a tone", bpm=120, key="C major",
-                    duration=10)  # fmt: skip
-    return Track(path=str(path), spec=spec, duration=seconds, sample_rate=48000, seed=number,
-                 timings={"test": 0.1}, peak_memory_mb=None, settings={})  # fmt: skip
+    spec = SongSpec(title=f"Seam {number}", caption="a tone", bpm=120, key="C major", duration=10)
+    return Track(
+        path=str(path),
+        spec=spec,
+        duration=seconds,
+        sample_rate=48000,
+        seed=number,
+        timings={"test": 0.1},
+        peak_memory_mb=None,
+        settings={},
+    )
 
 
 def figures(plays: list[PlayedSource]) -> SeamFigures:
@@ -91,18 +98,13 @@ async def measure_seams(
         assert station is not None
         paths = await asyncio.to_thread(write_tracks, folder, count, seconds)
         for number, path in enumerate(paths):
-            await asyncio.to_thread(station.store.add_track, server.id,
-                                    _track(path, seconds, number))  # fmt: skip
+            await asyncio.to_thread(station.store.add_track, server.id, _track(path, seconds, number))
         await server.guild.set_voice(server.alice, server.lounge)
         await server.guild.set_voice(server.admin, server.lounge)
         _, message = await world.run(server, server.admin, "radio_join")
         assert "On air" in message.content, message.text
         plays = await world.fake.wait_for(
-            lambda: (
-                (done := [p for p in world.voice.plays_in(server.id) if p.ended])
-                and len(done) >= count
-                and done
-            ),
+            lambda: (done := [p for p in world.voice.plays_in(server.id) if p.ended]) and len(done) >= count and done,
             timeout=60 + 4 * count * seconds,
         )
         return figures(plays[:count])

@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 
 from bot.store import TrackRecord
-from engine.jobs import SongJob
+from engine.worker.protocol import SongJob
 from tests.bot_world import Server, World, add_server, start_bot, world_settings
 from tests.fake_discord import FakeDiscord, FakeMessage
 from tests.fake_voice import VoiceLog
@@ -47,8 +47,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: P
         # A tiny-model preset; a high learning rate so that a few steps change the sound.
         tiny = fast_config(tiny_checkpoint_dir, root, lr=0.05, epochs=2)
         save_preset("tiny", tiny, settings.data_dir / "training-presets", "tests: tiny model")
-        training = {"overrides": {"cache_dir": root / "cache"}, "env": CHILD_ENV,
-                    "poll_seconds": 0.2}  # fmt: skip
+        training = {"overrides": {"cache_dir": root / "cache"}, "env": CHILD_ENV, "poll_seconds": 0.2}
         voice = VoiceLog()
         async with start_bot(fake, settings, voice, training) as bot:
             yield World(fake, bot, voice, settings, [server])
@@ -58,8 +57,9 @@ def decoded(path: Path) -> np.ndarray:
     """The track as float32 samples, decoded by ffmpeg as a listener would hear it."""
     raw = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "2", "-ar", "48000", "-"],
-        check=True, capture_output=True,
-    ).stdout  # fmt: skip
+        check=True,
+        capture_output=True,
+    ).stdout
     return np.frombuffer(raw, dtype=np.float32)
 
 
@@ -84,8 +84,7 @@ def attachments(world: World, folder: Path) -> dict:
     """Two real audio files and a corrupt one, as a member attaches them."""
     files = {}
     for name, hz in (("synth.wav", 220.0), ("pad.flac", 330.0)):
-        files[name] = world.fake.add_attachment(name, write_audio(folder / name, CLIP_SECONDS,
-                                                                  hz).read_bytes())  # fmt: skip
+        files[name] = world.fake.add_attachment(name, write_audio(folder / name, CLIP_SECONDS, hz).read_bytes())
     files[BROKEN] = world.fake.add_attachment(BROKEN, b"ID3 this is not really an mp3" * 10)
     return files
 
@@ -108,12 +107,18 @@ async def test_a_station_trains_its_sound_from_discord(world: World, tmp_path: P
 
     # A dataset from attachments: the corrupt file is named with the reason, no host path.
     files = attachments(world, tmp_path)
-    text = await refused(world, server, server.admin, "radio_dataset add", name="tones",
-                         file=files["synth.wav"])  # fmt: skip
+    text = await refused(world, server, server.admin, "radio_dataset add", name="tones", file=files["synth.wav"])
     assert "for the bot's owner" in text
-    _, added = await world.run(server, owner, "radio_dataset add", name="tones",
-                               file=files["synth.wav"], file2=files["pad.flac"],
-                               file3=files[BROKEN], caption="bright synth arpeggio")  # fmt: skip
+    _, added = await world.run(
+        server,
+        owner,
+        "radio_dataset add",
+        name="tones",
+        file=files["synth.wav"],
+        file2=files["pad.flac"],
+        file3=files[BROKEN],
+        caption="bright synth arpeggio",
+    )
     assert "2 track(s) added" in added.content and "1 refused" in added.content, added.content
     assert f"{BROKEN}: the file holds no MP3 audio" in added.content
     assert not HOST_PATH.search(added.content)
@@ -123,19 +128,15 @@ async def test_a_station_trains_its_sound_from_discord(world: World, tmp_path: P
     assert f"Refused when added:\n• {BROKEN}" in shown.content
     folder = world.settings.datasets_dir / f"g{server.id}-tones"  # this server's
     assert sorted(p.name for p in folder.glob("*.flac")) == ["001-synth.flac", "002-pad.flac"]
-    names = await world.fake.autocomplete(server.guild, owner, "radio_train", "dataset",
-                                          dataset="", name=ADAPTER)  # fmt: skip
+    names = await world.fake.autocomplete(server.guild, owner, "radio_train", "dataset", dataset="", name=ADAPTER)
     assert [c["value"] for c in names] == ["tones"]
-    text = await refused(world, server, owner, "radio_train", dataset="tones", name=ADAPTER,
-                         preset="huge")  # fmt: skip
+    text = await refused(world, server, owner, "radio_train", dataset="tones", name=ADAPTER, preset="huge")
     assert "invalid preset 'huge'" in text and "tiny" in text
 
     # Two runs: the first starts, the second waits in line with its place.
-    _, first = await world.run(server, owner, "radio_train", dataset="tones", name=ADAPTER,
-                               preset="tiny", epochs=2)  # fmt: skip
+    _, first = await world.run(server, owner, "radio_train", dataset="tones", name=ADAPTER, preset="tiny", epochs=2)
     assert "Training started (run #1)" in first.content, first.content
-    _, second = await world.run(server, owner, "radio_train", dataset="tones", name="second",
-                                preset="tiny", epochs=200)  # fmt: skip
+    _, second = await world.run(server, owner, "radio_train", dataset="tones", name="second", preset="tiny", epochs=200)
     assert "Run #2 waits in line: 1 run is ahead of it" in second.content, second.content
     _, status = await world.run(server, owner, "radio_train_status")
     assert "#1 adapter **tonal** on **tones**: running" in status.content, status.content
@@ -144,9 +145,9 @@ async def test_a_station_trains_its_sound_from_discord(world: World, tmp_path: P
 
     # The progress message: edited as it goes, with the loss curve as a PNG.
     board = await world.fake.wait_for(
-        lambda: (m := message_about(world, server, f"Adapter **{ADAPTER}** from")) and m.file_edits
-        and m, timeout=240,
-    )  # fmt: skip
+        lambda: (m := message_about(world, server, f"Adapter **{ADAPTER}** from")) and m.file_edits and m,
+        timeout=240,
+    )
     (curve,) = board.files
     assert curve.filename == "loss_curve.png" and curve.data.startswith(b"\x89PNG\r\n")
     # Before/after clips: the same prompt, without and with the adapter.
@@ -189,9 +190,7 @@ async def test_a_station_trains_its_sound_from_discord(world: World, tmp_path: P
     track = await world.fake.wait_for(lambda: _requested(world, server), timeout=180)
     assert track.track.settings["adapter"] == f"g{server.id}-{ADAPTER}"
     with_adapter = decoded(track.path)
-    base = await world.bot.stations.client.submit(
-        SongJob(job_id="same-seed-base", spec=track.spec, steps=TEST_STEPS)
-    )
+    base = await world.bot.stations.client.submit(SongJob(job_id="same-seed-base", spec=track.spec, steps=TEST_STEPS))
     assert base.track.seed == track.track.seed and base.track.settings["adapter"] is None
     without = decoded(Path(base.track.path))
     # The tiny random VAE mutes what the adapter changes: "audible" is a margin above
@@ -217,9 +216,7 @@ async def test_a_broken_adapter_fails_its_job_and_the_station_carries_on(world: 
 
     async def recovered() -> bool:
         status = await station.status()
-        return status.settings.adapter is None and any(
-            "adapter was switched off" in note for note in status.notes
-        )
+        return status.settings.adapter is None and any("adapter was switched off" in note for note in status.notes)
 
     await world.fake.wait_for(recovered, timeout=120)
     status = await station.status()

@@ -63,9 +63,7 @@ def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one() -> None:
 
 
 def test_train_help_lists_the_seed_commands_and_flags() -> None:
-    out = subprocess.run(
-        [sys.executable, "train.py", "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "train.py", "--help"], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     for command in ("fixed", "vanilla", "estimate", "--plain", "--yes"):
         assert command in out.stdout
@@ -82,7 +80,5 @@ def test_train_help_lists_the_seed_commands_and_flags() -> None:
 
 def test_setup_script_is_valid_bash_and_rejects_unknown_options() -> None:
     assert subprocess.run(["bash", "-n", "setup.sh"], cwd=PROJECT_ROOT).returncode == 0
-    out = subprocess.run(
-        ["bash", "setup.sh", "--bogus"], cwd=PROJECT_ROOT, capture_output=True, text=True
-    )
+    out = subprocess.run(["bash", "setup.sh", "--bogus"], cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert out.returncode == 2 and "allowed: --models" in out.stderr

@@ -14,8 +14,7 @@ A, B = 1200000000000000001, 1200000000000000002
 
 
 def add(store: Store, guild: int, name: str):
-    return store.add_training_run(guild, channel_id=7, user_id=9, kind="train",
-                                  dataset="tones", name=name, epochs=2)  # fmt: skip
+    return store.add_training_run(guild, channel_id=7, user_id=9, kind="train", dataset="tones", name=name, epochs=2)
 
 
 def test_runs_keep_their_order_and_outcome_across_a_restart(tmp_path: Path) -> None:
@@ -23,8 +22,7 @@ def test_runs_keep_their_order_and_outcome_across_a_restart(tmp_path: Path) -> N
     first, second, third = add(store, A, "one"), add(store, B, "two"), add(store, A, "three")
     store.update_training_run(second.id, state="running", started_at=10.0)
     assert [r.id for r in store.waiting_training_runs()] == [second.id, first.id, third.id]
-    store.update_training_run(second.id, state="done", ended_at=20.0, step=4, loss=0.5,
-                              adapter=f"g{B}-two")  # fmt: skip
+    store.update_training_run(second.id, state="done", ended_at=20.0, step=4, loss=0.5, adapter=f"g{B}-two")
     store.update_training_run(first.id, state="stopped", ended_at=30.0)
     with pytest.raises(InvalidValueError, match="invalid state 'lost'"):
         store.update_training_run(third.id, state="lost")

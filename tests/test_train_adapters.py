@@ -26,14 +26,13 @@ from training.devices import resolve_runtime
 from training.loop import train
 from training.model import load_model
 
-SPEC = SongSpec(title="T", caption="bright synth arpeggio", bpm=120, key="A minor", duration=10,
-                seed=7)  # fmt: skip
+SPEC = SongSpec(title="T", caption="bright synth arpeggio", bpm=120, key="A minor", duration=10, seed=7)
 
 
 def make_engine(tmp_path: Path):
-    from engine.pipeline import MusicEngine
-    from engine.tiers import DeviceInfo, resolve
-    from engine.tiny import build_tiny_pipeline
+    from engine.checkpoint.tiny import build_tiny_pipeline
+    from engine.gpu.tiers import DeviceInfo, resolve
+    from engine.music_engine import MusicEngine
 
     settings = load_settings(tracks_dir=tmp_path / "tracks")
     cpu = DeviceInfo("cpu", None, "CPU", None, None, None, False)
@@ -64,20 +63,31 @@ def song(engine, tmp_path: Path, name: str) -> np.ndarray:
     "settings",
     [
         {"adapter_type": "lora"},
-        {"adapter_type": "lokr", "lokr_linear_dim": 4, "lokr_linear_alpha": 8.0,
-         "lokr_factor": 4},
-        {"adapter_type": "lokr", "lokr_linear_dim": 4, "lokr_linear_alpha": 8.0,
-         "lokr_factor": 4, "lokr_use_tucker": True, "lokr_weight_decompose": True},
+        {"adapter_type": "lokr", "lokr_linear_dim": 4, "lokr_linear_alpha": 8.0, "lokr_factor": 4},
+        {
+            "adapter_type": "lokr",
+            "lokr_linear_dim": 4,
+            "lokr_linear_alpha": 8.0,
+            "lokr_factor": 4,
+            "lokr_use_tucker": True,
+            "lokr_weight_decompose": True,
+        },
     ],
     ids=["lora", "lokr", "lokr-tucker-dora"],
-)  # fmt: skip
+)
 def test_adapters_round_trip_through_the_engine(
     settings: dict, dataset, tiny_checkpoint_dir: Path, tmp_path: Path, env_file: Path
 ) -> None:
     config = fast_config(
-        tiny_checkpoint_dir, tmp_path, dataset_dir=dataset[1], output_dir=tmp_path / "out",
-        lr=2e-2, epochs=3, alpha=8.0, **settings,
-    )  # fmt: skip
+        tiny_checkpoint_dir,
+        tmp_path,
+        dataset_dir=dataset[1],
+        output_dir=tmp_path / "out",
+        lr=2e-2,
+        epochs=3,
+        alpha=8.0,
+        **settings,
+    )
     model = load_model(config, resolve_runtime("cpu", "fp32", "sdpa"))
     result = train(config, model=model, plain=True)
     trained = dit_output(model.transformer)
@@ -99,21 +109,47 @@ def test_adapters_round_trip_through_the_engine(
     assert torch.equal(dit_output(engine.pipe.transformer), base)
 
 
-def test_from_audio_folder_to_a_changed_song(
-    tiny_checkpoint_dir: Path, tmp_path: Path, env_file: Path
-) -> None:
+def test_from_audio_folder_to_a_changed_song(tiny_checkpoint_dir: Path, tmp_path: Path, env_file: Path) -> None:
     """The issue's done criterion: `train.py fixed --preprocess ...` on a folder of
     audio, then the adapter loads into the engine and changes what it sings."""
     audio = make_audio_dir(tmp_path / "audio", ["synth.wav", "beat.mp3"])
     out = tmp_path / "out"
     command = [
-        sys.executable, "train.py", "--plain", "--yes", "fixed",
-        "--checkpoint-dir", str(tiny_checkpoint_dir), "--cache-dir", str(tmp_path / "cache"),
-        "--preprocess", "--audio-dir", str(audio), "--tensor-output", str(tmp_path / "tensors"),
-        "--max-duration", "0.6", "--output-dir", str(out), "--epochs", "3", "--rank", "4",
-        "--alpha", "8", "--lr", "0.02", "--gradient-accumulation", "1", "--warmup-steps", "0",
-        "--num-workers", "0", "--device", "cpu",
-    ]  # fmt: skip
+        sys.executable,
+        "train.py",
+        "--plain",
+        "--yes",
+        "fixed",
+        "--checkpoint-dir",
+        str(tiny_checkpoint_dir),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--preprocess",
+        "--audio-dir",
+        str(audio),
+        "--tensor-output",
+        str(tmp_path / "tensors"),
+        "--max-duration",
+        "0.6",
+        "--output-dir",
+        str(out),
+        "--epochs",
+        "3",
+        "--rank",
+        "4",
+        "--alpha",
+        "8",
+        "--lr",
+        "0.02",
+        "--gradient-accumulation",
+        "1",
+        "--warmup-steps",
+        "0",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+    ]
     run = subprocess.run(
         command,
         cwd=PROJECT_ROOT,

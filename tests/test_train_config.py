@@ -24,17 +24,40 @@ DOCS = PROJECT_ROOT / "docs" / "training.md"
 def test_defaults_are_the_seed_reference(tmp_path: Path) -> None:
     _, config = parse(["fixed", "--checkpoint-dir", str(tmp_path)])
     expected = {
-        "model_variant": "turbo", "device": "auto", "precision": "auto", "rank": 64,
-        "alpha": 128.0, "dropout": 0.1, "attention_type": "both",
-        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "bias": "none",
-        "lr": 1e-4, "batch_size": 1, "gradient_accumulation": 4, "epochs": 100,
-        "warmup_steps": 100, "weight_decay": 0.01, "max_grad_norm": 1.0, "seed": 42,
-        "optimizer_type": "adamw", "scheduler_type": "cosine", "offload_encoder": False,
-        "cfg_ratio": 0.15, "num_workers": 4, "pin_memory": True, "prefetch_factor": 2,
-        "persistent_workers": True, "save_every": 10, "resume_from": None, "log_every": 10,
-        "log_heavy_every": 50, "sample_every_n_epochs": 0, "preprocess": False,
-        "max_duration": 240.0, "mode": "fixed",
-    }  # fmt: skip
+        "model_variant": "turbo",
+        "device": "auto",
+        "precision": "auto",
+        "rank": 64,
+        "alpha": 128.0,
+        "dropout": 0.1,
+        "attention_type": "both",
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "bias": "none",
+        "lr": 1e-4,
+        "batch_size": 1,
+        "gradient_accumulation": 4,
+        "epochs": 100,
+        "warmup_steps": 100,
+        "weight_decay": 0.01,
+        "max_grad_norm": 1.0,
+        "seed": 42,
+        "optimizer_type": "adamw",
+        "scheduler_type": "cosine",
+        "offload_encoder": False,
+        "cfg_ratio": 0.15,
+        "num_workers": 4,
+        "pin_memory": True,
+        "prefetch_factor": 2,
+        "persistent_workers": True,
+        "save_every": 10,
+        "resume_from": None,
+        "log_every": 10,
+        "log_heavy_every": 50,
+        "sample_every_n_epochs": 0,
+        "preprocess": False,
+        "max_duration": 240.0,
+        "mode": "fixed",
+    }
     assert {k: getattr(config, k) for k in expected} == expected
     assert parse(["vanilla", "--checkpoint-dir", str(tmp_path)])[1].mode == "vanilla"
     _, short = parse(["fixed", "-r", "8", "--learning-rate", "0.5", "--no-pin-memory"])
@@ -107,10 +130,24 @@ def test_bad_values_name_the_flag_and_what_is_allowed(tmp_path: Path) -> None:
 
 def test_cli_reports_bad_settings_with_status_2(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "train.py", "--yes", "fixed", "--checkpoint-dir", str(tmp_path),
-         "--dataset-dir", str(tmp_path), "--output-dir", str(tmp_path / "o"), "--rank", "0"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "train.py",
+            "--yes",
+            "fixed",
+            "--checkpoint-dir",
+            str(tmp_path),
+            "--dataset-dir",
+            str(tmp_path),
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--rank",
+            "0",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2
     assert "error: --rank 0 is not allowed" in out.stderr
 
@@ -128,8 +165,10 @@ def test_presets_ship_the_vram_profiles_and_flags_win(tmp_path: Path) -> None:
     assert {"comfortable", "standard", "tight", "minimal"} <= set(shipped)
     minimal = load_preset("minimal", tmp_path)
     assert (minimal["rank"], minimal["optimizer_type"], minimal["offload_encoder"]) == (
-        16, "adamw8bit", True,
-    )  # fmt: skip
+        16,
+        "adamw8bit",
+        True,
+    )
     # The LoKR size shrinks with the LoRA rank, profile by profile.
     for name in ("comfortable", "standard", "tight", "minimal"):
         preset = load_preset(name, tmp_path)
@@ -171,7 +210,7 @@ def test_schedules_warm_up_from_ten_percent() -> None:
 
 def _full_size_transformer():
     """The 2B turbo's DiT on the meta device: real module names, no memory."""
-    from engine.convert import TRANSFORMER, component_classes, component_configs
+    from engine.checkpoint.layout import TRANSFORMER, component_classes, component_configs
 
     config = json.loads((PROJECT_ROOT / "bench" / "turbo-2b-config.json").read_text())
     with torch.device("meta"):
@@ -204,8 +243,10 @@ def test_device_and_precision_auto_rules_and_explicit_choices() -> None:
     runtime = resolve_runtime("auto", "auto", "auto")
     if not torch.cuda.is_available():
         assert (runtime.device.type, runtime.dtype, runtime.attention) == (
-            "cpu", torch.float32, "sdpa",
-        )  # fmt: skip
+            "cpu",
+            torch.float32,
+            "sdpa",
+        )
         assert resolve_runtime("cpu", "bf16", "sdpa").dtype == torch.bfloat16
         with pytest.raises(ConfigError, match="--device cuda: no such device here"):
             resolve_runtime("cuda", "auto", "auto")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from train_helpers import single_torch_thread  # noqa: F401 (autouse)
 
-from engine.tiny import build_tiny_pipeline
+from engine.checkpoint.tiny import build_tiny_pipeline
 from training.adapters import attach_adapter
 from training.cli import parse, run_command
 from training.config import ConfigError, TrainConfig
@@ -25,8 +25,7 @@ def test_a_run_that_cannot_start_leaves_nothing_behind(
     dataset, tiny_checkpoint_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "out"
-    common = ["--plain", "--yes", "fixed", "--checkpoint-dir", str(tiny_checkpoint_dir),
-              "--output-dir", str(out)]  # fmt: skip
+    common = ["--plain", "--yes", "fixed", "--checkpoint-dir", str(tiny_checkpoint_dir), "--output-dir", str(out)]
     args, config = parse([*common, "--dataset-dir", str(dataset[1]), "--device", "cuda"])
     with pytest.raises(ConfigError, match="--device cuda: no such device here"):
         run_command(args, config)
@@ -37,9 +36,7 @@ def test_a_run_that_cannot_start_leaves_nothing_behind(
     assert "Start training?" not in capsys.readouterr().out  # checked before the summary
 
 
-def test_one_ctrl_c_is_one_stop_request_in_every_process(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_one_ctrl_c_is_one_stop_request_in_every_process(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     stop = StopRequest(tmp_path / "STOP")
     try:
         child = os.fork()

@@ -35,9 +35,14 @@ def test_a_planted_sensitive_module_ranks_first(
     metric: str, dataset, tiny_checkpoint_dir: Path, tmp_path: Path
 ) -> None:
     config = fast_config(
-        tiny_checkpoint_dir, tmp_path, dataset_dir=dataset[1], estimate_batches=2, top_k=3,
-        estimate_metric=metric, estimate_output=tmp_path / "estimate.json",
-    )  # fmt: skip
+        tiny_checkpoint_dir,
+        tmp_path,
+        dataset_dir=dataset[1],
+        estimate_batches=2,
+        top_k=3,
+        estimate_metric=metric,
+        estimate_output=tmp_path / "estimate.json",
+    )
     model = load_model(config, resolve_runtime("cpu", "fp32", "sdpa"))
     plant(model.transformer)
     before = {k: v.clone() for k, v in model.transformer.state_dict().items()}
@@ -60,12 +65,27 @@ def test_a_planted_sensitive_module_ranks_first(
 def test_estimate_command_prints_the_ranking(dataset, tiny_checkpoint_dir, tmp_path, capsys):
     from training.cli import guarded, parse, run_command
 
-    args, config = parse([
-        "estimate", "--checkpoint-dir", str(tiny_checkpoint_dir), "--cache-dir",
-        str(tmp_path / "cache"), "--dataset-dir", str(dataset[1]), "--estimate-batches", "1",
-        "--top-k", "4", "--attention-type", "cross", "--num-workers", "0",
-        "--estimate-output", str(tmp_path / "e.json"),
-    ])  # fmt: skip
+    args, config = parse(
+        [
+            "estimate",
+            "--checkpoint-dir",
+            str(tiny_checkpoint_dir),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--dataset-dir",
+            str(dataset[1]),
+            "--estimate-batches",
+            "1",
+            "--top-k",
+            "4",
+            "--attention-type",
+            "cross",
+            "--num-workers",
+            "0",
+            "--estimate-output",
+            str(tmp_path / "e.json"),
+        ]
+    )
     status = guarded(lambda: run_command(args, config))
     out = capsys.readouterr().out
     assert status == 0

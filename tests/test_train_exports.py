@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import single_torch_thread  # noqa: F401 (autouse)
 
-from engine.tiny import build_tiny_pipeline
+from engine.checkpoint.tiny import build_tiny_pipeline
 from training.adapters import attach_adapter
 from training.config import TrainConfig
 from training.export import write_adapter
@@ -77,9 +77,7 @@ def comfyui_deltas(file: Path, modules: dict[str, str]) -> dict[str, torch.Tenso
 
 
 @pytest.mark.parametrize("bias", ["none", "all"])
-def test_the_comfyui_export_changes_the_weights_as_the_diffusers_export(
-    bias: str, tmp_path: Path
-) -> None:
+def test_the_comfyui_export_changes_the_weights_as_the_diffusers_export(bias: str, tmp_path: Path) -> None:
     handle = trained_handle(bias)
     write_adapter(handle, tmp_path / "diffusers", {})
     comfy = write_comfyui_export(handle, tmp_path / "comfyui")
@@ -97,8 +95,7 @@ def test_the_comfyui_export_changes_the_weights_as_the_diffusers_export(
     if bias == "none":
         assert not diff_b
     else:  # each trained bias's change, under the original module name
-        changed = {k: v - handle.base_extras[k] for k, v in handle.state_dict().items()
-                   if k in handle.base_extras}  # fmt: skip
+        changed = {k: v - handle.base_extras[k] for k, v in handle.state_dict().items() if k in handle.base_extras}
         assert changed and len(diff_b) == len(changed)
         for key, delta in changed.items():
             module = PEFT_PREFIX + original_name(key.removesuffix(".bias"))
@@ -106,7 +103,7 @@ def test_the_comfyui_export_changes_the_weights_as_the_diffusers_export(
 
 
 def test_the_lokr_original_export_names_the_2b_turbo_modules() -> None:
-    from engine.convert import TRANSFORMER, component_classes, component_configs
+    from engine.checkpoint.convert import TRANSFORMER, component_classes, component_configs
 
     shapes = json.loads((REAL_2B / "turbo-2b-state-dict-shapes.json").read_text())
     config = json.loads((REAL_2B / "turbo-2b-config.json").read_text())
@@ -118,9 +115,10 @@ def test_the_lokr_original_export_names_the_2b_turbo_modules() -> None:
     state = lokr_original_state(handle.network.state_dict(), handle.targets)
 
     originals = {
-        LYCORIS_PREFIX + key.removeprefix("decoder.").removesuffix(".weight").replace(".", "_"):
-        shape for key, shape in shapes.items() if key.startswith("decoder.")
-    }  # fmt: skip
+        LYCORIS_PREFIX + key.removeprefix("decoder.").removesuffix(".weight").replace(".", "_"): shape
+        for key, shape in shapes.items()
+        if key.startswith("decoder.")
+    }
     modules = {key.partition(".")[0] for key in state}
     assert len(modules) == len(handle.targets) == 2 * 4 * config["num_hidden_layers"]
     assert modules <= originals.keys(), sorted(modules - originals.keys())[:5]

@@ -36,13 +36,15 @@ def wait_for(job, event: str, timeout: float = 240.0) -> list[dict]:
     raise AssertionError(f"no {event!r} event; got {[e['event'] for e in seen]}\n{log[-2000:]}")
 
 
-def test_a_launched_job_streams_progress_and_stops_cleanly(
-    dataset, tiny_checkpoint_dir: Path, tmp_path: Path
-) -> None:
+def test_a_launched_job_streams_progress_and_stops_cleanly(dataset, tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
     config = fast_config(
-        tiny_checkpoint_dir, tmp_path, dataset_dir=dataset[1], output_dir=tmp_path / "out",
-        epochs=100_000, log_every=100,
-    )  # fmt: skip
+        tiny_checkpoint_dir,
+        tmp_path,
+        dataset_dir=dataset[1],
+        output_dir=tmp_path / "out",
+        epochs=100_000,
+        log_every=100,
+    )
     config.output_dir.mkdir()
     config.progress_path.write_text('{"event": "done", "time": 0}\n')  # an earlier run's
     job = launch_training(config, env=CHILD_ENV)
@@ -68,14 +70,10 @@ def test_bad_settings_are_refused_before_anything_starts(tmp_path: Path) -> None
     assert not (tmp_path / "job_config.json").exists()
 
 
-def test_a_failing_job_reports_an_error_event_and_status_1(
-    tiny_checkpoint_dir: Path, tmp_path: Path
-) -> None:
+def test_a_failing_job_reports_an_error_event_and_status_1(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
     empty = tmp_path / "not-a-dataset"
     empty.mkdir()
-    config = fast_config(
-        tiny_checkpoint_dir, tmp_path, dataset_dir=empty, output_dir=tmp_path / "out"
-    )
+    config = fast_config(tiny_checkpoint_dir, tmp_path, dataset_dir=empty, output_dir=tmp_path / "out")
     job = launch_training(config, env=CHILD_ENV)
     assert job.wait(timeout=240) == 1
     (error,) = [e for e in job.events() if e["event"] == "error"]
@@ -85,9 +83,12 @@ def test_a_failing_job_reports_an_error_event_and_status_1(
 
 def test_sigterm_stops_after_the_step_and_saves(dataset, tiny_checkpoint_dir, tmp_path) -> None:
     config = fast_config(
-        tiny_checkpoint_dir, tmp_path, dataset_dir=dataset[1], output_dir=tmp_path / "out",
+        tiny_checkpoint_dir,
+        tmp_path,
+        dataset_dir=dataset[1],
+        output_dir=tmp_path / "out",
         epochs=50,
-    )  # fmt: skip
+    )
 
     def terminate_at_two(event: dict) -> None:
         if event["step"] == 2:

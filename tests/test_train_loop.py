@@ -25,9 +25,7 @@ from training.run import make_objective
 
 @pytest.fixture
 def config(dataset, tiny_checkpoint_dir: Path, tmp_path: Path) -> TrainConfig:
-    return fast_config(
-        tiny_checkpoint_dir, tmp_path, dataset_dir=dataset[1], output_dir=tmp_path / "out"
-    )
+    return fast_config(tiny_checkpoint_dir, tmp_path, dataset_dir=dataset[1], output_dir=tmp_path / "out")
 
 
 def adapter_file(output: Path) -> dict[str, torch.Tensor]:
@@ -66,10 +64,18 @@ def test_overfitting_two_tracks_halves_the_loss_and_leaves_the_base_untouched(
     data.mkdir()
     structured_dataset(checkpoint, data, ["bright synth arpeggio", "slow dark drone"])
     config = fast_config(
-        checkpoint, tmp_path, dataset_dir=data, output_dir=tmp_path / "out", rank=16,
-        alpha=16.0, dropout=0.0, lr=5e-3, scheduler_type="constant", epochs=100,
+        checkpoint,
+        tmp_path,
+        dataset_dir=data,
+        output_dir=tmp_path / "out",
+        rank=16,
+        alpha=16.0,
+        dropout=0.0,
+        lr=5e-3,
+        scheduler_type="constant",
+        epochs=100,
         log_every=50,
-    )  # fmt: skip
+    )
     model = load_model(config, resolve_runtime("cpu", "fp32", "sdpa"))
     reference = base_weights(model.transformer)
 
@@ -93,10 +99,18 @@ def test_stopping_and_resuming_gives_the_same_weights_as_training_straight(
     config: TrainConfig, tmp_path: Path, adapter_type: str
 ) -> None:
     config = config.replace(
-        adapter_type=adapter_type, lokr_linear_dim=4, lokr_linear_alpha=4.0, lokr_factor=4,
-        dropout=0.1, gradient_accumulation=2, epochs=3, warmup_steps=2, lr=1e-3,
-        save_every=1, log_every=2,
-    )  # fmt: skip
+        adapter_type=adapter_type,
+        lokr_linear_dim=4,
+        lokr_linear_alpha=4.0,
+        lokr_factor=4,
+        dropout=0.1,
+        gradient_accumulation=2,
+        epochs=3,
+        warmup_steps=2,
+        lr=1e-3,
+        save_every=1,
+        log_every=2,
+    )
     straight = train(config.replace(output_dir=tmp_path / "straight"), plain=True)
     assert straight.step == 6 and not straight.stopped
 
@@ -177,9 +191,13 @@ def test_reports_progress_tensorboard_log_curve_validation_and_samples(
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps([{"caption": "lofi piano", "bpm": 80, "seed": 3}]))
     config = config.replace(
-        epochs=2, val_split=0.25, log_heavy_every=1, sample_every_n_epochs=2,
-        sample_prompts=prompts, sample_steps=2,
-    )  # fmt: skip
+        epochs=2,
+        val_split=0.25,
+        log_heavy_every=1,
+        sample_every_n_epochs=2,
+        sample_prompts=prompts,
+        sample_steps=2,
+    )
     result = train(config, plain=True)
     out = config.output_dir
 

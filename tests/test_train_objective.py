@@ -108,8 +108,8 @@ def test_validation_split_is_stable_as_tracks_are_added() -> None:
 
 
 def test_timestep_parameters_come_from_the_model_config(tmp_path: Path) -> None:
-    from engine.checkpoints import CheckpointInfo
-    from engine.tiny import build_tiny_pipeline
+    from engine.checkpoint.find import CheckpointInfo
+    from engine.checkpoint.tiny import build_tiny_pipeline
     from training.config import TrainConfig
     from training.devices import resolve_runtime
     from training.model import TrainingModel, timestep_parameters
@@ -119,12 +119,8 @@ def test_timestep_parameters_come_from_the_model_config(tmp_path: Path) -> None:
     (dit / "config.json").write_text(json.dumps({"timestep_mu": 0.25, "timestep_sigma": 0.8}))
     runtime = resolve_runtime("cpu", "fp32", "sdpa")
     pipe = build_tiny_pipeline("base")
-    original = TrainingModel(
-        pipe, CheckpointInfo(tmp_path, "original", dit.name, "base", False), runtime
-    )
+    original = TrainingModel(pipe, CheckpointInfo(tmp_path, "original", dit.name, "base", False), runtime)
     assert timestep_parameters(TrainConfig(), original) == (0.25, 0.8)
     assert timestep_parameters(TrainConfig(timestep_mu=-1.0), original) == (-1.0, 0.8)
-    diffusers = TrainingModel(
-        pipe, CheckpointInfo(tmp_path, "diffusers", "x", "base", False), runtime
-    )
+    diffusers = TrainingModel(pipe, CheckpointInfo(tmp_path, "diffusers", "x", "base", False), runtime)
     assert timestep_parameters(TrainConfig(), diffusers) == (-0.4, 1.0)

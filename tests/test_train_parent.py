@@ -41,9 +41,7 @@ time.sleep(120)
 @pytest.mark.parametrize("way", ["kernel", "watchdog"])
 def test_the_trainer_gets_sigterm_when_its_parent_is_killed(tmp_path: Path, way: str) -> None:
     marker = tmp_path / "child"
-    parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT, CHILD, str(marker), way], cwd=PROJECT_ROOT
-    )
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, CHILD, str(marker), way], cwd=PROJECT_ROOT)
     try:
         deadline = time.monotonic() + 60
         while not Path(f"{marker}.ready").is_file():

@@ -123,9 +123,7 @@ def test_a_folder_of_only_broken_audio_is_reported_not_fatal(tiny_checkpoint_dir
     audio.mkdir()
     (audio / "a.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     (audio / "b.flac").write_bytes(b"")
-    config = fast_config(
-        tiny_checkpoint_dir, tmp_path, audio_dir=audio, tensor_output=tmp_path / "t"
-    )
+    config = fast_config(tiny_checkpoint_dir, tmp_path, audio_dir=audio, tensor_output=tmp_path / "t")
     result = preprocess(config.replace(preprocess=True))
     assert result.usable == 0
     assert sorted(p.key for p in result.problems) == ["a.wav", "b.flac"]
@@ -167,21 +165,38 @@ def test_dataset_json_paths_tags_and_instrumentals(tmp_path: Path) -> None:
     data = {
         "metadata": {"custom_tag": "myband", "tag_position": "prepend"},
         "samples": [
-            {"audio_path": "songs/one.wav", "caption": "indie rock", "lyrics": "la la",
-             "bpm": 140, "keyscale": "E minor", "timesignature": "3", "language": "fr"},
-            {"audio_path": "songs/two.wav", "genre": "lofi", "is_instrumental": True,
-             "lyrics": "ignored", "custom_tag": "tape"},
+            {
+                "audio_path": "songs/one.wav",
+                "caption": "indie rock",
+                "lyrics": "la la",
+                "bpm": 140,
+                "keyscale": "E minor",
+                "timesignature": "3",
+                "language": "fr",
+            },
+            {
+                "audio_path": "songs/two.wav",
+                "genre": "lofi",
+                "is_instrumental": True,
+                "lyrics": "ignored",
+                "custom_tag": "tape",
+            },
             {"audio_path": "songs/missing.wav", "caption": "x"},
             {"caption": "no path"},
         ],
-    }  # fmt: skip
+    }
     path = tmp_path / "dataset.json"
     path.write_text(json.dumps(data))
     tracks, problems = find_tracks(None, path)
     one, two = tracks
     assert (one.caption, one.lyrics, one.bpm, one.keyscale, one.timesignature, one.language) == (
-        "myband, indie rock", "la la", 140, "E minor", "3", "fr",
-    )  # fmt: skip
+        "myband, indie rock",
+        "la la",
+        140,
+        "E minor",
+        "3",
+        "fr",
+    )
     assert (two.caption, two.lyrics, two.language) == ("tape, lofi", "[Instrumental]", "unknown")
     assert [p.key for p in problems] == ["songs/missing.wav", "samples[3]"]
 

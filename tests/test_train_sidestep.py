@@ -56,15 +56,22 @@ def write_sidestep_dataset(checkpoint: Path, folder: Path, variant: str | None =
                 "encoder_attention_mask": mask.to(torch.bfloat16),
                 "context_latents": context_latents(pipe, frames, cpu, torch.float32),
                 "metadata": {
-                    "audio_path": f"/data/audio/{name[:-3]}.wav", "filename": f"{name[:-3]}.wav",
-                    "caption": caption, "lyrics": lyrics, "duration": frames // 25, "bpm": bpm,
-                    "keyscale": "A minor", "timesignature": "4", "genre": "",
-                    "is_instrumental": lyrics == "[Instrumental]", "custom_tag": "",
+                    "audio_path": f"/data/audio/{name[:-3]}.wav",
+                    "filename": f"{name[:-3]}.wav",
+                    "caption": caption,
+                    "lyrics": lyrics,
+                    "duration": frames // 25,
+                    "bpm": bpm,
+                    "keyscale": "A minor",
+                    "timesignature": "4",
+                    "genre": "",
+                    "is_instrumental": lyrics == "[Instrumental]",
+                    "custom_tag": "",
                     "prompt_override": None,
                 },
             },
             folder / name,
-        )  # fmt: skip
+        )
     (folder / "manifest.json").write_text(
         json.dumps(
             {
@@ -97,9 +104,7 @@ def test_a_side_step_dataset_is_imported_once_and_trains_one_epoch(
 ) -> None:
     data = write_sidestep_dataset(tiny_checkpoint_dir, tmp_path / "sidestep")
     assert is_sidestep_dataset(data)
-    config = fast_config(
-        tiny_checkpoint_dir, tmp_path, dataset_dir=data, output_dir=tmp_path / "out", epochs=1
-    )
+    config = fast_config(tiny_checkpoint_dir, tmp_path, dataset_dir=data, output_dir=tmp_path / "out", epochs=1)
     with caplog.at_level(logging.WARNING):
         result = train(config, plain=True)
     assert result.epoch == 1 and result.step == 2  # two tracks, batch 1, no accumulation
@@ -133,9 +138,7 @@ class _NotTensors:
         return (print, ("this would run code",))
 
 
-def test_unsafe_damaged_and_foreign_files_are_refused_by_name(
-    tiny_checkpoint_dir: Path, tmp_path: Path
-) -> None:
+def test_unsafe_damaged_and_foreign_files_are_refused_by_name(tiny_checkpoint_dir: Path, tmp_path: Path) -> None:
     data = write_sidestep_dataset(tiny_checkpoint_dir, tmp_path / "sidestep")
     with open(data / "funk.pt", "wb") as handle:  # the checksum no longer matches
         pickle.dump({"target_latents": _NotTensors()}, handle)
@@ -156,14 +159,16 @@ def test_unsafe_damaged_and_foreign_files_are_refused_by_name(
     assert "rain.pt: lacks context_latents" in str(error.value)
 
 
-def test_tensors_of_another_variant_or_model_size_are_caught(
-    tiny_checkpoint_dir: Path, tmp_path: Path, caplog
-) -> None:
+def test_tensors_of_another_variant_or_model_size_are_caught(tiny_checkpoint_dir: Path, tmp_path: Path, caplog) -> None:
     data = write_sidestep_dataset(tiny_checkpoint_dir, tmp_path / "base", variant="base")
     config = fast_config(
-        tiny_checkpoint_dir, tmp_path, dataset_dir=data, output_dir=tmp_path / "out", epochs=1,
+        tiny_checkpoint_dir,
+        tmp_path,
+        dataset_dir=data,
+        output_dir=tmp_path / "out",
+        epochs=1,
         max_steps=1,
-    )  # fmt: skip
+    )
     with caplog.at_level(logging.WARNING):
         train(config, plain=True)
     assert "preprocessed by Side-Step with the base model; this run trains turbo" in caplog.text

@@ -23,9 +23,16 @@ from training.wizard_ask import available_variants, pick
 
 #: Hyperparameters for a quick CPU run, saved as a preset the wizard can load.
 FAST = TrainConfig(
-    rank=4, alpha=4.0, gradient_accumulation=1, warmup_steps=0, num_workers=0, save_every=0,
-    log_every=1, gradient_checkpointing=False, device="cpu",
-)  # fmt: skip
+    rank=4,
+    alpha=4.0,
+    gradient_accumulation=1,
+    warmup_steps=0,
+    num_workers=0,
+    save_every=0,
+    log_every=1,
+    gradient_checkpointing=False,
+    device="cpu",
+)
 
 
 @pytest.fixture
@@ -48,27 +55,41 @@ def test_going_back_changes_earlier_answers_and_the_run_uses_them(
     status, text = drive(
         [
             "1",  # train
-            "lokr", "b",  # adapter, then back from the mode question
-            "lora", "vanilla", "b",  # ... and back from the checkpoint question
-            "fixed", str(tiny_checkpoint_dir),
+            "lokr",
+            "b",  # adapter, then back from the mode question
+            "lora",
+            "vanilla",
+            "b",  # ... and back from the checkpoint question
+            "fixed",
+            str(tiny_checkpoint_dir),
             str(tmp_path / "nowhere"),  # refused: not a folder, asked again
-            str(dataset[1]), str(out),
+            str(dataset[1]),
+            str(out),
             "fast",  # preset
             "",  # basic settings
-            "3", "b", "1",  # epochs 3, back from the learning rate, epochs 1
-            "0.01", "", "", "",  # lr, rank and alpha and checkpoints from the preset
-            "y", "",  # start, no preset saved
+            "3",
+            "b",
+            "1",  # epochs 3, back from the learning rate, epochs 1
+            "0.01",
+            "",
+            "",
+            "",  # lr, rank and alpha and checkpoints from the preset
+            "y",
+            "",  # start, no preset saved
             "q",
         ],
         presets,
-    )  # fmt: skip
+    )
     assert status == 0, text
     assert "--dataset-dir" in text and "no such folder" in text
     assert "Preset 'fast' applied." in text
     saved = json.loads((out / "final" / "config.json").read_text())
     assert (saved["adapter_type"], saved["mode"], saved["epochs"], saved["lr"]) == (
-        "lora", "fixed", 1, 0.01,
-    )  # fmt: skip
+        "lora",
+        "fixed",
+        1,
+        0.01,
+    )
     assert (saved["rank"], saved["num_workers"]) == (4, 0)
     assert (out / "final" / "adapter" / "pytorch_lora_weights.safetensors").is_file()
 
@@ -80,15 +101,32 @@ def test_preprocessing_flows_into_training(
     tensors, out = tmp_path / "tensors", tmp_path / "out"
     status, text = drive(
         [
-            "2", str(audio), "", str(tensors), "0.6", str(tiny_checkpoint_dir), "y",
+            "2",
+            str(audio),
+            "",
+            str(tensors),
+            "0.6",
+            str(tiny_checkpoint_dir),
+            "y",
             "y",  # train on these tensors now
-            "", "", "", "",  # adapter, mode, checkpoint and dataset as prefilled
-            str(out), "fast", "", "1", "", "", "", "",
-            "y", "mine",  # start, and save the answers as preset 'mine'
+            "",
+            "",
+            "",
+            "",  # adapter, mode, checkpoint and dataset as prefilled
+            str(out),
+            "fast",
+            "",
+            "1",
+            "",
+            "",
+            "",
+            "",
+            "y",
+            "mine",  # start, and save the answers as preset 'mine'
             "q",
         ],
         presets,
-    )  # fmt: skip
+    )
     assert status == 0, text
     assert "1 encoded" in text and "Train on these tensors now?" in text
     assert (out / "final" / "adapter" / "pytorch_lora_weights.safetensors").is_file()
@@ -142,18 +180,54 @@ def test_the_wizard_stays_open_after_each_kind_of_error_and_keeps_the_answers(
     out = tmp_path / "out"
     status, text = drive(
         [
-            "1", "lora", "fixed", str(broken_model),
+            "1",
+            "lora",
+            "fixed",
+            str(broken_model),
             str(audio),  # refused: audio, not a preprocessed dataset
-            str(dataset[1]), str(out), "gpu", "", "1", "0.01", "", "", "",
+            str(dataset[1]),
+            str(out),
+            "gpu",
+            "",
+            "1",
+            "0.01",
+            "",
+            "",
+            "",
             # the device is refused before the summary; asked again, answers kept
-            "", "", "", "", "", "fast", "", "1", "0.01", "", "", "",
-            "y", "",  # start: the model cannot load
-            "1", "", "", str(tiny_checkpoint_dir), "", "", "", "", "", "", "", "", "",
-            "y", "",  # the answers kept: only the model changed
+            "",
+            "",
+            "",
+            "",
+            "",
+            "fast",
+            "",
+            "1",
+            "0.01",
+            "",
+            "",
+            "",
+            "y",
+            "",  # start: the model cannot load
+            "1",
+            "",
+            "",
+            str(tiny_checkpoint_dir),
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "y",
+            "",  # the answers kept: only the model changed
             "q",
         ],
         presets,
-    )  # fmt: skip
+    )
     assert status == 0, text
     assert "audio has no manifest.json: it is not a preprocessed dataset" in text
     assert "--device cuda: no such device here" in text

@@ -51,9 +51,8 @@ def test_only_a_live_training_process_of_this_run_counts_as_its_trainer(tmp_path
         other.wait()
     assert not trainer_alive(record(tmp_path, other.pid, folder))  # gone
     fake = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)", "training.jobs",
-         str(folder / "job_config.json")]
-    )  # fmt: skip
+        [sys.executable, "-c", "import time; time.sleep(30)", "training.jobs", str(folder / "job_config.json")]
+    )
     try:
         deadline = time.monotonic() + 30
         while not trainer_alive(record(tmp_path, fake.pid, folder)):  # until it has exec'd

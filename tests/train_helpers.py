@@ -28,13 +28,17 @@ SAMPLE_RATE = 48_000
 CLIP_SECONDS = 0.6
 #: name -> (tone in Hz, sidecar files)
 TRACKS: dict[str, tuple[float, dict[str, str]]] = {
-    "synth.wav": (220.0, {"synth.txt": "caption: bright synth arpeggio\nbpm: 128\nkey: A minor\n"
-                                      "timesignature: 4/4\nlyrics:\n[verse]\nneon lights\n"}),
-    "pad.flac": (330.0, {"pad.caption.txt": "warm ambient pad",
-                         "pad.lyrics.txt": "[Instrumental]"}),
+    "synth.wav": (
+        220.0,
+        {
+            "synth.txt": "caption: bright synth arpeggio\nbpm: 128\nkey: A minor\n"
+            "timesignature: 4/4\nlyrics:\n[verse]\nneon lights\n"
+        },
+    ),
+    "pad.flac": (330.0, {"pad.caption.txt": "warm ambient pad", "pad.lyrics.txt": "[Instrumental]"}),
     "beat.mp3": (110.0, {}),
     "drone.ogg": (55.0, {}),
-}  # fmt: skip
+}
 BROKEN = "broken.mp3"
 #: For child processes: one thread each (see `one_thread`).
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -77,9 +81,7 @@ def write_audio(path: Path, seconds: float, hz: float) -> Path:
     source = path.with_suffix(".source.wav")
     sf.write(source, tone(seconds, hz), SAMPLE_RATE)
     codec = ["-c:a", "libmp3lame"] if path.suffix == ".mp3" else ["-c:a", "libvorbis"]
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(source), *codec, str(path)], check=True
-    )
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), *codec, str(path)], check=True)
     source.unlink()
     return path
 
@@ -148,7 +150,7 @@ def wide_tiny_checkpoint(folder: Path) -> Path:
     an overfitting smoke test needs to show the loop really learns."""
     from diffusers import AceStepTransformer1DModel
 
-    from engine.tiny import build_tiny_pipeline
+    from engine.checkpoint.tiny import build_tiny_pipeline
 
     pipe = build_tiny_pipeline("turbo", seed=0)
     with torch.random.fork_rng(devices=[]):

@@ -55,9 +55,7 @@ def _blocks_of(name: str) -> str | None:
     return None
 
 
-def resolve_target_modules(
-    transformer: nn.Module, attention_type: str, target_modules: list[str]
-) -> list[str]:
+def resolve_target_modules(transformer: nn.Module, attention_type: str, target_modules: list[str]) -> list[str]:
     """Full names of the linear layers to adapt, in model order."""
     linear = [n for n, m in transformer.named_modules() if isinstance(m, nn.Linear)]
     keep = ATTENTION_BLOCKS[attention_type]
@@ -220,9 +218,7 @@ def _lokr_network(transformer: nn.Module, targets: list[str], config: TrainConfi
             warn_on_unmatched=False,
         )
     if len(network.loras) != len(targets):
-        raise ConfigError(
-            [f"LoKR could attach to {len(network.loras)} of {len(targets)} target modules"]
-        )
+        raise ConfigError([f"LoKR could attach to {len(network.loras)} of {len(targets)} target modules"])
     network.apply_to()
     return network
 

@@ -37,8 +37,7 @@ COMMANDS = {
     "fixed": "Corrected training: logit-normal timesteps and 15% CFG dropout (recommended).",
     "vanilla": "The original ACE-Step objective: the turbo's 8 discrete timesteps, no CFG "
     "dropout (to reproduce old results).",
-    "estimate": "Rank attention modules by gradient sensitivity to a dataset and write a "
-    "--target-modules suggestion.",
+    "estimate": "Rank attention modules by gradient sensitivity to a dataset and write a --target-modules suggestion.",
 }
 EPILOG = "Every flag, the VRAM profiles and the workflow: docs/training.md."
 
@@ -51,9 +50,7 @@ def _add_option(group: argparse._ArgumentGroup, option: Option) -> None:
         group.add_argument(*option.flags, action="store_true", default=option.default, **kwargs)
         return
     if option.kind == "switch":
-        group.add_argument(
-            *option.flags, action=argparse.BooleanOptionalAction, default=option.default, **kwargs
-        )
+        group.add_argument(*option.flags, action=argparse.BooleanOptionalAction, default=option.default, **kwargs)
         return
     types: dict[str, Callable] = {"int": int, "float": float, "path": Path, "list": str}
     kwargs["type"] = types.get(option.kind, str)
@@ -86,9 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="{fixed,vanilla,estimate}")
     for name, description in COMMANDS.items():
-        sub = commands.add_parser(
-            name, help=description.replace("%", "%%"), description=description, epilog=EPILOG
-        )
+        sub = commands.add_parser(name, help=description.replace("%", "%%"), description=description, epilog=EPILOG)
         sub.add_argument(
             "--preset",
             help="Start from a named preset (shipped: comfortable, standard, tight, minimal; "
@@ -139,21 +134,18 @@ def summary(config: TrainConfig, command: str) -> str:
     adapter = (
         f"LoRA rank {config.rank} alpha {config.alpha:g}"
         if config.adapter_type == "lora"
-        else f"LoKR dim {config.lokr_linear_dim} alpha {config.lokr_linear_alpha:g} "
-        f"factor {config.lokr_factor}"
+        else f"LoKR dim {config.lokr_linear_dim} alpha {config.lokr_linear_alpha:g} factor {config.lokr_factor}"
     )
     lines = [
         f"mode            {command}",
         f"model           {config.checkpoint_dir} ({config.model_variant})",
         f"data            {config.tensor_output if config.preprocess else config.dataset_dir}",
         f"output          {config.output_dir}",
-        f"adapter         {adapter}, {config.attention_type} attention, "
-        f"{' '.join(config.target_modules)}",
+        f"adapter         {adapter}, {config.attention_type} attention, {' '.join(config.target_modules)}",
         f"optimizer       {config.optimizer_type}, lr {config.lr:g}, "
         f"{config.effective_scheduler} schedule, warmup {config.warmup_steps}",
         f"batches         {config.batch_size} x {config.gradient_accumulation} accumulation, "
-        f"{config.epochs} epochs"
-        + (f", at most {config.max_steps} steps" if config.max_steps else ""),
+        f"{config.epochs} epochs" + (f", at most {config.max_steps} steps" if config.max_steps else ""),
         f"memory          gradient checkpointing {'on' if config.gradient_checkpointing else 'off'}"
         f", encoder offload {'on' if config.offload_encoder else 'off'}, "
         f"device {config.device}, precision {config.precision}",
@@ -161,8 +153,11 @@ def summary(config: TrainConfig, command: str) -> str:
     if config.resume_from is not None:
         lines.append(f"resume          from {config.resume_from} (its settings)")
     if config.preprocess:
-        lines.insert(2, f"preprocess      {config.audio_dir or config.dataset_json} -> "
-                        f"{config.tensor_output} (max {config.max_duration:g} s)")  # fmt: skip
+        lines.insert(
+            2,
+            f"preprocess      {config.audio_dir or config.dataset_json} -> "
+            f"{config.tensor_output} (max {config.max_duration:g} s)",
+        )
     return "\n".join(lines)
 
 
@@ -216,8 +211,7 @@ def _preprocess_only(config: TrainConfig, plain: bool) -> int:
     try:
         result = preprocess(config, report=report)
         problems = [{"key": p.key, "reason": p.reason} for p in result.problems]
-        stream.emit("preprocessed", encoded=len(result.encoded), unchanged=len(result.skipped),
-                    problems=problems)  # fmt: skip
+        stream.emit("preprocessed", encoded=len(result.encoded), unchanged=len(result.skipped), problems=problems)
     except BaseException as exc:
         stream.emit("error", message=f"{type(exc).__name__}: {exc}")
         raise
@@ -230,7 +224,7 @@ def _preprocess_only(config: TrainConfig, plain: bool) -> int:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """The errors a user can fix: each says what is wrong (no traceback needed)."""
-    from engine.checkpoints import CheckpointError
+    from engine.checkpoint.find import CheckpointError
     from training.storage import DatasetFormatError
     from training.tracks import DatasetError
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.tiers import flash_attention_installed
+from engine.gpu.tiers import flash_attention_installed
 from training.config import ConfigError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -63,13 +63,9 @@ def resolve_device(name: str) -> torch.device:
         "xpu": _xpu_available(),
     }
     if not available.get(device.type, False):
-        raise ConfigError(
-            [f"--device {name}: no such device here; use auto, cpu or a device this machine has"]
-        )
+        raise ConfigError([f"--device {name}: no such device here; use auto, cpu or a device this machine has"])
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(
-            [f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) are visible"]
-        )
+        raise ConfigError([f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) are visible"])
     return device
 
 
@@ -117,17 +113,15 @@ def resolve_runtime(device: str, precision: str, attention: str) -> Runtime:
 
 def autocast_context(runtime: Runtime):
     """bf16/fp16 autocast on the run's device; a no-op context for fp32."""
-    return torch.autocast(
-        device_type=runtime.device.type, dtype=runtime.dtype, enabled=runtime.autocast
-    )
+    return torch.autocast(device_type=runtime.device.type, dtype=runtime.dtype, enabled=runtime.autocast)
 
 
 def vram_gb(device: torch.device) -> float | None:
-    """Total memory of a CUDA device in GiB, honouring MAX_CUDA_VRAM (engine.tiers)."""
+    """Total memory of a CUDA device in GiB, honouring MAX_CUDA_VRAM (engine.gpu.tiers)."""
     if device.type != "cuda":
         return None
+    from engine.gpu.tiers import detect_device
     from engine.settings import load_settings
-    from engine.tiers import detect_device
 
     info = detect_device(load_settings(device=f"cuda:{device.index or 0}"))
     return info.vram_gb

@@ -3,7 +3,7 @@
 The engine loads `final/adapter/` (training.export, diffusers naming). Other
 tools name the DiT's modules as the original ACE-Step model does
 (`decoder.layers.0.self_attn.q_proj`, not `layers.0.self_attn.to_q`; the
-renames are engine.convert's). At the end of a run the trainer also writes:
+renames are engine.checkpoint.convert's). At the end of a run the trainer also writes:
 
 - LoRA, `final/adapter_peft/`: `adapter_model.safetensors` with
   `base_model.model.layers.N.self_attn.q_proj.lora_A.weight` keys and
@@ -45,7 +45,7 @@ _DECODER = "decoder."
 def original_name(name: str) -> str:
     """A DiT tensor or module name as the original model's decoder names it:
     `layers.0.self_attn.to_out.0.lora_A.weight` -> `layers.0.self_attn.o_proj.lora_A.weight`."""
-    from engine.convert import TRANSFORMER, to_original_key
+    from engine.checkpoint.convert import TRANSFORMER, to_original_key
 
     # The renames match whole dotted segments followed by a dot: add one, then drop it.
     return to_original_key(TRANSFORMER, name + ".")[:-1].removeprefix(_DECODER)
@@ -108,18 +108,14 @@ def write_comfyui_export(handle: AdapterHandle, folder: Path) -> Path:
     """`comfyui_lora.safetensors` in `folder` (LoRA only)."""
     if handle.kind != "lora":
         raise ValueError("the ComfyUI LoRA export is for LoRA adapters")
-    metadata = {"format": "pt", "rank": str(handle.config["r"]),
-                "alpha": str(handle.config["lora_alpha"])}  # fmt: skip
+    metadata = {"format": "pt", "rank": str(handle.config["r"]), "alpha": str(handle.config["lora_alpha"])}
     return _save(folder, COMFYUI_FILE, comfyui_state(handle), metadata)
 
 
-def lokr_original_state(
-    state: dict[str, torch.Tensor], targets: list[str]
-) -> dict[str, torch.Tensor]:
+def lokr_original_state(state: dict[str, torch.Tensor], targets: list[str]) -> dict[str, torch.Tensor]:
     """LyCORIS tensors of modules `targets` (diffusers names) under the original names."""
     renames = {
-        LYCORIS_PREFIX + name.replace(".", "_"): LYCORIS_PREFIX
-        + original_name(name).replace(".", "_")
+        LYCORIS_PREFIX + name.replace(".", "_"): LYCORIS_PREFIX + original_name(name).replace(".", "_")
         for name in targets
     }
     out = {}
@@ -136,8 +132,7 @@ def write_lokr_original(handle: AdapterHandle, folder: Path) -> Path:
     if handle.kind != "lokr":
         raise ValueError("the original-naming LoKR export is for LoKR adapters")
     state = lokr_original_state(handle.state_dict(), handle.targets)
-    metadata = {"algo": "lokr", "format": "lycoris",
-                **{k: str(v) for k, v in handle.config.items()}}  # fmt: skip
+    metadata = {"algo": "lokr", "format": "lycoris", **{k: str(v) for k, v in handle.config.items()}}
     return _save(folder, LOKR_ORIGINAL_FILE, state, metadata)
 
 

@@ -157,9 +157,7 @@ def exit_with_parent(parent_pid: int, interval: float = PARENT_CHECK_SECONDS) ->
     On Linux the kernel does it (`PR_SET_PDEATHSIG`); a daemon thread that polls
     the parent's pid does it everywhere. Returns whether the kernel took it on."""
     by_kernel = _set_parent_death_signal(signal.SIGTERM)
-    watchdog = threading.Thread(
-        target=_watch_parent, args=(parent_pid, interval), name="parent-watchdog", daemon=True
-    )
+    watchdog = threading.Thread(target=_watch_parent, args=(parent_pid, interval), name="parent-watchdog", daemon=True)
     watchdog.start()
     return by_kernel
 

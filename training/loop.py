@@ -129,9 +129,7 @@ def train(
                 finally:
                     report.close()
                 if not result.usable:
-                    raise TrainingError(
-                        f"preprocessing produced no usable track:\n{result.summary()}"
-                    )
+                    raise TrainingError(f"preprocessing produced no usable track:\n{result.summary()}")
             return _train(config, model, plain, on_step, progress)
     except BaseException as exc:
         with contextlib.suppress(Exception):
@@ -168,9 +166,7 @@ def _train(
         log.info("Trained %d steps in %.1f s", run.position.step, time.monotonic() - started)
         final = run.checkpoint(config.output_dir / FINAL)
         write_other_exports(run.handle, final, run.info)
-        curve = plot_loss_curve(
-            run.position.history, run.position.val_history, config.output_dir / "loss_curve.png"
-        )
+        curve = plot_loss_curve(run.position.history, run.position.val_history, config.output_dir / "loss_curve.png")
         if config.preview and not stopped:
             run.sample(run.position.epoch, final=True)
         result = TrainResult(

@@ -69,9 +69,7 @@ def log_file(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def loss_curve_png(
-    history: list[list[float]], validation: list[list[float]], *, title: str | None = None
-) -> bytes:
+def loss_curve_png(history: list[list[float]], validation: list[list[float]], *, title: str | None = None) -> bytes:
     """Training loss (raw and smoothed) and validation loss against steps, as PNG bytes.
 
     Uses a `Figure` of its own, not pyplot's global state, so threads (the bot
@@ -89,8 +87,7 @@ def loss_curve_png(
         axes.plot(steps, losses, alpha=0.35, label="train loss")
         window = max(1, len(losses) // 20)
         smooth = [
-            sum(losses[max(0, i - window + 1) : i + 1])
-            / len(losses[max(0, i - window + 1) : i + 1])
+            sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
             for i in range(len(losses))
         ]
         axes.plot(steps, smooth, label=f"train loss (mean of {window})")

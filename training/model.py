@@ -1,6 +1,6 @@
 """Load ACE-Step 1.5 for training through the engine's own loader.
 
-`--checkpoint-dir` and `--model-variant` map onto `engine.models.load_pipeline`,
+`--checkpoint-dir` and `--model-variant` map onto `engine.checkpoint.load.load_pipeline`,
 so the trainer accepts exactly what the engine accepts (diffusers folders, and
 original `checkpoints/` folders converted once into the cache). The pipeline
 arrives on the CPU in the run's precision; the caller moves only what a stage
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from engine.checkpoints import CheckpointInfo, inspect_checkpoint
+from engine.checkpoint.find import CheckpointInfo, inspect_checkpoint
 from training.config import TrainConfig
 from training.devices import Runtime
 
@@ -49,7 +49,7 @@ class TrainingModel:
 def cache_dir_for(config: TrainConfig) -> Path:
     if config.cache_dir is not None:
         return config.cache_dir
-    from engine.models import converted_cache_dir
+    from engine.checkpoint.load import converted_cache_dir
     from engine.settings import load_settings
 
     return converted_cache_dir(load_settings())
@@ -71,7 +71,7 @@ def load_model(config: TrainConfig, runtime: Runtime) -> TrainingModel:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from engine.models import load_pipeline
+    from engine.checkpoint.load import load_pipeline
 
     info = find_model(config)
     diffusers_logging.disable_progress_bar()

@@ -23,9 +23,7 @@ def require_dataset(folder: Path) -> Manifest:
 
     manifest = Manifest.load(training_folder(folder))
     if not manifest.samples:
-        raise DatasetFormatError(
-            f"{folder} holds no preprocessed tracks: preprocess audio into it first"
-        )
+        raise DatasetFormatError(f"{folder} holds no preprocessed tracks: preprocess audio into it first")
     return manifest
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoints import CheckpointInfo
+from engine.checkpoint.find import CheckpointInfo
 from training.audio_io import AudioReadError, check_audio, read_audio
 from training.config import TrainConfig
 from training.devices import Runtime, resolve_runtime, vram_gb
@@ -124,9 +124,7 @@ def _pass1(
     try:
         for track, source in todo:
             try:
-                audio = read_audio(
-                    track.path, sample_rate=pipe.sample_rate, max_seconds=config.max_duration
-                )
+                audio = read_audio(track.path, sample_rate=pipe.sample_rate, max_seconds=config.max_duration)
                 duration = audio.shape[-1] / pipe.sample_rate
                 generator = torch.Generator().manual_seed(int(source[:8], 16) ^ config.seed)
                 latents = encode_audio(

@@ -66,9 +66,11 @@ class PreprocessProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self._bar = Progress(
-            TextColumn("[bold]preprocessing"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[bold]preprocessing"),
+            BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("{task.description}"),
-        )  # fmt: skip
+        )
         self._task = self._bar.add_task("", total=total)
         self._bar.start()
 

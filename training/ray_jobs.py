@@ -7,7 +7,7 @@ ray` (`bot.training_runs.TrainingRuns(place=...)`):
   besides the song workers. Then the run starts without pausing song-making;
   otherwise (a single GPU) the bot pauses generation first, which removes the
   song workers and frees their GPU, as with the local worker.
-- `launch(config)`: packs the dataset folder (`engine.folder_blobs`), puts it
+- `launch(config)`: packs the dataset folder (`engine.worker.cluster.blobs`), puts it
   in the object store and starts a `TrainerActor` that asks Ray for that GPU.
   The actor unpacks the dataset on its own machine and runs the shared trainer
   there as a child process (`training.jobs.launch_training`), exactly as the
@@ -31,7 +31,7 @@ from typing import Any
 
 import ray
 
-from engine.folder_blobs import pack_folder, unpack_folder
+from engine.worker.cluster.blobs import pack_folder, unpack_folder
 from training.config import TrainConfig
 from training.jobs import CONSOLE_FILE, TrainingJob, launch_training
 
@@ -52,9 +52,7 @@ class TrainerActor:
         """Unpack the dataset here, point the run's folders here, start the trainer."""
         audio = unpack_folder(dataset, self.scratch / "dataset")
         run = self.scratch / "run"
-        local = TrainConfig.from_dict(config).replace(
-            audio_dir=audio, output_dir=run, tensor_output=run / "tensors"
-        )
+        local = TrainConfig.from_dict(config).replace(audio_dir=audio, output_dir=run, tensor_output=run / "tensors")
         self.job = launch_training(local, env=env)
         return self.job.pid
 
@@ -159,11 +157,7 @@ class RayTrainingPlace:
         if config.audio_dir is None:
             raise ValueError("a Ray training run needs audio_dir: the dataset to send")
         dataset = ray.put(pack_folder(Path(config.audio_dir)).data)
-        actor = (
-            ray.remote(TrainerActor)
-            .options(num_gpus=self.gpus, num_cpus=self.cpus, max_restarts=0)
-            .remote()
-        )
+        actor = ray.remote(TrainerActor).options(num_gpus=self.gpus, num_cpus=self.cpus, max_restarts=0).remote()
         try:
             pid = ray.get(actor.start.remote(config.to_dict(), dataset, env), timeout=PLACE_TIMEOUT)
         except ray.exceptions.GetTimeoutError:

@@ -27,10 +27,26 @@ from training.storage import Manifest
 log = logging.getLogger(__name__)
 
 #: Settings that must match between a checkpoint and the run resuming it.
-MUST_MATCH = ("adapter_type", "rank", "alpha", "attention_type", "target_modules", "bias",
-              "lokr_linear_dim", "lokr_linear_alpha", "lokr_factor", "lokr_decompose_both",
-              "lokr_use_tucker", "lokr_use_scalar", "lokr_weight_decompose", "mode",
-              "batch_size", "gradient_accumulation", "seed", "val_split")  # fmt: skip
+MUST_MATCH = (
+    "adapter_type",
+    "rank",
+    "alpha",
+    "attention_type",
+    "target_modules",
+    "bias",
+    "lokr_linear_dim",
+    "lokr_linear_alpha",
+    "lokr_factor",
+    "lokr_decompose_both",
+    "lokr_use_tucker",
+    "lokr_use_scalar",
+    "lokr_weight_decompose",
+    "mode",
+    "batch_size",
+    "gradient_accumulation",
+    "seed",
+    "val_split",
+)
 #: Settings of one invocation, never taken from a checkpoint.
 NOT_RESUMED = ("resume_from", "force_resume")
 
@@ -52,9 +68,7 @@ def saved_settings(folder: Path) -> dict[str, Any]:
     try:
         saved = json.loads((folder / CONFIG_FILE).read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(
-            [f"--resume-from {folder}: its {CONFIG_FILE} is unreadable ({exc})"]
-        ) from None
+        raise ConfigError([f"--resume-from {folder}: its {CONFIG_FILE} is unreadable ({exc})"]) from None
     if not isinstance(saved, dict):
         raise ConfigError([f"--resume-from {folder}: its {CONFIG_FILE} is not a settings object"])
     return {k: v for k, v in saved.items() if k not in NOT_RESUMED}
@@ -64,14 +78,10 @@ def check_resumable(folder: Path, config: dict[str, Any]) -> None:
     """A checkpoint can continue this run only with the same adapter and data order."""
     saved = saved_settings(folder)
     different = [
-        f"{flag(k)} was {saved.get(k)!r}, now {config.get(k)!r}"
-        for k in MUST_MATCH
-        if saved.get(k) != config.get(k)
+        f"{flag(k)} was {saved.get(k)!r}, now {config.get(k)!r}" for k in MUST_MATCH if saved.get(k) != config.get(k)
     ]
     if different:
-        raise ConfigError(
-            [f"--resume-from {folder}: the run must keep its settings: " + "; ".join(different)]
-        )
+        raise ConfigError([f"--resume-from {folder}: the run must keep its settings: " + "; ".join(different)])
 
 
 def dataset_record(manifest: Manifest) -> dict[str, Any]:

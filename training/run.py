@@ -135,9 +135,7 @@ class TrainingRun:
             if self.position.batch >= self.batches:  # forced onto a smaller dataset
                 self.position.epoch, self.position.batch = self.position.epoch + 1, 0
             log.info("Resumed from %s at step %d", config.resume_from, self.position.step)
-        self.console = ConsoleProgress(
-            self.total, self.position.step, plain=plain, log_every=config.log_every
-        )
+        self.console = ConsoleProgress(self.total, self.position.step, plain=plain, log_every=config.log_every)
         self.metrics = Metrics(config.runs_dir)
         self.eta = Eta(self.position.step, self.total)
         self.window_losses: list[float] = []
@@ -220,8 +218,7 @@ class TrainingRun:
                 if self.base_samples is None:
                     with self.handle.disabled():
                         self.base_samples = self._render(specs, samples / "base")
-                fields = {"base_paths": self.base_samples, "final": final,
-                          "prompts": [spec.caption for spec in specs]}  # fmt: skip
+                fields = {"base_paths": self.base_samples, "final": final, "prompts": [spec.caption for spec in specs]}
         finally:
             self.handle.set_training(True)
         self.progress.emit("sample", step=self.position.step, epoch=epoch, paths=paths, **fields)
@@ -250,9 +247,7 @@ class TrainingRun:
             info=self.info,
             dataset=self.dataset_record,
         )
-        self.progress.emit(
-            "checkpoint", step=self.position.step, epoch=self.position.epoch, path=folder
-        )
+        self.progress.emit("checkpoint", step=self.position.step, epoch=self.position.epoch, path=folder)
         log.info("Saved checkpoint %s (step %d)", folder, self.position.step)
         return folder
 

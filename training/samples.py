@@ -41,9 +41,7 @@ def _spec(index: int, fields: dict, duration: int) -> SongSpec:
         title=f"sample {index + 1}",
         caption=caption or "music",
         lyrics=str(fields.get("lyrics") or "")[:MAX_LYRICS],
-        bpm=int(bpm)
-        if isinstance(bpm, (int, float)) and MIN_BPM <= bpm <= MAX_BPM
-        else DEFAULT_BPM,
+        bpm=int(bpm) if isinstance(bpm, (int, float)) and MIN_BPM <= bpm <= MAX_BPM else DEFAULT_BPM,
         key=key if key in KEYS else DEFAULT_KEY,
         language=language if language in LANGUAGES else "en",
         duration=duration,
@@ -67,9 +65,7 @@ def sample_specs(config: TrainConfig, first_track: dict) -> list[SongSpec]:
         except ValueError as exc:
             raise ConfigError([f"--sample-prompts {path}: not valid JSON ({exc})"]) from None
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise ConfigError(
-                [f'--sample-prompts {path}: expected a JSON list like [{{"caption": "..."}}]']
-            )
+            raise ConfigError([f'--sample-prompts {path}: expected a JSON list like [{{"caption": "..."}}]'])
     else:
         lines = [line.strip() for line in path.read_text().splitlines()]
         entries = [{"caption": line} for line in lines if line]
@@ -84,7 +80,7 @@ def sample_specs(config: TrainConfig, first_track: dict) -> list[SongSpec]:
 def _engine_policy(settings, device: torch.device, precision: str):
     """The engine's policy for the training device, with everything that would
     move or transform the training model (offload, INT8, compile) off."""
-    from engine.tiers import DeviceInfo, detect_device, resolve
+    from engine.gpu.tiers import DeviceInfo, detect_device, resolve
 
     if device.type == "cuda":
         info = detect_device(settings.model_copy(update={"device": f"cuda:{device.index or 0}"}))
@@ -110,7 +106,7 @@ def render_samples(
     offload_encoder: bool,
 ) -> list[Path]:
     """Sing each spec with the current adapter; returns the files written."""
-    from engine.pipeline import MusicEngine
+    from engine.music_engine import MusicEngine
     from engine.settings import load_settings
 
     device = model.runtime.device
@@ -134,9 +130,7 @@ def render_samples(
             )
             for index, spec in enumerate(specs):
                 out = folder / f"{index + 1:02d}-{spec.caption[:40]}.wav"
-                out = out.with_name(
-                    "".join(c if c.isalnum() or c in "-." else "-" for c in out.name)
-                )
+                out = out.with_name("".join(c if c.isalnum() or c in "-." else "-" for c in out.name))
                 track = engine.generate(spec, out_path=out, fmt="wav", steps=steps)[0]
                 paths.append(Path(track.path))
     finally:

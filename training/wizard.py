@@ -148,14 +148,12 @@ class Wizard(Asker):
         answers["preprocess"] = True
         questions = [
             Question("audio_dir", "Audio folder (wav, flac, mp3, ogg)"),
-            Question("dataset_json", "Dataset JSON (Enter: none, captions from sidecars)",
-                     optional=True),
+            Question("dataset_json", "Dataset JSON (Enter: none, captions from sidecars)", optional=True),
             Question("tensor_output", "Write tensors to"),
             Question("max_duration", "Longest audio kept per track, seconds"),
             Question("checkpoint_dir", "Checkpoints folder"),
-            Question("model_variant", "Model",
-                     when=lambda a: bool(available_variants(Path(a["checkpoint_dir"])))),
-        ]  # fmt: skip
+            Question("model_variant", "Model", when=lambda a: bool(available_variants(Path(a["checkpoint_dir"])))),
+        ]
         while True:
             if not self.ask(questions, answers, "preprocess"):
                 return
@@ -184,13 +182,12 @@ class Wizard(Asker):
         answers = self._kept("estimate")
         questions = [
             Question("checkpoint_dir", "Checkpoints folder"),
-            Question("model_variant", "Model",
-                     when=lambda a: bool(available_variants(Path(a["checkpoint_dir"])))),
+            Question("model_variant", "Model", when=lambda a: bool(available_variants(Path(a["checkpoint_dir"])))),
             Question("dataset_dir", "Preprocessed dataset folder"),
             Question("estimate_batches", "Batches to measure"),
             Question("top_k", "Modules to suggest"),
             Question("estimate_metric", "Metric", ("grad_norm", "fisher")),
-        ]  # fmt: skip
+        ]
         while True:
             if not self.ask(questions, answers, "estimate"):
                 return
@@ -224,9 +221,10 @@ class Wizard(Asker):
         answers = self._answers(self._base_config())
         questions = [
             Question("checkpoint_dir", "Default checkpoints folder"),
-            Question("model_variant", "Default model",
-                     when=lambda a: bool(available_variants(Path(a["checkpoint_dir"])))),
-        ]  # fmt: skip
+            Question(
+                "model_variant", "Default model", when=lambda a: bool(available_variants(Path(a["checkpoint_dir"])))
+            ),
+        ]
         if self.ask(questions, answers, "estimate"):
             self.settings = {
                 "checkpoint_dir": str(answers["checkpoint_dir"]),

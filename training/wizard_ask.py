@@ -64,7 +64,7 @@ class Console:
 def available_variants(folder: Path) -> list[str]:
     """Models in a checkpoints folder (`turbo`, `base`, ...); empty for a single
     diffusers pipeline folder or a folder without models."""
-    from engine.checkpoints import DIT_PREFIX, variant_key
+    from engine.checkpoint.find import DIT_PREFIX, variant_key
 
     if not folder.is_dir() or (folder / "model_index.json").is_file():
         return []

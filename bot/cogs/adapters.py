@@ -23,7 +23,7 @@ from bot.ownership import TrainingAccess
 from bot.radio import Radio
 from bot.render import safe
 from bot.replies import RadioError, answer, defer
-from engine.jobs import MAX_ADAPTER_SCALE
+from engine.worker.protocol import MAX_ADAPTER_SCALE
 
 if TYPE_CHECKING:
     from bot.app import RadioBot
@@ -40,9 +40,7 @@ def adapter_scale(value: object) -> float | None:
     number = not isinstance(value, bool) and isinstance(value, int | float)
     if not (number and math.isfinite(value) and 0 <= value <= MAX_ADAPTER_SCALE):  # type: ignore[arg-type]
         shown = f"{value:g}" if number else repr(value)  # type: ignore[str-format]
-        raise RadioError(
-            f"scale {shown} is not allowed: give a number from 0 to {MAX_ADAPTER_SCALE:g}."
-        )
+        raise RadioError(f"scale {shown} is not allowed: give a number from 0 to {MAX_ADAPTER_SCALE:g}.")
     return float(value)  # type: ignore[arg-type]
 
 
@@ -71,20 +69,14 @@ class Adapters(commands.Cog):
     async def _adapter_names(self, interaction: discord.Interaction, current: str):
         if interaction.guild_id is None or not self.radio.is_dj(interaction):
             return []
-        found = await asyncio.to_thread(
-            list_adapters, self.bot.settings.adapters_dir, interaction.guild_id
-        )
+        found = await asyncio.to_thread(list_adapters, self.bot.settings.adapters_dir, interaction.guild_id)
         options = [(f"{OFF}: the base model", OFF)] + [(a.name, a.name) for a in found]
         return suggest(options, current)
 
     async def _own_adapter_names(self, interaction: discord.Interaction, current: str):
-        if interaction.guild_id is None or not await self.access.owners.is_owner(
-            interaction.user.id
-        ):
+        if interaction.guild_id is None or not await self.access.owners.is_owner(interaction.user.id):
             return []
-        found = await asyncio.to_thread(
-            list_adapters, self.bot.settings.adapters_dir, interaction.guild_id
-        )
+        found = await asyncio.to_thread(list_adapters, self.bot.settings.adapters_dir, interaction.guild_id)
         return suggest(((a.name, a.name) for a in found if a.owner is not None), current)
 
     # --- the station's adapter -------------------------------------------------------
@@ -136,18 +128,18 @@ class Adapters(commands.Cog):
             lines.append(f"Active: **{safe(key_name(active), 64)}**, but its folder is gone.")
         await answer(interaction, "\n".join(lines))
 
-    @station_command("radio_adapter_share", "Share this server's adapter with every server "
-                                            "(the bot's owner)")  # fmt: skip
+    @station_command("radio_adapter_share", "Share this server's adapter with every server (the bot's owner)")
     @app_commands.describe(name="One of this server's own adapters")
     @app_commands.autocomplete(name=_own_adapter_names)
     async def radio_adapter_share(self, interaction: discord.Interaction, name: str) -> None:
         await defer(interaction, ephemeral=True)
         guild_id = member_of(interaction).guild.id
-        entry = await asyncio.to_thread(
-            share_adapter, self.bot.settings.adapters_dir, guild_id, name
+        entry = await asyncio.to_thread(share_adapter, self.bot.settings.adapters_dir, guild_id, name)
+        await answer(
+            interaction,
+            f"🔗 Adapter **{safe(entry.name, 64)}** is shared: every server's DJs can now sing with it.",
+            ephemeral=True,
         )
-        await answer(interaction, f"🔗 Adapter **{safe(entry.name, 64)}** is shared: every "
-                                  "server's DJs can now sing with it.", ephemeral=True)  # fmt: skip
 
 
 async def setup(bot: RadioBot) -> None:

@@ -55,8 +55,10 @@ def minutes(seconds: float) -> str:
 
 def view_text(view: DatasetView) -> str:
     whose = "this server's" if view.entry.owner is not None else "shared"
-    lines = [f"📁 Dataset **{safe(view.entry.name, 64)}** ({whose}): {len(view.tracks)} "
-             f"tracks, {minutes(view.seconds)} in all."]  # fmt: skip
+    lines = [
+        f"📁 Dataset **{safe(view.entry.name, 64)}** ({whose}): {len(view.tracks)} "
+        f"tracks, {minutes(view.seconds)} in all."
+    ]
     for track in view.tracks[:MAX_LISTED]:
         line = f"• {safe(track.get('name') or track['file'], 80)}"
         if track.get("seconds") is not None:
@@ -70,12 +72,10 @@ def view_text(view: DatasetView) -> str:
         lines.append(f"… and {len(view.tracks) - MAX_LISTED} more.")
     if view.refused:
         lines.append("Refused when added:")
-        lines += [f"• {safe(r.get('name'), 80)}: {safe(r.get('reason'), 200)}"
-                  for r in view.refused[-10:]]  # fmt: skip
+        lines += [f"• {safe(r.get('name'), 80)}: {safe(r.get('reason'), 200)}" for r in view.refused[-10:]]
     if view.problems:
         lines.append("Skipped by preprocessing:")
-        lines += [f"• {safe(p.get('key'), 80)}: {safe(p.get('reason'), 200)}"
-                  for p in view.problems[:10]]  # fmt: skip
+        lines += [f"• {safe(p.get('key'), 80)}: {safe(p.get('reason'), 200)}" for p in view.problems[:10]]
     ready = (
         f"{view.encoded} of {len(view.tracks)} tracks preprocessed"
         if view.encoded
@@ -97,9 +97,7 @@ class Datasets(TrainerCog):
     async def _names(self, interaction: discord.Interaction, current: str, own: bool):
         if interaction.guild_id is None or not await self.access.may_train(interaction):
             return []
-        found = await asyncio.to_thread(
-            list_datasets, self.bot.settings.datasets_dir, interaction.guild_id
-        )
+        found = await asyncio.to_thread(list_datasets, self.bot.settings.datasets_dir, interaction.guild_id)
         return suggest(((e.name, e.name) for e in found if e.owner or not own), current)
 
     async def _own_names(self, interaction: discord.Interaction, current: str):
@@ -135,8 +133,9 @@ class Datasets(TrainerCog):
     ) -> None:
         member = member_of(interaction)
         await defer(interaction)
-        attachments = [a for a in (file, file2, file3, file4, file5, file6, file7, file8,
-                                   file9, file10) if a is not None]  # fmt: skip
+        attachments = [
+            a for a in (file, file2, file3, file4, file5, file6, file7, file8, file9, file10) if a is not None
+        ]
         max_bytes = self.bot.settings.upload_max_mb * 2**20
         downloaded: list[tuple[str, bytes]] = []
         refused: list[tuple[str, str]] = []
@@ -150,16 +149,20 @@ class Datasets(TrainerCog):
             except discord.HTTPException as exc:
                 refused.append((shown, f"it could not be downloaded from Discord ({exc.status})"))
         words = lyrics.replace(LYRICS_LINE_BREAK, "\n") if lyrics else None
-        result = await asyncio.to_thread(
-            self._add, member, name, downloaded, refused, caption, words
-        )
+        result = await asyncio.to_thread(self._add, member, name, downloaded, refused, caption, words)
         await answer(interaction, await self._added_text(member.guild.id, name, result))
 
     def _add(self, member, name, downloaded, refused, caption, lyrics) -> AddResult:
         return add_tracks(
-            self.bot.settings, member.guild.id, name, downloaded, refused=refused,
-            caption=caption, lyrics=lyrics, added_by=listener_name(member),
-        )  # fmt: skip
+            self.bot.settings,
+            member.guild.id,
+            name,
+            downloaded,
+            refused=refused,
+            caption=caption,
+            lyrics=lyrics,
+            added_by=listener_name(member),
+        )
 
     async def _added_text(self, guild_id: int, name: str, result: AddResult) -> str:
         lines = [f"📁 Dataset **{safe(name, 64)}**: {len(result.added)} track(s) added."]
@@ -172,16 +175,17 @@ class Datasets(TrainerCog):
         except InvalidValueError:  # nothing was added to a new dataset: it was not made
             return "\n".join(lines)
         where = safe(view.entry.name, 64)
-        lines.append(f"It holds {len(view.tracks)} tracks, {minutes(view.seconds)} in all. "
-                     f"Train it with `/radio_train dataset:{where}`.")  # fmt: skip
+        lines.append(
+            f"It holds {len(view.tracks)} tracks, {minutes(view.seconds)} in all. "
+            f"Train it with `/radio_train dataset:{where}`."
+        )
         return "\n".join(lines)
 
     @dataset.command(name="list", description="The datasets this server may train on")
     async def list_(self, interaction: discord.Interaction) -> None:
         guild_id = member_of(interaction).guild.id
         found = await asyncio.to_thread(list_datasets, self.bot.settings.datasets_dir, guild_id)
-        lines = [f"• **{safe(e.name, 64)}** ({'this server' if e.owner else 'shared'})"
-                 for e in found[:MAX_LISTED]]  # fmt: skip
+        lines = [f"• **{safe(e.name, 64)}** ({'this server' if e.owner else 'shared'})" for e in found[:MAX_LISTED]]
         text = "\n".join(lines) or "No datasets yet: make one with `/radio_dataset add`."
         await answer(interaction, text, ephemeral=True)
 
@@ -196,10 +200,11 @@ class Datasets(TrainerCog):
     @app_commands.autocomplete(name=_own_names)
     async def remove(self, interaction: discord.Interaction, name: str) -> None:
         guild_id = member_of(interaction).guild.id
-        if any(r.guild_id == guild_id and r.dataset == name.strip()
-               for r in self.bot.training_queue.waiting):  # fmt: skip
-            raise RadioError(f"Dataset {safe(name, 64)} is used by a run in line or running: "
-                             "stop that run first (/radio_train_stop).")  # fmt: skip
+        if any(r.guild_id == guild_id and r.dataset == name.strip() for r in self.bot.training_queue.waiting):
+            raise RadioError(
+                f"Dataset {safe(name, 64)} is used by a run in line or running: "
+                "stop that run first (/radio_train_stop)."
+            )
         entry = await asyncio.to_thread(remove_dataset, self.bot.settings, guild_id, name)
         await answer(interaction, f"🗑️ Dataset **{safe(entry.name, 64)}** is deleted.")
 
@@ -209,15 +214,18 @@ class Datasets(TrainerCog):
         member = member_of(interaction)
         await defer(interaction)
         request = RunRequest(
-            guild_id=member.guild.id, dataset=name, name=name, kind="preprocess",
-            channel_id=interaction.channel_id, user_id=member.id,
-        )  # fmt: skip
+            guild_id=member.guild.id,
+            dataset=name,
+            name=name,
+            kind="preprocess",
+            channel_id=interaction.channel_id,
+            user_id=member.id,
+        )
         row = await self.bot.training_queue.submit(request)
         ahead = self.bot.training_queue.ahead_of(row.id)
         when = "now" if ahead == 0 else f"after the {ahead} run(s) ahead of it"
         dataset = safe(row.dataset, 64)
-        await answer(interaction, f"📦 Run #{row.id} preprocesses dataset **{dataset}** {when}; "
-                                  "progress follows here.")  # fmt: skip
+        await answer(interaction, f"📦 Run #{row.id} preprocesses dataset **{dataset}** {when}; progress follows here.")
 
 
 async def setup(bot: RadioBot) -> None:

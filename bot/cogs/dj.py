@@ -61,9 +61,7 @@ def style_line(settings: GuildSettings) -> str:
     return ", ".join(parts)
 
 
-async def set_lyrics_rating(
-    interaction: discord.Interaction, station: Station, rating: str
-) -> None:
+async def set_lyrics_rating(interaction: discord.Interaction, station: Station, rating: str) -> None:
     """The lyrics rating is for Manage Server only: a DJ role may be given to many."""
     permissions = getattr(interaction.user, "guild_permissions", None)
     if permissions is None or not permissions.manage_guild:
@@ -166,8 +164,7 @@ class StationControl(commands.Cog):
     async def radio_preset(self, interaction: discord.Interaction, name: str) -> None:
         station = await self._station(interaction)
         settings = await station.apply_preset(name)
-        await answer(interaction, f"🎛️ Preset **{settings.preset}**: the station plays "
-                                  f"{style_line(settings)}.")  # fmt: skip
+        await answer(interaction, f"🎛️ Preset **{settings.preset}**: the station plays {style_line(settings)}.")
 
     @station_command("radio_pause", "Pause the song playing now")
     async def radio_pause(self, interaction: discord.Interaction) -> None:
@@ -199,14 +196,16 @@ class StationControl(commands.Cog):
         station = self._playing_station(interaction)
         await defer(interaction)
         await station.stop()
-        cancelled = await asyncio.to_thread(
-            station.store.cancel_queued, station.guild_id, kind="request"
+        cancelled = await asyncio.to_thread(station.store.cancel_queued, station.guild_id, kind="request")
+        await answer(
+            interaction,
+            f"⏹️ Stopped; {cancelled} waiting request(s) cancelled. Songs "
+            "already made are kept. /radio_join starts again.",
         )
-        await answer(interaction, f"⏹️ Stopped; {cancelled} waiting request(s) cancelled. Songs "
-                                  "already made are kept. /radio_join starts again.")  # fmt: skip
 
-    @station_command("radio_settings", "Show the station's settings, or change who is DJ "
-                                       "and where now-playing messages go")  # fmt: skip
+    @station_command(
+        "radio_settings", "Show the station's settings, or change who is DJ and where now-playing messages go"
+    )
     @app_commands.describe(
         dj_role="The role that may use the station commands (Manage Server to change it)",
         channel="The text channel for now-playing messages (Manage Server to change it)",
@@ -238,16 +237,13 @@ class StationControl(commands.Cog):
         changes: dict[str, Any] = {}
         if dj_role is not None:
             if dj_role.is_default():
-                raise RadioError("@everyone cannot be the DJ role: pick a role that only DJs "
-                                 "have.")  # fmt: skip
+                raise RadioError("@everyone cannot be the DJ role: pick a role that only DJs have.")
             changes["dj_role_id"] = dj_role.id
         if channel is not None:
             changes["text_channel_id"] = channel.id
         settings = await station.update_settings(**changes) if changes else station.settings
         role = describe_dj_role(interaction.guild, settings.dj_role_id, self.bot.settings.dj_role)
-        embed = settings_embed(
-            settings, role, self.bot.settings.vote_skip_ratio, station.lyrics_rating
-        )
+        embed = settings_embed(settings, role, self.bot.settings.vote_skip_ratio, station.lyrics_rating)
         saved = changes or taste is not None or lyrics is not None
         await answer(interaction, "Settings saved." if saved else None, embed=embed)
 
@@ -269,22 +265,27 @@ class StationControl(commands.Cog):
         try:
             data = await file.read()
         except discord.HTTPException as exc:
-            raise RadioError(f"the file could not be downloaded from Discord ({exc.status}); "
-                             "try again.") from exc  # fmt: skip
+            raise RadioError(f"the file could not be downloaded from Discord ({exc.status}); try again.") from exc
         upload = await asyncio.to_thread(
-            prepare_upload, data, file.filename, self.bot.settings.tracks_dir, max_bytes,
+            prepare_upload,
+            data,
+            file.filename,
+            self.bot.settings.tracks_dir,
+            max_bytes,
             station.settings.max_length,
-        )  # fmt: skip
+        )
         name = listener_name(member)
-        track = upload_track(upload, title or Path(file.filename).stem, name,
-                             station.settings.language)  # fmt: skip
+        track = upload_track(upload, title or Path(file.filename).stem, name, station.settings.language)
         try:
             record = await station.add_upload(track, member.id, name, upload.seconds)
         except BaseException:  # refused (the queue is full) or failed: leave nothing behind
             await asyncio.to_thread(upload.path.unlink, missing_ok=True)
             raise
-        await answer(interaction, f"📼 **{safe(record.title, 100)}** ({upload.duration:.0f} s) "
-                                  "is in the queue, ahead of the station's own songs.")  # fmt: skip
+        await answer(
+            interaction,
+            f"📼 **{safe(record.title, 100)}** ({upload.duration:.0f} s) "
+            "is in the queue, ahead of the station's own songs.",
+        )
 
 
 async def setup(bot: RadioBot) -> None:

@@ -20,11 +20,11 @@ from discord.ext import commands
 from bot.cogs.listening import aired_station, member_of
 from bot.radio import Radio
 from bot.render import safe
-from bot.render_taste import favorites_embed, saved_song_embed, taste_embed
 from bot.replies import RadioError, answer, defer
 from bot.station import Station
 from bot.store import TrackRecord
-from engine.text_safety import sanitize_text
+from bot.taste.render import favorites_embed, saved_song_embed, taste_embed
+from engine.text_safety import sanitize_text, slug
 
 if TYPE_CHECKING:
     from bot.app import RadioBot
@@ -42,15 +42,16 @@ def song_id(value: object) -> int:
     """`12`, `#12` -> 12; anything else is refused, saying what is allowed."""
     match = _SONG_ID.match(value) if isinstance(value, str) else None
     if match is None:
-        raise RadioError(f"song {safe(str(value), 40)!r} is not a song number: give one from "
-                         "/radio_history or /radio_favorites, such as #12.")  # fmt: skip
+        raise RadioError(
+            f"song {safe(str(value), 40)!r} is not a song number: give one from "
+            "/radio_history or /radio_favorites, such as #12."
+        )
     return int(match.group(1))
 
 
 def file_name(record: TrackRecord) -> str:
-    """A plain file name for the song: its title's letters and digits, its own suffix."""
-    stem = re.sub(r"[^\w\- ]+", "", record.title, flags=re.ASCII).strip().replace(" ", "-")
-    return f"{stem[:60] or 'song'}-{record.id}{record.path.suffix or '.ogg'}"
+    """A plain file name for the song: its title's slug, its number, its own suffix."""
+    return f"{slug(record.title, 60)}-{record.id}{record.path.suffix or '.ogg'}"
 
 
 class Taste(commands.Cog):
@@ -73,9 +74,7 @@ class Taste(commands.Cog):
         station = self.radio.known_station(interaction.guild_id or 0)
         return [] if station is None else _choices(await songs(station), current)
 
-    @app_commands.command(
-        name="radio_taste", description="What this server likes and dislikes, and why"
-    )
+    @app_commands.command(name="radio_taste", description="What this server likes and dislikes, and why")
     @app_commands.guild_only()
     async def radio_taste(self, interaction: discord.Interaction) -> None:
         station = self._station(member_of(interaction).guild.id)
@@ -83,9 +82,7 @@ class Taste(commands.Cog):
         profile = await asyncio.to_thread(station.store.taste_profile, station.guild_id)
         await answer(interaction, embed=taste_embed(profile, station.settings))
 
-    @app_commands.command(
-        name="radio_save", description="Get a song in your DMs: audio, lyrics, how it was made"
-    )
+    @app_commands.command(name="radio_save", description="Get a song in your DMs: audio, lyrics, how it was made")
     @app_commands.guild_only()
     @app_commands.describe(song=SONG_OPTION)
     @app_commands.checks.cooldown(SAVES_PER_MINUTE, 60.0, key=lambda i: (i.guild_id, i.user.id))
@@ -95,8 +92,7 @@ class Taste(commands.Cog):
         if song is None:
             playing = station.now_playing
             if playing is None:
-                raise RadioError("Nothing is playing: name a song from /radio_history, such "
-                                 "as `song: #12`.")  # fmt: skip
+                raise RadioError("Nothing is playing: name a song from /radio_history, such as `song: #12`.")
             track_id = playing.track.id
         else:
             track_id = song_id(song)
@@ -105,37 +101,35 @@ class Taste(commands.Cog):
         try:
             data = await asyncio.to_thread(record.path.read_bytes)
         except OSError as exc:
-            raise RadioError(f"the file of **{safe(record.title, 100)}** cannot be read "
-                             f"({exc.strerror}): it cannot be sent.") from exc  # fmt: skip
+            raise RadioError(
+                f"the file of **{safe(record.title, 100)}** cannot be read ({exc.strerror}): it cannot be sent."
+            ) from exc
         if len(data) > DM_FILE_LIMIT:
-            raise RadioError(f"**{safe(record.title, 100)}** is {len(data) / 2**20:.1f} MB: "
-                             "Discord lets the radio send at most 10 MB.")  # fmt: skip
+            raise RadioError(
+                f"**{safe(record.title, 100)}** is {len(data) / 2**20:.1f} MB: "
+                "Discord lets the radio send at most 10 MB."
+            )
         embed = saved_song_embed(record, member.guild.name)
         try:
             await member.send(embed=embed, file=discord.File(io.BytesIO(data), file_name(record)))
         except discord.Forbidden as exc:
             if exc.code != CANNOT_DM:
                 raise
-            raise RadioError("The radio cannot send you direct messages: allow direct messages "
-                             "from members of this server (Privacy Settings of the server) and "
-                             "try again.") from exc  # fmt: skip
-        await answer(interaction, f"📬 Sent **{safe(record.title, 100)}** to your direct "
-                                  "messages.", ephemeral=True)  # fmt: skip
+            raise RadioError(
+                "The radio cannot send you direct messages: allow direct messages "
+                "from members of this server (Privacy Settings of the server) and "
+                "try again."
+            ) from exc
+        await answer(interaction, f"📬 Sent **{safe(record.title, 100)}** to your direct messages.", ephemeral=True)
 
     @radio_save.autocomplete("song")
-    async def _recent_songs(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
+    async def _recent_songs(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return await self._suggest(interaction, current, _recent)
 
-    @app_commands.command(
-        name="radio_favorites", description="The songs this server liked; a DJ can queue one again"
-    )
+    @app_commands.command(name="radio_favorites", description="The songs this server liked; a DJ can queue one again")
     @app_commands.guild_only()
     @app_commands.describe(queue="DJ: put this favourite back in the queue, e.g. #12")
-    async def radio_favorites(
-        self, interaction: discord.Interaction, queue: str | None = None
-    ) -> None:
+    async def radio_favorites(self, interaction: discord.Interaction, queue: str | None = None) -> None:
         station = self._station(member_of(interaction).guild.id)
         if queue is None:
             await defer(interaction)
@@ -143,18 +137,20 @@ class Taste(commands.Cog):
             await answer(interaction, embed=favorites_embed(favorites))
             return
         if not self.radio.is_dj(interaction):
-            raise RadioError("Only a DJ (Manage Server or the DJ role) can put a favourite back "
-                             "in the queue; `/radio_favorites` alone lists them.")  # fmt: skip
+            raise RadioError(
+                "Only a DJ (Manage Server or the DJ role) can put a favourite back "
+                "in the queue; `/radio_favorites` alone lists them."
+            )
         track_id = song_id(queue)
         await defer(interaction)
         record = await station.queue_favorite(track_id)
-        await answer(interaction, f"🔁 **{safe(record.title, 100)}** is back in the queue: it "
-                                  "plays next, after listeners' requests.")  # fmt: skip
+        await answer(
+            interaction,
+            f"🔁 **{safe(record.title, 100)}** is back in the queue: it plays next, after listeners' requests.",
+        )
 
     @radio_favorites.autocomplete("queue")
-    async def _favorite_songs(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
+    async def _favorite_songs(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return await self._suggest(interaction, current, _favorites)
 
 

@@ -48,8 +48,9 @@ def run_number(value: object) -> int:
     """`#12` or `12` (Discord does not check option values)."""
     match = _RUN.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
-        raise RadioError(f"run {str(value)[:30]!r} is not a run: give its number, e.g. #12 "
-                         "(/radio_train_status lists them).")  # fmt: skip
+        raise RadioError(
+            f"run {str(value)[:30]!r} is not a run: give its number, e.g. #12 (/radio_train_status lists them)."
+        )
     return int(match.group(1))
 
 
@@ -78,9 +79,7 @@ class Training(TrainerCog):
     async def _dataset_names(self, interaction: discord.Interaction, current: str):
         if interaction.guild_id is None or not await self.access.may_train(interaction):
             return []
-        found = await asyncio.to_thread(
-            list_datasets, self.bot.settings.datasets_dir, interaction.guild_id
-        )
+        found = await asyncio.to_thread(list_datasets, self.bot.settings.datasets_dir, interaction.guild_id)
         return suggest(((entry.name, entry.name) for entry in found), current)
 
     async def _preset_names(self, interaction: discord.Interaction, current: str):
@@ -94,8 +93,7 @@ class Training(TrainerCog):
             return []
         owner = await self.access.owners.is_owner(interaction.user.id)
         rows = [r for r in self.queue.waiting if owner or r.guild_id == interaction.guild_id]
-        return suggest(((f"{run_title(r)} ({r.state})".replace("**", ""), f"#{r.id}")
-                        for r in rows), current)  # fmt: skip
+        return suggest(((f"{run_title(r)} ({r.state})".replace("**", ""), f"#{r.id}") for r in rows), current)
 
     # --- commands -------------------------------------------------------------------
     @station_command("radio_train", "Train a new adapter on a dataset (the bot's owner)")
@@ -120,10 +118,15 @@ class Training(TrainerCog):
         if not isinstance(interaction.channel, discord.abc.Messageable):
             raise RadioError("Run /radio_train in a text channel: progress is posted there.")
         request = RunRequest(
-            guild_id=member_of(interaction).guild.id, dataset=dataset, name=name,
-            channel_id=interaction.channel_id, user_id=interaction.user.id, preset=preset,
-            epochs=epochs, preview_every=preview_every,
-        )  # fmt: skip
+            guild_id=member_of(interaction).guild.id,
+            dataset=dataset,
+            name=name,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            preset=preset,
+            epochs=epochs,
+            preview_every=preview_every,
+        )
         row = await self.queue.submit(request)
         await answer(interaction, self._placed(row))
 
@@ -138,24 +141,25 @@ class Training(TrainerCog):
             return f"🎓 Training started (run #{row.id}). {meanwhile}; progress follows below."
         ahead = self.queue.ahead_of(row.id)
         runs = "run is" if ahead == 1 else "runs are"
-        return (f"⏳ Run #{row.id} waits in line: {ahead} {runs} ahead of it. Its progress "
-                "follows here when it starts; `/radio_train_status` shows the line, "
-                f"`/radio_train_stop run:#{row.id}` takes it out.")  # fmt: skip
+        return (
+            f"⏳ Run #{row.id} waits in line: {ahead} {runs} ahead of it. Its progress "
+            "follows here when it starts; `/radio_train_status` shows the line, "
+            f"`/radio_train_stop run:#{row.id}` takes it out."
+        )
 
     @station_command("radio_train_status", "This server's training runs: now, in line, last")
     async def radio_train_status(self, interaction: discord.Interaction) -> None:
         guild_id = member_of(interaction).guild.id
         everyone = await self.access.owners.is_owner(interaction.user.id)
         recent = await asyncio.to_thread(
-            self.bot.stations.store.recent_training_runs, None if everyone else guild_id,
+            self.bot.stations.store.recent_training_runs,
+            None if everyone else guild_id,
             RECENT_RUNS,
-        )  # fmt: skip
-        text = status_text(self.bot.training.progress, self.queue.waiting, recent, guild_id,
-                           everyone=everyone)  # fmt: skip
+        )
+        text = status_text(self.bot.training.progress, self.queue.waiting, recent, guild_id, everyone=everyone)
         await answer(interaction, text, ephemeral=True)
 
-    @station_command("radio_train_stop", "Stop a training run (it keeps what it learnt) or "
-                                         "take it out of line")  # fmt: skip
+    @station_command("radio_train_stop", "Stop a training run (it keeps what it learnt) or take it out of line")
     @app_commands.describe(run="The run's number (default: this server's running run)")
     @app_commands.autocomplete(run=_run_numbers)
     async def radio_train_stop(self, interaction: discord.Interaction, run: str | None = None):
@@ -168,9 +172,7 @@ class Training(TrainerCog):
             text = f"⏹️ Stopping {run_title(row)} after this step: what it learnt is saved."
         await answer(interaction, text)
 
-    async def _target(
-        self, interaction: discord.Interaction, guild_id: int, run: str | None
-    ) -> TrainingRunRow:
+    async def _target(self, interaction: discord.Interaction, guild_id: int, run: str | None) -> TrainingRunRow:
         """The run to stop: the one named (if this member controls it), else this
         server's running run, else its first in line."""
         none = RadioError("No training from this server is running or waiting.")
@@ -182,8 +184,9 @@ class Training(TrainerCog):
         number = run_number(run)
         row = next((r for r in self.queue.waiting if r.id == number), None)
         if row is None or not await self.access.controls_run(interaction, row.guild_id):
-            raise RadioError(f"Run #{number} is not one of this server's running or waiting "
-                             "runs (/radio_train_status lists them).")  # fmt: skip
+            raise RadioError(
+                f"Run #{number} is not one of this server's running or waiting runs (/radio_train_status lists them)."
+            )
         return row
 
 

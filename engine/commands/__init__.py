@@ -1,0 +1,1 @@
+"""The `python -m engine ...` subcommands (engine.commands.cli is the parser)."""

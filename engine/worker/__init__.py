@@ -1,0 +1,2 @@
+"""The GPU worker: the job protocol, the process that owns the GPU, its asyncio client,
+and the SongBackend the stations use."""

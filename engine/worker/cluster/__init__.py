@@ -1,0 +1,1 @@
+"""WORKER_BACKEND=ray: song workers on a Ray cluster (docs/scaling.md)."""

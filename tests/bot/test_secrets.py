@@ -1,0 +1,78 @@
+"""The token stays with the bot: not in `.env` for others to read, not in a child's
+settings or environment, not in anything posted to Discord. (The child processes'
+real environments are checked in test_bot_crash.py.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bot.training_runs import TrainingRuns
+from engine.settings import (
+    PROJECT_ROOT,
+    drop_secrets_from_environment,
+    load_settings,
+    without_secrets,
+)
+from engine.worker.process import WorkerConfig, worker_settings
+
+TOKEN = "MTIz.secret-token.for-this-test"
+
+
+def test_setup_writes_env_readable_by_its_owner_only(tmp_path: Path) -> None:
+    script = (PROJECT_ROOT / "setup.sh").read_text()
+    block = re.search(r"^if \[ ! -f \.env \]; then\n.*?^fi$", script, flags=re.M | re.S)
+    assert block is not None, "setup.sh no longer creates .env in one block"
+    shutil.copy(PROJECT_ROOT / ".env.example", tmp_path / ".env.example")
+    subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'say() {{ :; }}\nrun() {{ "$@"; }}\nDRY_RUN=0\numask 022\n{block.group(0)}',
+        ],
+        cwd=tmp_path,
+        check=True,
+    )
+    mode = stat.S_IMODE((tmp_path / ".env").stat().st_mode)
+    assert mode == 0o600, oct(mode)
+
+
+def test_the_worker_never_reads_the_token_from_env_or_environment(
+    env_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file.write_text(f"DISCORD_TOKEN={TOKEN}\nBUFFER_SIZE=3\n")
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    settings = load_settings()
+    assert settings.discord_token is not None  # the bot itself has it
+    config = WorkerConfig.from_settings(settings)
+    assert TOKEN not in config.model_dump_json()
+    inside = worker_settings(config)
+    assert inside.discord_token is None and inside.buffer_size == 3
+
+
+def test_children_get_an_environment_without_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert without_secrets({"discord_token": TOKEN, "PATH": "/bin"}) == {"PATH": "/bin"}
+    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+    monkeypatch.setenv("Discord_Token", TOKEN)
+    drop_secrets_from_environment()
+    assert TOKEN not in os.environ.values()
+
+
+def test_the_trainer_console_posted_on_failure_shows_no_token_or_path(env_file: Path, tmp_path: Path) -> None:
+    env_file.write_text(f"DISCORD_TOKEN={TOKEN}\n")
+    runs = TrainingRuns(None, load_settings())  # type: ignore[arg-type]
+    run = tmp_path / "srv" / "radio" / "run"
+    run.mkdir(parents=True)
+    (run / "console.log").write_text(
+        f'Traceback (most recent call last):\n  File "{run}/x.py", line 3\n'
+        f"RuntimeError: token {TOKEN} rejected at {run}/final\n"
+    )
+    tail = runs._console_tail(run)
+    assert "RuntimeError" in tail and "…/final" in tail
+    assert TOKEN not in tail and str(tmp_path) not in tail
