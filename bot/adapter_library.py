@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.store_checks import check_adapter_name
-from bot.store_errors import InvalidValueError
+from bot.store import InvalidValueError, check_adapter_name
 from engine.adapters import AdapterError, find_weights_file
 
 INFO_FILE = "adapter_info.json"  # training.export.INFO_FILE

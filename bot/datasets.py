@@ -43,7 +43,7 @@ from bot.adapter_library import (
     key_owner,
 )
 from bot.adapter_library import server_key as dataset_key
-from bot.store_errors import InvalidValueError
+from bot.store import InvalidValueError
 from engine.audio_import import ImportRefused, import_audio
 from engine.settings import Settings
 from engine.spec import MAX_CAPTION, MAX_LYRICS

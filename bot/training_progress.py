@@ -47,7 +47,7 @@ class TrainingProgress:
     pauses_songs: bool = True  # False: it trains on a GPU of its own and the stations sing on
     result: Literal["done", "stopped"] | None = None  # how training ended, before the export
     started_at: float = field(default_factory=time.time)
-    run_id: int | None = None  # its row in the store (bot.store_training)
+    run_id: int | None = None  # its row in the store (bot.store.training)
     kind: RunKind = "train"
     previews: tuple[Preview, ...] = ()
 

@@ -50,7 +50,7 @@ class RunRecord:
     dataset: str
     output_dir: str
     started_at: float
-    run_id: int | None = None  # its row in the store (bot.store_training)
+    run_id: int | None = None  # its row in the store (bot.store.training)
     kind: str = "train"  # or "preprocess"
 
     @property

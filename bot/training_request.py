@@ -23,8 +23,7 @@ from typing import Any
 
 from bot.adapter_library import check_trained_name, server_key
 from bot.datasets import find_dataset, tensors_dir
-from bot.store_checks import check_int
-from bot.store_errors import InvalidValueError
+from bot.store import InvalidValueError, check_int
 from bot.training_files import list_trainer_presets, presets_dir
 from bot.training_progress import RunKind, TrainingProgress
 from bot.training_record import RUNS_FOLDER

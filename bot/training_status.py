@@ -3,7 +3,7 @@
 A server sees its own runs only; runs of other servers ahead in line count
 in its place but are not named (bot.ownership). The bot's owner sees every
 server's runs. The live progress of the running run comes from the trainer;
-the rest from the store (bot.store_training), so the last runs are there
+the rest from the store (bot.store.training), so the last runs are there
 after a restart too.
 """
 

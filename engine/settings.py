@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     buffer_size: int = _field(2, "an integer from 1 to 20", ge=1, le=20)
     loudness_target: float = _field(-14.0, "a loudness in LUFS from -40 to -5 (EBU R128)", ge=-40, le=-5)
 
-    # Station (bot/store.py)
+    # Station (bot/store/)
     tracks_disk_budget_mb: int = _field(2048, "an integer number of MB from 100 to 1048576", ge=100, le=1_048_576)
     max_queue_per_user: int = _field(3, "an integer from 1 to 50", ge=1, le=50)
     max_queue_per_guild: int = _field(20, "an integer from 1 to 500", ge=1, le=500)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import Store
-from bot.store_errors import InvalidValueError
+from bot.store import InvalidValueError, Store
 
 A, B = 1200000000000000001, 1200000000000000002
 

@@ -33,7 +33,7 @@ from bot.datasets import (
 )
 from bot.render import safe
 from bot.replies import RadioError, answer, defer
-from bot.store_errors import InvalidValueError
+from bot.store import InvalidValueError
 from bot.training_request import RunRequest
 from bot.uploads import UploadError, check_attachment
 from engine.spec import MAX_CAPTION

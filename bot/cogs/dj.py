@@ -28,8 +28,7 @@ from bot.radio import Radio
 from bot.render import safe, settings_embed
 from bot.replies import RadioError, answer, defer
 from bot.station import Station
-from bot.store import GuildSettings
-from bot.store_checks import MAX_GENRE_CHARS, MAX_MOOD_CHARS, MAX_STATION_THEME_CHARS
+from bot.store import MAX_GENRE_CHARS, MAX_MOOD_CHARS, MAX_STATION_THEME_CHARS, GuildSettings
 from bot.uploads import check_attachment, prepare_upload, upload_track
 from engine.spec import MAX_TITLE
 

@@ -25,7 +25,7 @@ from bot.render import (
 )
 from bot.replies import RadioError, answer, defer
 from bot.station import Station
-from bot.store_checks import MAX_GENRE_CHARS, MAX_THEME_CHARS
+from bot.store import MAX_GENRE_CHARS, MAX_THEME_CHARS
 from bot.votes import skip_now, vote_skip
 from engine.spec import MAX_DURATION, MIN_DURATION
 from engine.text_safety import sanitize_text

@@ -8,31 +8,33 @@ waits on the disk. Several `Store` objects (or processes) may open the same file
 writes take `BEGIN IMMEDIATE` and wait up to `busy_timeout_ms` for each other.
 
 The database runs in WAL mode with foreign keys on; its schema is versioned in
-`bot.migrations`. After a restart the bot calls `recover()` once: jobs that were
+`bot.store.migrations`. After a restart the bot calls `recover()` once: jobs that were
 in flight go back to the queue, the track that was playing goes back to the
 front of the buffer, and buffered tracks whose file vanished are marked missing
 with a log line. Nothing here imports discord.
 
 Guilds are created explicitly with `ensure_guild()` (when the bot joins or first
 hears from one); any other call naming an unknown guild raises `UnknownGuildError`.
-The parts live in `store_core` (connection), `store_jobs` (queue),
-`store_tracks` (buffer, plays, disk), `store_taste` (reactions, the taste's
-evidence, favourites) and `store_training` (the training queue and the last
-runs); records in `store_records`, checks in
-`store_checks`, errors in `store_errors`.
+The package's parts: `core` (connection), `jobs` (queue), `tracks` (buffer, plays,
+disk), `taste` (reactions, the taste's evidence, favourites), `training` (the training
+queue and the last runs), `stats` and `reception` (`/radio_stats`), `migrations` (the
+schema), `records` (rows as dataclasses), `checks` (value checks and limits, which the
+commands share) and `errors`. Code outside the package imports this facade only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.stats import StationStats, compute_stats
-from bot.store_checks import (
+from bot.store.checks import (
     MAX_GENRE_CHARS,
+    MAX_HISTORY,
     MAX_MOOD_CHARS,
     MAX_PRESET_CHARS,
+    MAX_QUEUE_LIMIT,
     MAX_REASON_CHARS,
     MAX_STATION_THEME_CHARS,
+    MAX_THEME_CHARS,
     MIN_STATION_LENGTH,
     check_adapter_name,
     check_adapter_scale,
@@ -45,8 +47,8 @@ from bot.store_checks import (
     check_seconds,
     check_text,
 )
-from bot.store_core import logger
-from bot.store_errors import (
+from bot.store.core import logger
+from bot.store.errors import (
     InvalidValueError,
     NotFoundError,
     QueueFullError,
@@ -55,8 +57,9 @@ from bot.store_errors import (
     StoreError,
     UnknownGuildError,
 )
-from bot.store_jobs import JobStore
-from bot.store_records import (
+from bot.store.jobs import JobStore
+from bot.store.reception import ReceptionWindow
+from bot.store.records import (
     IN_FLIGHT_JOBS,
     GuildSettings,
     Job,
@@ -68,11 +71,18 @@ from bot.store_records import (
     job_from_row,
     track_from_row,
 )
-from bot.store_taste import Favorite, ReactionTally, TasteStore
-from bot.store_training import TrainingRunRow, TrainingRunStore
+from bot.store.stats import RequesterCount, StationStats, compute_stats
+from bot.store.taste import Favorite, ReactionTally, TasteStore
+from bot.store.training import TrainingRunRow, TrainingRunStore
 from engine.settings import Settings
 
 __all__ = [
+    "MAX_GENRE_CHARS",
+    "MAX_HISTORY",
+    "MAX_MOOD_CHARS",
+    "MAX_QUEUE_LIMIT",
+    "MAX_STATION_THEME_CHARS",
+    "MAX_THEME_CHARS",
     "Favorite",
     "GuildSettings",
     "InvalidValueError",
@@ -82,7 +92,9 @@ __all__ = [
     "PruneReport",
     "QueueFullError",
     "ReactionTally",
+    "ReceptionWindow",
     "RecoveryReport",
+    "RequesterCount",
     "SchemaError",
     "StateError",
     "StationStats",
@@ -92,6 +104,11 @@ __all__ = [
     "TrainingRunRow",
     "UnknownGuildError",
     "VoteTally",
+    "check_adapter_name",
+    "check_bool",
+    "check_id",
+    "check_int",
+    "check_rating",
 ]
 
 SETTING_KEYS = (

@@ -6,7 +6,7 @@ import math
 import re
 from typing import Any
 
-from bot.store_errors import InvalidValueError
+from bot.store.errors import InvalidValueError
 from engine.spec import LANGUAGES, RATINGS
 from engine.worker.protocol import ADAPTER_NAME_PATTERN, MAX_ADAPTER_SCALE
 

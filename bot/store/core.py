@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from bot.migrations import migrate
-from bot.store_checks import MIN_STATION_LENGTH, check_int
-from bot.store_errors import (
+from bot.store.checks import MIN_STATION_LENGTH, check_int
+from bot.store.errors import (
     NotFoundError,
     QueueFullError,
     SchemaError,
@@ -26,7 +25,8 @@ from bot.store_errors import (
     StoreError,
     UnknownGuildError,
 )
-from bot.store_records import (
+from bot.store.migrations import migrate
+from bot.store.records import (
     ACTIVE_JOBS,
     GuildSettings,
     Job,

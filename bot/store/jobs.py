@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from bot.store_checks import (
+from bot.store.checks import (
     MAX_GENRE_CHARS,
     MAX_NAME_CHARS,
     MAX_QUEUE_LIMIT,
@@ -14,9 +14,9 @@ from bot.store_checks import (
     check_int,
     check_text,
 )
-from bot.store_core import StoreCore
-from bot.store_errors import InvalidValueError
-from bot.store_records import IN_FLIGHT_JOBS, Job, JobKind, job_from_row
+from bot.store.core import StoreCore
+from bot.store.errors import InvalidValueError
+from bot.store.records import IN_FLIGHT_JOBS, Job, JobKind, job_from_row
 from engine.spec import MIN_DURATION, SongSpec
 
 DEFAULT_MAX_ATTEMPTS = 2  # the first try and one retry, as DESIGN.md asks

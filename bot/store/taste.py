@@ -12,10 +12,10 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from bot.store_checks import check_id, check_int
-from bot.store_errors import InvalidValueError, NotFoundError, StateError
-from bot.store_records import ON_DISK_TRACKS, TrackRecord, track_from_row
-from bot.store_tracks import TrackStore
+from bot.store.checks import check_id, check_int
+from bot.store.errors import InvalidValueError, NotFoundError, StateError
+from bot.store.records import ON_DISK_TRACKS, TrackRecord, track_from_row
+from bot.store.tracks import TrackStore
 from bot.taste import WINDOW, PlayEvidence, SongEvidence, TasteProfile, build_profile
 
 MAX_FAVORITES = 100

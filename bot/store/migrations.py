@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.store_errors import SchemaError
+from bot.store.errors import SchemaError
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Collection
 from pathlib import Path
 
-from bot.store_checks import (
+from bot.store.checks import (
     MAX_HISTORY,
     MAX_ID,
     MAX_NAME_CHARS,
@@ -17,9 +17,9 @@ from bot.store_checks import (
     check_seconds,
     check_text,
 )
-from bot.store_core import StoreCore, logger
-from bot.store_errors import InvalidValueError, StateError
-from bot.store_records import (
+from bot.store.core import StoreCore, logger
+from bot.store.errors import InvalidValueError, StateError
+from bot.store.records import (
     IN_FLIGHT_JOBS,
     ON_DISK_TRACKS,
     Play,

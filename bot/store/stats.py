@@ -13,7 +13,7 @@ Definitions (the tests check them against hand-computed values):
 - failures by reason: every failed attempt, including ones that were retried;
 - top requesters: songs generated for a listener's requests;
 - reception: like ratio and skip rate of the latest plays, in windows of 20
-  (bot.reception).
+  (bot.store.reception).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bot.reception import ReceptionWindow, compute_reception
+from bot.store.reception import ReceptionWindow, compute_reception
 
 TOP_REQUESTERS = 5
 

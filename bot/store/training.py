@@ -15,9 +15,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.store_checks import check_id, check_int
-from bot.store_core import StoreCore
-from bot.store_errors import InvalidValueError, NotFoundError
+from bot.store.checks import check_id, check_int
+from bot.store.core import StoreCore
+from bot.store.errors import InvalidValueError, NotFoundError
 
 RunKind = Literal["train", "preprocess"]
 ENDED = ("done", "stopped", "failed", "cancelled")
