@@ -47,7 +47,7 @@ from bot.store import InvalidValueError
 from engine.audio_import import ImportRefused, import_audio
 from engine.settings import Settings
 from engine.spec import MAX_CAPTION, MAX_LYRICS
-from engine.text_safety import sanitize_text
+from engine.text_safety import sanitize_text, slug
 
 #: The trainer's own shortest track (training.audio_io).
 MIN_SECONDS = 0.5
@@ -148,11 +148,6 @@ def _write_index(path: Path, index: dict[str, Any]) -> None:
     partial.replace(path / INDEX_FILE)
 
 
-def _slug(filename: str) -> str:
-    stem = Path(filename).stem.lower()
-    return re.sub(r"[^a-z0-9]+", "-", stem).strip("-")[:40] or "track"
-
-
 def add_tracks(
     settings: Settings,
     guild_id: int,
@@ -191,7 +186,7 @@ def add_tracks(
                 result.refused.append((shown, f"{full} (DATASET_MAX_TRACKS)"))
                 continue
             number = max((int(t["file"][:3]) for t in index["tracks"]), default=0) + 1
-            stem = f"{number:03d}-{_slug(filename)}"
+            stem = f"{number:03d}-{slug(Path(filename).stem, 40, 'track')}"
             try:
                 audio = import_audio(
                     data,

@@ -1,15 +1,17 @@
 """The files a training run from the bot reads and writes: trainer presets and the
-exported adapter (datasets: bot.datasets). Disk I/O: call these in a thread.
+exported adapter, and what a run's end says of them (datasets: bot.datasets). Disk I/O: call these in a thread.
 No discord import.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from bot.adapter_library import key_name
 from engine.settings import Settings
+from engine.text_safety import hide_paths
 
 
 def list_trainer_presets(settings: Settings) -> dict[str, str]:
@@ -53,3 +55,23 @@ def export_adapter(source: Path, target: Path) -> None:
         target.rename(old)
     partial.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def renamed_note(wanted: str, key: str) -> str:
+    """What a run's end message adds when the adapter was exported under another name."""
+    if key == wanted:
+        return ""
+    return (
+        f" as '{key_name(key)}': a station sings with '{key_name(wanted)}' now, and an adapter in use is never replaced"
+    )
+
+
+def console_tail(output_dir: Path, secrets: Iterable[str], chars: int = 300) -> str:
+    """The end of the trainer's console, fit to show in Discord: no secrets, no paths."""
+    try:
+        text = (output_dir / "console.log").read_text(errors="replace").strip()
+    except OSError:
+        return "no console output"
+    for secret in secrets:
+        text = text.replace(secret, "<redacted>")
+    return hide_paths(text)[-chars:] or "no console output"

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.adapter_library import key_name
-from bot.training_files import export_adapter, free_key
+from bot.training_files import console_tail, export_adapter, free_key, renamed_note
 from bot.training_progress import EXPORTING, ProgressCallback, TrainingProgress, apply_event
 from bot.training_record import (
     RunRecord,
@@ -301,7 +301,7 @@ class TrainingRuns:
                     key=key,
                     adapter=key_name(key),
                     message=f"{interrupted}; what it had learnt by step {progress.step} "
-                    f"is saved{self._renamed(record.key, key)}",
+                    f"is saved{renamed_note(record.key, key)}",
                 )
         else:
             progress = replace(
@@ -372,7 +372,7 @@ class TrainingRuns:
             if status < 0:  # stopped with SIGTERM (/radio_train_stop)
                 return replace(progress, state="stopped", message="preprocessing stopped; what was encoded is kept")
         if progress.result is None:
-            tail = await asyncio.to_thread(self._console_tail, job.output_dir)
+            tail = await asyncio.to_thread(console_tail, job.output_dir, self.settings.secrets)
             return replace(progress, state="failed", message=f"the trainer exited with status {status}: {tail}")
         assert progress.key is not None
         try:
@@ -380,7 +380,7 @@ class TrainingRuns:
         except OSError as exc:
             why = f"cannot export the adapter: {hide_paths(str(exc))}"
             return replace(progress, state="failed", message=why)
-        message = progress.message.removesuffix(EXPORTING) + self._renamed(progress.key, key)
+        message = progress.message.removesuffix(EXPORTING) + renamed_note(progress.key, key)
         return replace(progress, state=progress.result, message=message, key=key, adapter=key_name(key))
 
     def _export(self, source: Path, key: str, run_folder: Path) -> str:
@@ -390,22 +390,3 @@ class TrainingRuns:
         export_adapter(source, self.settings.adapters_dir / key)
         remove_run_folder(run_folder)
         return key
-
-    @staticmethod
-    def _renamed(wanted: str, key: str) -> str:
-        if key == wanted:
-            return ""
-        return (
-            f" as '{key_name(key)}': a station sings with '{key_name(wanted)}' now, "
-            "and an adapter in use is never replaced"
-        )
-
-    def _console_tail(self, output_dir: Path, chars: int = 300) -> str:
-        """The end of the trainer's console, fit to show in Discord: no secrets, no paths."""
-        try:
-            text = (output_dir / "console.log").read_text(errors="replace").strip()
-        except OSError:
-            return "no console output"
-        for secret in self.settings.secrets:
-            text = text.replace(secret, "<redacted>")
-        return hide_paths(text)[-chars:] or "no console output"

@@ -49,11 +49,6 @@ def _spec(index: int, fields: dict, duration: int) -> SongSpec:
     )
 
 
-def _file_name(index: int, caption: str) -> str:
-    slug = "".join(c if c.isalnum() else "-" for c in caption.lower()[:40]).strip("-")
-    return f"{index + 1:02d}-{slug or 'sample'}.wav"
-
-
 def sample_specs(config: TrainConfig, first_track: dict) -> list[SongSpec]:
     """The prompts to sample, as songs of `--sample-duration` seconds."""
     path = config.sample_prompts

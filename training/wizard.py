@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from training.config import ConfigError, TrainConfig
+from training.messages import error_lines, summary, user_errors
 from training.options import OPTION_BY_NAME
 from training.presets import delete_preset, list_presets, load_preset, save_preset
 from training.wizard_ask import (
@@ -100,7 +101,6 @@ class Wizard(Asker):
 
     def _ready(self, config: TrainConfig, command: str) -> bool:
         """Settings, device and dataset checked before the summary; problems said."""
-        from training.cli import error_lines
         from training.preflight import preflight
         from training.storage import DatasetFormatError
 
@@ -113,7 +113,6 @@ class Wizard(Asker):
         return True
 
     def train_flow(self, config: TrainConfig | None = None) -> None:
-        from training.cli import summary
 
         answers = self._kept("train", config)
         if answers.get("output_dir") is None:
@@ -265,7 +264,6 @@ class Wizard(Asker):
 
     def _guarded(self, flow: Callable[[], None]) -> None:
         """Run a flow; whatever goes wrong, say it and come back to the menu."""
-        from training.cli import error_lines, user_errors
 
         try:
             flow()
