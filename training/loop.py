@@ -19,7 +19,7 @@ optimizer, scheduler and grad-scaler state, the global torch RNG (adapter
 dropout), the objective's own generator (timesteps, noise, CFG dropout), the
 step and the position inside the epoch; the batch order is a function of
 (seed, epoch). Training N steps, stopping, and resuming for N more gives the
-same weights as 2N steps straight (tests/test_train_loop.py checks it).
+same weights as 2N steps straight (tests/training/test_train_loop.py checks it).
 """
 
 from __future__ import annotations

@@ -18,12 +18,12 @@ import pytest
 import pytest_asyncio
 
 from bot.training_progress import TrainingProgress
-from tests.bot_world import Server, World, add_server, start_bot, world_settings
-from tests.fake_discord import FakeDiscord, FakeMessage, FakeUser, snowflake
-from tests.fake_voice import VoiceLog
-from tests.radio_helpers import tone
-from tests.seams import measure_seams
-from tests.train_helpers import CHILD_ENV, fast_config, make_audio_dir
+from tests.support.bot_world import Server, World, add_server, start_bot, world_settings
+from tests.support.fake_discord import FakeDiscord, FakeMessage, FakeUser, snowflake
+from tests.support.fake_voice import VoiceLog
+from tests.support.radio_helpers import tone
+from tests.support.seams import measure_seams
+from tests.support.train_helpers import CHILD_ENV, fast_config, make_audio_dir
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

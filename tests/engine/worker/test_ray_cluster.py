@@ -31,10 +31,10 @@ from bot.training_runs import TRAINING_REASON
 from engine.settings import PROJECT_ROOT
 from engine.worker.client import WorkerEvent
 from engine.worker.cluster.backend import RayBackend
-from tests.bot_world import Server, World, add_server, start_bot, world_settings
-from tests.fake_discord import FakeDiscord
-from tests.fake_voice import VoiceLog
-from tests.train_helpers import CHILD_ENV, fast_config, make_audio_dir
+from tests.support.bot_world import Server, World, add_server, start_bot, world_settings
+from tests.support.fake_discord import FakeDiscord
+from tests.support.fake_voice import VoiceLog
+from tests.support.train_helpers import CHILD_ENV, fast_config, make_audio_dir
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 

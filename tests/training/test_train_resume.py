@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from train_helpers import (
+
+from tests.support.train_helpers import (
     fast_config,
     single_torch_thread,  # noqa: F401 (autouse)
 )
-
 from training.cli import parse, run_command
 from training.config import ConfigError
 from training.loop import train

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import fast_config, single_torch_thread  # noqa: F401 (autouse)
 
+from tests.support.train_helpers import fast_config, single_torch_thread  # noqa: F401 (autouse)
 from training.loop import train
 from training.sidestep import IMPORT_DIR, import_sidestep, is_sidestep_dataset
 from training.storage import DatasetFormatError, Manifest

@@ -1,4 +1,4 @@
-"""`python -m tests.bot_process PORT`: the radio bot as its own process, for crash tests.
+"""`python -m tests.support.bot_process PORT`: the radio bot as its own process, for crash tests.
 
 It runs as `python -m bot` does (settings from `RADIO_ENV_FILE`, the token
 dropped from the environment, logging), pointed at a fake Discord on
@@ -17,9 +17,9 @@ import yarl
 from bot.app import serve
 from engine.logs import setup_logging
 from engine.settings import drop_secrets_from_environment, load_settings
-from tests.bot_world import make_bot
-from tests.fake_voice import VoiceLog
-from tests.train_helpers import CHILD_ENV
+from tests.support.bot_world import make_bot
+from tests.support.fake_voice import VoiceLog
+from tests.support.train_helpers import CHILD_ENV
 
 
 def main(port: int) -> int:

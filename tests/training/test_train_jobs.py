@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from train_helpers import (
+
+from tests.support.train_helpers import (
     CHILD_ENV,
     fast_config,
     single_torch_thread,  # noqa: F401 (autouse)
 )
-
 from training.config import ConfigError
 from training.jobs import launch_training
 from training.loop import train

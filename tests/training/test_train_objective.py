@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import single_torch_thread  # noqa: F401 (autouse)
 
+from tests.support.train_helpers import single_torch_thread  # noqa: F401 (autouse)
 from training.data import EpochBatchSampler, collate, split_keys
 from training.objective import masked_mse
 from training.sampling import (

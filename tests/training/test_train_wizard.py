@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from train_helpers import (
+
+from engine.settings import PROJECT_ROOT
+from tests.support.train_helpers import (
     make_audio_dir,
     single_torch_thread,  # noqa: F401 (autouse)
 )
-
-from engine.settings import PROJECT_ROOT
 from training.config import TrainConfig
 from training.presets import save_preset
 from training.wizard import run_wizard

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import (
+
+from tests.support.train_helpers import (
     BROKEN,
     CLIP_SECONDS,
     copy_tree,
     fast_config,
     single_torch_thread,  # noqa: F401 (autouse)
 )
-
 from training.storage import Manifest, file_sha256
 from training.tracks import find_tracks, parse_sidecar_text
 

@@ -11,9 +11,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from train_helpers import single_torch_thread  # noqa: F401 (autouse)
 
 from engine.checkpoint.tiny import build_tiny_pipeline
+from tests.support.train_helpers import single_torch_thread  # noqa: F401 (autouse)
 from training.adapters import attach_adapter
 from training.cli import parse, run_command
 from training.config import ConfigError, TrainConfig

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import single_torch_thread  # noqa: F401 (autouse)
 
 from engine.checkpoint.tiny import build_tiny_pipeline
+from tests.support.train_helpers import single_torch_thread  # noqa: F401 (autouse)
 from training.adapters import attach_adapter
 from training.config import TrainConfig
 from training.export import write_adapter
@@ -35,7 +35,7 @@ from training.export_formats import (
 
 RANK, ALPHA = 4, 8.0  # alpha = 2 x rank: read without alpha it would play at half strength
 #: Key listing and config of the real 2B turbo (vendored from the shared fixtures).
-REAL_2B = Path(__file__).parent / "data" / "acestep-v15-original"
+REAL_2B = Path(__file__).parents[1] / "data" / "acestep-v15-original"
 
 
 def trained_handle(bias: str = "none"):

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import (
+
+from tests.support.train_helpers import (
     fast_config,
     single_torch_thread,  # noqa: F401 (autouse)
     structured_dataset,
     wide_tiny_checkpoint,
 )
-
 from training.config import ConfigError, TrainConfig
 from training.devices import resolve_runtime
 from training.loop import train

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from train_helpers import (
+
+from engine.settings import PROJECT_ROOT, load_settings
+from engine.spec import SongSpec
+from tests.support.train_helpers import (
     CHILD_ENV,
     fast_config,
     make_audio_dir,
     single_torch_thread,  # noqa: F401 (autouse)
 )
-
-from engine.settings import PROJECT_ROOT, load_settings
-from engine.spec import SongSpec
 from training.devices import resolve_runtime
 from training.loop import train
 from training.model import load_model

@@ -1,9 +1,9 @@
 """The radio bot on a fake Discord, with the real worker: shared by the bot's tests.
 
 `start_bot(...)` runs the real `RadioBot` (real discord.py over HTTP and a
-websocket to `tests.fake_discord`, real SQLite, the real worker process with
+websocket to `tests.support.fake_discord`, real SQLite, the real worker process with
 the tiny checkpoint and the template songwriter, real ffmpeg) with
-`tests.fake_voice` as its voice connection, and stops it cleanly.
+`tests.support.fake_voice` as its voice connection, and stops it cleanly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import discord
 
 from bot.app import RadioBot
 from engine.settings import Settings
-from tests.fake_discord import (
+from tests.support.fake_discord import (
     FakeChannel,
     FakeDiscord,
     FakeGuild,
@@ -28,8 +28,8 @@ from tests.fake_discord import (
     FakeRole,
     FakeUser,
 )
-from tests.fake_voice import VoiceLog, fake_voice_class
-from tests.radio_helpers import radio_settings, template_worker
+from tests.support.fake_voice import VoiceLog, fake_voice_class
+from tests.support.radio_helpers import radio_settings, template_worker
 
 #: Seconds between two 20 ms frames in tests: 4x real time, still frame by frame.
 FRAME_DELAY = 0.005

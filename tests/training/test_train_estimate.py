@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import (
+
+from tests.support.train_helpers import (
     fast_config,
     single_torch_thread,  # noqa: F401 (autouse)
 )
-
 from training.devices import resolve_runtime
 from training.estimate import estimate
 from training.model import load_model

@@ -1,7 +1,7 @@
 """The silence between two songs as a listener hears it, measured frame by frame.
 
 The radio plays short Ogg/Opus tracks (made as the worker makes them) through
-the real bot, player and station into `tests.fake_voice`, whose player is
+the real bot, player and station into `tests.support.fake_voice`, whose player is
 discord.py's own `AudioPlayer` reading the source every 20 ms, as on Discord.
 A seam is the time from the last audio frame of one song to the first audio
 frame of the next; inside a song two frames are 20 ms apart plus the thread's
@@ -17,9 +17,9 @@ from itertools import pairwise
 from pathlib import Path
 
 from engine.spec import SongSpec, Track
-from tests.bot_world import Server, World
-from tests.fake_voice import PlayedSource
-from tests.radio_helpers import tone
+from tests.support.bot_world import Server, World
+from tests.support.fake_voice import PlayedSource
+from tests.support.radio_helpers import tone
 
 FRAME = 0.02  # seconds: discord.py's player sends one 20 ms frame per read
 

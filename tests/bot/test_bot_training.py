@@ -24,11 +24,11 @@ import pytest_asyncio
 
 from bot.store import TrackRecord
 from engine.worker.protocol import SongJob
-from tests.bot_world import Server, World, add_server, start_bot, world_settings
-from tests.fake_discord import FakeDiscord, FakeMessage
-from tests.fake_voice import VoiceLog
-from tests.radio_helpers import TEST_STEPS
-from tests.train_helpers import BROKEN, CHILD_ENV, CLIP_SECONDS, fast_config, write_audio
+from tests.support.bot_world import Server, World, add_server, start_bot, world_settings
+from tests.support.fake_discord import FakeDiscord, FakeMessage
+from tests.support.fake_voice import VoiceLog
+from tests.support.radio_helpers import TEST_STEPS
+from tests.support.train_helpers import BROKEN, CHILD_ENV, CLIP_SECONDS, fast_config, write_audio
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
