@@ -17,8 +17,7 @@ from discord.ext import commands
 
 from bot.adapter_library import key_name, list_adapters, share_adapter
 from bot.choices import suggest
-from bot.cogs.dj import station_command
-from bot.cogs.listening import member_of
+from bot.cogs.common import member_of, station_command
 from bot.ownership import TrainingAccess
 from bot.radio import Radio
 from bot.render import safe

@@ -20,9 +20,7 @@ from discord import app_commands
 
 from bot.adapter_library import TRAINED_NAME_RULE
 from bot.choices import suggest
-from bot.cogs.dj import DJ_PERMISSIONS
-from bot.cogs.listening import listener_name, member_of
-from bot.cogs.training import TrainerCog
+from bot.cogs.common import TrainerCog, listener_name, member_of
 from bot.datasets import (
     AddResult,
     DatasetView,
@@ -31,6 +29,7 @@ from bot.datasets import (
     remove_dataset,
     show_dataset,
 )
+from bot.permissions import DJ_PERMISSIONS
 from bot.render import safe
 from bot.replies import RadioError, answer, defer
 from bot.store import InvalidValueError

@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import choices
+from bot.cogs.common import aired_station, listener_name, member_of
 from bot.radio import Radio
 from bot.render import (
     CommandHelp,
@@ -28,7 +29,6 @@ from bot.station import Station
 from bot.store import MAX_GENRE_CHARS, MAX_THEME_CHARS
 from bot.votes import skip_now, vote_skip
 from engine.spec import MAX_DURATION, MIN_DURATION
-from engine.text_safety import sanitize_text
 
 if TYPE_CHECKING:
     from bot.app import RadioBot
@@ -36,30 +36,11 @@ if TYPE_CHECKING:
 MAX_HISTORY_SHOWN = 25
 
 
-def member_of(interaction: discord.Interaction) -> discord.Member:
-    if not isinstance(interaction.user, discord.Member) or interaction.guild is None:
-        raise RadioError("The radio's commands work in a server, not in direct messages.")
-    return interaction.user
-
-
 def history_count(value: object) -> int:
     """Discord does not enforce `Range`: check the count here."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HISTORY_SHOWN:
         raise RadioError(f"count {value!r} is not allowed: give 1 to {MAX_HISTORY_SHOWN}.")
     return value
-
-
-def listener_name(member: discord.Member) -> str:
-    """The name stored with a request (shown later, so made safe now)."""
-    return sanitize_text(member.display_name, 100) or f"listener {member.id}"
-
-
-def aired_station(radio: Radio, guild_id: int) -> Station:
-    """The guild's station; a refusal when the radio was never on air there."""
-    station = radio.known_station(guild_id)
-    if station is None:
-        raise RadioError("The radio has not been on air here yet: join a voice channel and run /radio_join.")
-    return station
 
 
 class Listening(commands.Cog):

@@ -19,14 +19,11 @@ from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
-from discord.ext import commands
 
 from bot.adapter_library import TRAINED_NAME_RULE
 from bot.choices import suggest
-from bot.cogs.dj import station_command
-from bot.cogs.listening import member_of
+from bot.cogs.common import TrainerCog, member_of, station_command
 from bot.datasets import list_datasets
-from bot.ownership import TrainingAccess
 from bot.replies import RadioError, answer, defer
 from bot.store import TrainingRunRow
 from bot.training_files import list_trainer_presets
@@ -52,22 +49,6 @@ def run_number(value: object) -> int:
             f"run {str(value)[:30]!r} is not a run: give its number, e.g. #12 (/radio_train_status lists them)."
         )
     return int(match.group(1))
-
-
-class TrainerCog(commands.Cog):
-    """Commands for whoever may train here (bot.ownership), in a server only."""
-
-    def __init__(self, bot: RadioBot):
-        self.bot = bot
-
-    @property
-    def access(self) -> TrainingAccess:
-        return self.bot.training_access
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
-        member_of(interaction)
-        await self.access.require_trainer(interaction)
-        return True
 
 
 class Training(TrainerCog):
