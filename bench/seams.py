@@ -3,10 +3,10 @@
     .venv/bin/python -m bench.seams                    # 20 tracks of 2 s
     .venv/bin/python -m bench.seams --tracks 40 --seconds 1
 
-The whole bot runs against the local fake Discord (tests/fake_discord.py): the
+The whole bot runs against the local fake Discord (tests/support/fake_discord.py): the
 real discord.py client, the real station and voice player (ffmpeg passing the
 Ogg/Opus through), the real worker process with the tiny checkpoint (built
-here). The voice connection is tests/fake_voice.py, whose player is discord.py's
+here). The voice connection is tests/support/fake_voice.py, whose player is discord.py's
 own `AudioPlayer` reading the source every 20 ms, as on Discord. Tracks are
 queued ready-made, so what is measured is the hand-over from one song to the
 next: last audio frame of a song to first audio frame of the next. Prints the
@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 from engine.checkpoint.tiny import write_tiny_checkpoint
-from tests.bot_world import World, add_server, start_bot, world_settings
-from tests.fake_discord import FakeDiscord
-from tests.fake_voice import VoiceLog
-from tests.seams import measure_seams
+from tests.support.bot_world import World, add_server, start_bot, world_settings
+from tests.support.fake_discord import FakeDiscord
+from tests.support.fake_voice import VoiceLog
+from tests.support.seams import measure_seams
 
 
 async def run(tracks: int, seconds: float, root: Path) -> str:

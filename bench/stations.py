@@ -48,7 +48,7 @@ from bot.store import Store
 from engine.spec import SongSpec, Track
 from engine.worker.backend_base import JobHandle, SongBackendBase
 from engine.worker.protocol import JobDone, SongJob
-from tests.radio_helpers import tone
+from tests.support.radio_helpers import tone
 
 SPEC = SongSpec(
     title="Ready Made",

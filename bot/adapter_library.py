@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.store_checks import check_adapter_name
-from bot.store_errors import InvalidValueError
+from bot.store import InvalidValueError, check_adapter_name
 from engine.adapters import AdapterError, find_weights_file
 
 INFO_FILE = "adapter_info.json"  # training.export.INFO_FILE
@@ -61,11 +60,11 @@ def check_trained_name(value: Any) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class AdapterEntry:
-    key: str  # the folder name in ADAPTERS_DIR
-    weights: Path
-    info: dict[str, Any] = field(default_factory=dict)
+class KeyedEntry:
+    """A library folder named by its key: `g<server id>-<name>` (a server's) or `<name>`
+    (shared). Adapters here, datasets in bot.datasets."""
+
+    key: str
 
     @property
     def name(self) -> str:
@@ -75,6 +74,13 @@ class AdapterEntry:
     def owner(self) -> int | None:
         """The server it belongs to; None: shared."""
         return key_owner(self.key)
+
+
+@dataclass(frozen=True)
+class AdapterEntry(KeyedEntry):
+    key: str  # the folder name in ADAPTERS_DIR
+    weights: Path
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:

@@ -43,9 +43,12 @@ from bot.ownership import Owners, TrainingAccess
 from bot.radio import Radio
 from bot.replies import NO_MENTIONS, on_command_error
 from bot.stations import StationManager, isolated, manager_from_settings
-from bot.store import StoreError
+from bot.store import StoreError, TrainingRunRow
 from bot.taste_buttons import ReactionButton
-from bot.training_board import training_text
+from bot.training_board import ProgressMessage, training_text
+from bot.training_buttons import OnAirButton
+from bot.training_progress import ProgressCallback
+from bot.training_queue import TrainingQueue
 from bot.training_runs import TrainingRuns
 from engine.logs import setup_logging
 from engine.settings import (
@@ -64,10 +67,14 @@ COGS = (
     "bot.cogs.listening",
     "bot.cogs.dj",
     "bot.cogs.adapters",
+    "bot.cogs.training",
+    "bot.cogs.datasets",
     "bot.cogs.taste",
     "bot.cogs.voice_events",
 )
 EXIT_USAGE = 2
+#: The loss curve on a run's progress message is drawn again every this many polls.
+CURVE_EVERY_POLLS = 15
 
 
 class RadioBot(commands.AutoShardedBot):
@@ -100,10 +107,9 @@ class RadioBot(commands.AutoShardedBot):
         self._stations: StationManager | None = None
         self._radio: Radio | None = None
         self._training: TrainingRuns | None = None
+        self._queue: TrainingQueue | None = None
         self.training_options = training_options or {}
-        self.training_access = TrainingAccess(
-            Owners(self, settings.owner_ids), settings.training_guilds
-        )
+        self.training_access = TrainingAccess(Owners(self, settings.owner_ids), settings.training_guilds)
         self._restored = False
 
     @property
@@ -129,6 +135,12 @@ class RadioBot(commands.AutoShardedBot):
             raise RuntimeError("the trainer service starts in setup_hook")
         return self._training
 
+    @property
+    def training_queue(self) -> TrainingQueue:
+        if self._queue is None:
+            raise RuntimeError("the training queue starts in setup_hook")
+        return self._queue
+
     async def setup_hook(self) -> None:
         manager = await asyncio.to_thread(manager_from_settings, self.settings, self.worker_config)
         self._stations = manager
@@ -143,10 +155,13 @@ class RadioBot(commands.AutoShardedBot):
         except WorkerStartError as exc:
             log.error("the music worker cannot start: %s; the radio runs without new songs", exc)
         await manager.start()
+        self._queue = TrainingQueue(self._training, manager.store, self.settings, self._reporter)
+        await self._queue.load()  # runs still queued start once the bot is ready
         self._radio = Radio(self, manager, self.settings, voice_cls=self.voice_cls)
         self.tree.error(on_command_error)
-        # The 👍/👎 buttons answer by their custom id, also on messages from before a restart.
-        self.add_dynamic_items(ReactionButton)
+        # The 👍/👎 and on-air buttons answer by their custom id, also on messages from
+        # before a restart.
+        self.add_dynamic_items(ReactionButton, OnAirButton)
         for cog in COGS:
             await self.load_extension(cog)
         await self.sync_commands()
@@ -160,8 +175,7 @@ class RadioBot(commands.AutoShardedBot):
             log.info("synced %d commands to server %d (DEV_GUILD_ID)", len(synced), guild_id)
         else:
             synced = await self.tree.sync()
-            log.info("synced %d commands globally (Discord may take a while to show them)",
-                     len(synced))  # fmt: skip
+            log.info("synced %d commands globally (Discord may take a while to show them)", len(synced))
 
     async def on_ready(self) -> None:
         log.info("logged in as %s in %d server(s)", self.user, len(self.guilds))
@@ -169,6 +183,20 @@ class RadioBot(commands.AutoShardedBot):
             self._restored = True
             await self.radio.restore()
             await self._announce_recovered_run()
+            await self.training_queue.kick()
+
+    def _reporter(self, row: TrainingRunRow) -> ProgressCallback | None:
+        """How a run shows in Discord: a progress message in the channel it came from."""
+        channel = self.get_channel(row.channel_id) if row.channel_id else None
+        if not isinstance(channel, discord.abc.Messageable):
+            return None
+        training = self.training
+        board = ProgressMessage(
+            channel,
+            lambda: (training.history, training.val_history),
+            image_seconds=CURVE_EVERY_POLLS * training.poll_seconds,
+        )
+        return board.show
 
     async def _announce_recovered_run(self) -> None:
         """Tell the server whose training run a restart interrupted what became of it."""
@@ -188,8 +216,11 @@ class RadioBot(commands.AutoShardedBot):
         """Stop training first, then playback, the stations, the worker and the database,
         then Discord. Each step runs even when one before it failed (it is logged)."""
         training, stations, radio = self._training, self._stations, self._radio
-        self._training = self._radio = self._stations = None
+        queue = self._queue
+        self._training = self._radio = self._stations = self._queue = None
         try:
+            if queue is not None:
+                await isolated("closing the training queue", queue.close())
             # The trainer first: it holds the GPU, and generation must not resume on
             # the way out. Then the stations: they keep the song playing now open in
             # the store, so the next start plays it again; then voice is left.
@@ -294,5 +325,6 @@ def warn_if_readable(env_file: Path) -> None:
     except OSError:
         return
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s can be read by other users of this machine and holds the bot's "
-                    "token: chmod 600 %s", env_file, env_file)  # fmt: skip
+        log.warning(
+            "%s can be read by other users of this machine and holds the bot's token: chmod 600 %s", env_file, env_file
+        )

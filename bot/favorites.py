@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.store_records import TrackRecord
+from bot.store import TrackRecord
 
 #: Of every `FAVORITE_TURNS + 1` replays, this many are favourites.
 FAVORITE_TURNS = 2

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 import discord
 
 from bot.adapter_library import key_name
-from bot.reception import ReceptionWindow
 from bot.station import StationStatus
-from bot.stats import StationStats
-from bot.store import GuildSettings, Job, Play, TrackRecord
+from bot.store import GuildSettings, Job, Play, ReceptionWindow, StationStats, TrackRecord
 from engine.text_safety import hide_paths, sanitize_text
 
 COLOR = discord.Colour.from_rgb(88, 101, 242)

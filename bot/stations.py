@@ -33,9 +33,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from bot.station import Station, StationConfig
-from bot.store import RecoveryReport, Store, UnknownGuildError
-from bot.store_checks import check_id
-from bot.store_records import Job
+from bot.store import Job, RecoveryReport, Store, UnknownGuildError, check_id
 from engine.background import BackgroundTasks
 from engine.settings import Settings
 from engine.worker.backend import SongBackend, backend_from_settings

@@ -1,33 +1,17 @@
-"""The files a training run from the bot reads and writes: datasets, trainer presets,
-the exported adapter. Disk I/O: call these in a thread. No discord import.
-
-Refusals name what is allowed by its setting (`DATASETS_DIR`), never by the
-host's path: they are shown in Discord.
+"""The files a training run from the bot reads and writes: trainer presets and the
+exported adapter, and what a run's end says of them (datasets: bot.datasets). Disk I/O: call these in a thread.
+No discord import.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
-from bot.store_errors import InvalidValueError
+from bot.adapter_library import key_name
 from engine.settings import Settings
-
-#: Audio the trainer reads (training.tracks); a dataset needs at least one such file.
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif")
-_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-def list_datasets(folder: Path) -> list[str]:
-    """The dataset folders under DATASETS_DIR (names only)."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p.name for p in folder.iterdir() if p.is_dir() and _DATASET_NAME.fullmatch(p.name)
-    )
+from engine.text_safety import hide_paths
 
 
 def list_trainer_presets(settings: Settings) -> dict[str, str]:
@@ -39,22 +23,6 @@ def list_trainer_presets(settings: Settings) -> dict[str, str]:
 
 def presets_dir(settings: Settings) -> Path:
     return settings.data_dir / "training-presets"  # training.presets.user_presets_dir
-
-
-def check_dataset(folder: Path, name: Any) -> Path:
-    """The dataset folder `name` under `folder`, holding at least one audio file."""
-    available = ", ".join(list_datasets(folder)) or "none yet: add a folder of audio files"
-    allowed = f"a dataset folder in DATASETS_DIR: {available}"
-    if not isinstance(name, str) or not _DATASET_NAME.fullmatch(name.strip()):
-        raise InvalidValueError("dataset", name, allowed)
-    path = folder / name.strip()
-    if not path.is_dir():
-        raise InvalidValueError("dataset", name, allowed)
-    if not any(p.suffix.lower() in AUDIO_SUFFIXES for p in path.rglob("*") if p.is_file()):
-        raise InvalidValueError(
-            "dataset", name, f"a folder with audio files ({', '.join(AUDIO_SUFFIXES)})"
-        )
-    return path
 
 
 def free_key(adapters_dir: Path, key: str, in_use: Callable[[str], bool]) -> str:
@@ -87,3 +55,23 @@ def export_adapter(source: Path, target: Path) -> None:
         target.rename(old)
     partial.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def renamed_note(wanted: str, key: str) -> str:
+    """What a run's end message adds when the adapter was exported under another name."""
+    if key == wanted:
+        return ""
+    return (
+        f" as '{key_name(key)}': a station sings with '{key_name(wanted)}' now, and an adapter in use is never replaced"
+    )
+
+
+def console_tail(output_dir: Path, secrets: Iterable[str], chars: int = 300) -> str:
+    """The end of the trainer's console, fit to show in Discord: no secrets, no paths."""
+    try:
+        text = (output_dir / "console.log").read_text(errors="replace").strip()
+    except OSError:
+        return "no console output"
+    for secret in secrets:
+        text = text.replace(secret, "<redacted>")
+    return hide_paths(text)[-chars:] or "no console output"

@@ -50,6 +50,8 @@ class RunRecord:
     dataset: str
     output_dir: str
     started_at: float
+    run_id: int | None = None  # its row in the store (bot.store.training)
+    kind: str = "train"  # or "preprocess"
 
     @property
     def folder(self) -> Path:
@@ -76,7 +78,7 @@ def read_record(data_dir: Path) -> RunRecord | None:
     try:
         data: Any = json.loads(path.read_text())
         names = {f.name for f in fields(RunRecord)}
-        record = RunRecord(**{key: data[key] for key in names})
+        record = RunRecord(**{key: data[key] for key in names if key in data})
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -110,24 +112,27 @@ def trainer_alive(record: RunRecord) -> bool:
             words = cmdline.read_bytes().split(b"\0")
         except OSError:
             return False
-        return b"training.jobs" in words and any(
-            word.startswith(record.output_dir.encode()) for word in words
-        )
+        return b"training.jobs" in words and any(word.startswith(record.output_dir.encode()) for word in words)
     return True
 
 
-def stop_orphan(record: RunRecord, stop_file: Path) -> bool:
+def stop_orphan(record: RunRecord, stop_file: Path | None) -> bool:
     """Stop the record's trainer if it still runs; True when it had to be stopped.
 
     The stop file first (it saves what it learnt), then SIGTERM (the same), then
-    SIGKILL. Not our child: it is watched by its pid until it is gone."""
+    SIGKILL; without a stop file (preprocessing has none) SIGTERM at once. Not our
+    child: it is watched by its pid until it is gone."""
     if not trainer_alive(record):
         return False
-    log.warning("the trainer of adapter %r (pid %d) outlived the bot: stopping it",
-                record.name, record.pid)  # fmt: skip
-    stop_file.parent.mkdir(parents=True, exist_ok=True)
-    stop_file.touch()
-    for grace, then in zip(ORPHAN_GRACE, (signal.SIGTERM, signal.SIGKILL), strict=True):
+    log.warning("the trainer of adapter %r (pid %d) outlived the bot: stopping it", record.name, record.pid)
+    steps = zip(ORPHAN_GRACE, (signal.SIGTERM, signal.SIGKILL), strict=True)
+    if stop_file is None:
+        os.kill(record.pid, signal.SIGTERM)
+        steps = zip(ORPHAN_GRACE[1:], (signal.SIGKILL,), strict=True)
+    else:
+        stop_file.parent.mkdir(parents=True, exist_ok=True)
+        stop_file.touch()
+    for grace, then in steps:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             if not trainer_alive(record):
@@ -148,9 +153,7 @@ def prune_run_folders(data_dir: Path, keep: Path | None = None) -> list[Path]:
     runs = data_dir / RUNS_FOLDER
     if not runs.is_dir():
         return []
-    folders = sorted(
-        (p for p in runs.iterdir() if p.is_dir() and p != keep), key=lambda p: p.stat().st_mtime
-    )
+    folders = sorted((p for p in runs.iterdir() if p.is_dir() and p != keep), key=lambda p: p.stat().st_mtime)
     removed = folders[: max(0, len(folders) - KEPT_FAILED_RUNS)]
     for folder in removed:
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,11 +1,14 @@
 """Adapter training launched from the bot: one run at a time, with the GPU to itself.
 
-`TrainingRuns.start` checks the request (dataset folder in DATASETS_DIR,
+`TrainingRuns.start` checks the request (bot.training_request: the dataset,
 adapter name, trainer preset, epochs), pauses generation (`StationManager.
 pause_generation`: the worker process stops and frees the GPU; stations play
 their buffers, then replay their libraries, and say so), and starts the shared
 trainer in its own process (`training.jobs.launch_training`) with
-preprocessing first (`TrainConfig.preprocess` with the dataset as `audio_dir`).
+preprocessing first (`TrainConfig.preprocess` with the dataset as `audio_dir`),
+or, for a preprocess run, preprocessing alone. Runs wait their turn in
+bot.training_queue; while another waits, generation stays paused between them
+(`hold_gpu`), so the worker is not started only to be stopped again.
 Who may start, see and stop a run is decided before (bot.ownership); a run
 belongs to the server it was started from, and so does its adapter
 (`ADAPTERS_DIR/g<server id>-<name>/`, see bot.adapter_library). With a `place`
@@ -15,11 +18,13 @@ to spare for it.
 
 A watcher task reads the trainer's progress events on a timer in a thread, so
 the event loop never waits on the disk or the child, and hands each change to
-the caller's `on_progress`. When the run ends (done, stopped or failed) the
-adapter the trainer saved (`final/adapter`, diffusers naming) is copied into
-ADAPTERS_DIR, replacing an older one of that name whole unless a station
-sings with it (then it gets the next free name), the run's folder is
-removed, and generation resumes.
+the caller's `on_progress` (before the run's folder is removed, so the
+before/after clips it names can still be posted). The loss history of the
+current (or last) run is kept for the loss curve (`history`). When the run
+ends (done, stopped or failed) the adapter the trainer saved (`final/adapter`,
+diffusers naming) is copied into ADAPTERS_DIR, replacing an older one of that
+name whole unless a station sings with it (then it gets the next free name),
+the run's folder is removed, and generation resumes.
 
 Crashes and shutdown: the run is recorded on disk while it goes
 (bot.training_record), so a bot killed mid-run finds it at the next start
@@ -32,24 +37,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.adapter_library import check_trained_name, key_name, server_key
-from bot.store_checks import check_int
-from bot.store_errors import InvalidValueError
-from bot.training_files import (
-    check_dataset,
-    export_adapter,
-    free_key,
-    list_trainer_presets,
-    presets_dir,
-)
+from bot.adapter_library import key_name
+from bot.training_files import console_tail, export_adapter, free_key, renamed_note
 from bot.training_progress import EXPORTING, ProgressCallback, TrainingProgress, apply_event
 from bot.training_record import (
-    RUNS_FOLDER,
     RunRecord,
     clear_record,
     prune_run_folders,
@@ -58,12 +54,12 @@ from bot.training_record import (
     stop_orphan,
     write_record,
 )
+from bot.training_request import RunRequest, build_run
 from engine.settings import Settings
 from engine.text_safety import hide_paths
 
 log = logging.getLogger("bot.training_runs")
 
-MAX_EPOCHS = 1000
 #: What every station says while a run has the GPU (no server's adapter named).
 TRAINING_REASON = "an adapter is training"
 
@@ -113,47 +109,46 @@ class TrainingRuns:
         self.env = env
         self.poll_seconds = poll_seconds
         self.progress: TrainingProgress | None = None  # the current run, or the last one
+        #: [step, loss] and [step, validation loss] of that run, for its loss curve.
+        self.history: list[list[float]] = []
+        self.val_history: list[list[float]] = []
+        #: Does another run wait for the GPU? Then generation stays paused (the queue sets it).
+        self.hold_gpu: Callable[[], bool] = lambda: False
         #: A run the previous bot lost, as `recover` found it, and its channel.
         self.recovered: tuple[TrainingProgress, int | None] | None = None
         self._job: Any = None
         self._watcher: asyncio.Task[None] | None = None
         self._starting = False
         self._closing = False
+        self._gpu_held = False  # generation stayed paused for a run waiting in line
 
     @property
     def running(self) -> bool:
         return self._starting or (self._watcher is not None and not self._watcher.done())
 
-    async def start(
-        self,
-        dataset: str,
-        name: str,
-        *,
-        guild_id: int,
-        channel_id: int | None = None,
-        preset: str | None = None,
-        epochs: int = 10,
-        on_progress: ProgressCallback | None = None,
-    ) -> TrainingProgress:
-        """Check the request, free the GPU and start training for server `guild_id`;
-        returns once it runs. Progress is announced in `channel_id` after a restart.
+    async def start(self, request: RunRequest, on_progress: ProgressCallback | None = None) -> TrainingProgress:
+        """Check the request, free the GPU and start its run; returns once it runs.
+        Progress is announced in `request.channel_id` after a restart.
 
         Raises `TrainingBusyError` while a run is going and `InvalidValueError`
         for a bad value (naming it and what is allowed)."""
         if self.running or self._closing:
-            raise TrainingBusyError(self._busy(guild_id))
+            raise TrainingBusyError(self._busy(request.guild_id))
         self._starting = True
         try:
             config, progress = await asyncio.to_thread(
-                self._config, dataset, name, preset, epochs, guild_id
+                build_run, self.settings, request, self.stations.adapter_in_use, self.overrides
             )
             place = self.place
             pause = place is None or not await asyncio.to_thread(place.has_spare_gpu)
             progress = replace(progress, pauses_songs=pause)
             if pause:
                 await self.stations.pause_generation(TRAINING_REASON)
+            elif self._gpu_held:  # held for this run, which needs no pause after all
+                await self.stations.resume_generation()
+            self._gpu_held = False
             try:
-                job = await asyncio.to_thread(self._launch, config, progress, channel_id)
+                job = await asyncio.to_thread(self._launch, config, progress, request.channel_id)
             except BaseException:
                 if pause:
                     await self.stations.resume_generation()
@@ -162,63 +157,29 @@ class TrainingRuns:
             self._starting = False
         self._job = job
         self.progress = progress
-        log.info("guild %d: training adapter %r on dataset %r (pid %d)",
-                 guild_id, progress.name, dataset, job.pid)  # fmt: skip
+        self.history, self.val_history = [], []
+        log.info(
+            "guild %d: %s run for %r on dataset %r (pid %d)",
+            request.guild_id,
+            progress.kind,
+            progress.name,
+            progress.dataset,
+            job.pid,
+        )
         self._watcher = asyncio.get_running_loop().create_task(self._watch(job, on_progress))
         return progress
 
     def _busy(self, guild_id: int) -> str:
         progress = self.progress
         if progress is not None and progress.guild_id == guild_id:
-            return (f"adapter '{progress.name}' is training now: wait for it or stop it "
-                    "with /radio_train_stop (one training at a time)")  # fmt: skip
-        return ("another server's adapter is training now: the radio trains one adapter "
-                "at a time for all its servers; try again later")  # fmt: skip
-
-    def _config(
-        self, dataset: str, name: str, preset: str | None, epochs: int, guild_id: int
-    ) -> tuple[Any, TrainingProgress]:
-        """In a thread: the checked TrainConfig of a run, and its first progress."""
-        from training.config import ConfigError, TrainConfig
-        from training.presets import load_preset
-
-        audio = check_dataset(self.settings.datasets_dir, dataset)
-        name = check_trained_name(name)
-        check_int("epochs", epochs, 1, MAX_EPOCHS)
-        key = server_key(guild_id, name)
-        if self.stations.adapter_in_use(key):
-            raise InvalidValueError(
-                "adapter", name, "a name no station sings with now: this server's station "
-                "uses that adapter; switch it off (/radio_adapter name:off) or pick another name",
-            )  # fmt: skip
-        values: dict[str, Any] = {}
-        if preset is not None:
-            try:
-                values = load_preset(preset.strip(), presets_dir(self.settings))
-            except ConfigError as exc:
-                names = ", ".join(list_trainer_presets(self.settings))
-                raise InvalidValueError("preset", preset, f"one of {names}") from exc
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        output = self.settings.data_dir / RUNS_FOLDER / f"{key}-{stamp}"
-        where = {
-            "checkpoint_dir": self.settings.checkpoint_dir,
-            "preprocess": True,
-            "audio_dir": audio,
-            "tensor_output": output / "tensors",
-            "output_dir": output,
-        }
-        config = TrainConfig(**{"device": self.settings.device, **values, **where})
-        config = config.replace(epochs=epochs, **self.overrides)
-        try:
-            config.check("fixed")
-        except ConfigError as exc:
-            raise InvalidValueError(
-                "training settings", preset or "default", "; ".join(exc.lines)
-            ) from None
-        progress = TrainingProgress(
-            name, audio.name, preset, guild_id=guild_id, key=key, epochs=epochs
+            return (
+                f"adapter '{progress.name}' is training now: wait for it or stop it "
+                "with /radio_train_stop (one training at a time)"
+            )
+        return (
+            "another server's adapter is training now: the radio trains one adapter "
+            "at a time for all its servers; try again later"
         )
-        return config, progress
 
     def _launch(self, config: Any, progress: TrainingProgress, channel_id: int | None) -> Any:
         """In a thread: start the trainer, and record the run (see bot.training_record).
@@ -231,9 +192,17 @@ class TrainingRuns:
         job = launch_training(config, env=self.env)
         assert progress.key is not None
         record = RunRecord(
-            job.pid, progress.guild_id, channel_id, progress.name, progress.key,
-            progress.dataset, str(config.output_dir), progress.started_at,
-        )  # fmt: skip
+            job.pid,
+            progress.guild_id,
+            channel_id,
+            progress.name,
+            progress.key,
+            progress.dataset,
+            str(job.output_dir),
+            progress.started_at,
+            progress.run_id,
+            progress.kind,
+        )
         try:
             write_record(self.settings.data_dir, record)
         except OSError:
@@ -241,11 +210,22 @@ class TrainingRuns:
             raise
         return job
 
+    async def release_gpu(self) -> None:
+        """Resume generation kept paused for a queued run that then did not start."""
+        if self._gpu_held and not self.running and not self._closing:
+            self._gpu_held = False
+            await self.stations.resume_generation()
+
     async def stop(self) -> bool:
         """Ask the run to stop cleanly (it saves what it learnt); False when none runs."""
         if not self.running or self._job is None:
             return False
-        await asyncio.to_thread(self._job.request_stop)
+        job = self._job
+        if self.progress is not None and self.progress.kind == "preprocess":
+            # Preprocessing has no stop file; every file it writes is whole (atomic).
+            await asyncio.to_thread(job.process.terminate)
+        else:
+            await asyncio.to_thread(job.request_stop)
         return True
 
     async def wait(self) -> TrainingProgress | None:
@@ -286,15 +266,29 @@ class TrainingRuns:
         if record is None:
             prune_run_folders(data_dir)
             return None
-        stop_orphan(record, record.folder / "STOP")
+        preprocessing = record.kind == "preprocess"
+        stop_orphan(record, None if preprocessing else record.folder / "STOP")
         events, _ = read_events(record.folder / "progress.jsonl")
-        progress = TrainingProgress(record.name, record.dataset, None, guild_id=record.guild_id,
-                                    key=record.key, started_at=record.started_at)  # fmt: skip
+        progress = TrainingProgress(
+            record.name,
+            record.dataset,
+            None,
+            guild_id=record.guild_id,
+            key=record.key,
+            started_at=record.started_at,
+            run_id=record.run_id,
+            kind=record.kind,
+        )
         for event in events:
             progress = apply_event(progress, event)
         adapter_dir = record.folder / "final" / "adapter"
         interrupted = "the bot restarted while it trained"
-        if progress.result is not None and adapter_dir.is_dir():
+        if preprocessing:
+            progress = replace(
+                progress, state="stopped", message="the bot restarted while it preprocessed; what was encoded is kept"
+            )
+            remove_run_folder(record.folder)
+        elif progress.result is not None and adapter_dir.is_dir():
             try:
                 key = self._export(adapter_dir, record.key, record.folder)
             except OSError as exc:
@@ -302,15 +296,25 @@ class TrainingRuns:
                 progress = replace(progress, state="failed", message=why)
             else:
                 progress = replace(
-                    progress, state=progress.result, key=key, adapter=key_name(key),
+                    progress,
+                    state=progress.result,
+                    key=key,
+                    adapter=key_name(key),
                     message=f"{interrupted}; what it had learnt by step {progress.step} "
-                    f"is saved{self._renamed(record.key, key)}",
-                )  # fmt: skip
+                    f"is saved{renamed_note(record.key, key)}",
+                )
         else:
-            progress = replace(progress, state="failed", message=f"{interrupted}, and it had "
-                               "saved nothing yet: start it again with /radio_train")  # fmt: skip
-        log.warning("training of adapter %r (guild %d) was interrupted by a restart: %s",
-                    record.name, record.guild_id, progress.message)  # fmt: skip
+            progress = replace(
+                progress,
+                state="failed",
+                message=f"{interrupted}, and it had saved nothing yet: start it again with /radio_train",
+            )
+        log.warning(
+            "training of adapter %r (guild %d) was interrupted by a restart: %s",
+            record.name,
+            record.guild_id,
+            progress.message,
+        )
         clear_record(data_dir)
         prune_run_folders(data_dir)
         return progress, record.channel_id
@@ -329,9 +333,11 @@ class TrainingRuns:
         assert progress is not None
         try:
             while True:
-                events, status = await asyncio.to_thread(lambda: (job.events(), job.poll()))
+                # The exit status first: every event written before the exit is read too.
+                status, events = await asyncio.to_thread(lambda: (job.poll(), job.events()))
                 updated = progress
                 for event in events:
+                    self._remember(event)
                     updated = apply_event(updated, event)
                 if updated != progress:
                     progress = updated
@@ -343,30 +349,39 @@ class TrainingRuns:
             await asyncio.to_thread(clear_record, self.settings.data_dir)
             await asyncio.to_thread(prune_run_folders, self.settings.data_dir)
         finally:
-            # Never start the worker again on the way out.
-            if progress.pauses_songs and not self._closing:
+            # Never start the worker again on the way out, nor between queued runs.
+            if progress.pauses_songs and self.hold_gpu():
+                self._gpu_held = True
+            elif progress.pauses_songs and not self._closing:
                 await self.stations.resume_generation()
             log.info("training of %r ended: %s", progress.name, progress.state)
         await report(progress)
 
+    def _remember(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "step" and event.get("loss") is not None:
+            self.history.append([float(event["step"]), float(event["loss"])])
+        elif event.get("event") == "validation" and event.get("val_loss") is not None:
+            self.val_history.append([float(event["step"]), float(event["val_loss"])])
+
     async def _finish(self, job: Any, progress: TrainingProgress, status: int) -> TrainingProgress:
         if progress.state == "failed":
             return progress
+        if progress.kind == "preprocess":
+            if progress.result is not None:
+                return replace(progress, state="done")
+            if status < 0:  # stopped with SIGTERM (/radio_train_stop)
+                return replace(progress, state="stopped", message="preprocessing stopped; what was encoded is kept")
         if progress.result is None:
-            tail = await asyncio.to_thread(self._console_tail, job.output_dir)
-            return replace(progress, state="failed",
-                           message=f"the trainer exited with status {status}: {tail}")  # fmt: skip
+            tail = await asyncio.to_thread(console_tail, job.output_dir, self.settings.secrets)
+            return replace(progress, state="failed", message=f"the trainer exited with status {status}: {tail}")
         assert progress.key is not None
         try:
-            key = await asyncio.to_thread(
-                self._export, job.adapter_dir, progress.key, job.output_dir
-            )
+            key = await asyncio.to_thread(self._export, job.adapter_dir, progress.key, job.output_dir)
         except OSError as exc:
             why = f"cannot export the adapter: {hide_paths(str(exc))}"
             return replace(progress, state="failed", message=why)
-        message = progress.message.removesuffix(EXPORTING) + self._renamed(progress.key, key)
-        return replace(progress, state=progress.result, message=message, key=key,
-                       adapter=key_name(key))  # fmt: skip
+        message = progress.message.removesuffix(EXPORTING) + renamed_note(progress.key, key)
+        return replace(progress, state=progress.result, message=message, key=key, adapter=key_name(key))
 
     def _export(self, source: Path, key: str, run_folder: Path) -> str:
         """In a thread: copy the adapter into ADAPTERS_DIR under `key`, or the next free
@@ -375,20 +390,3 @@ class TrainingRuns:
         export_adapter(source, self.settings.adapters_dir / key)
         remove_run_folder(run_folder)
         return key
-
-    @staticmethod
-    def _renamed(wanted: str, key: str) -> str:
-        if key == wanted:
-            return ""
-        return (f" as '{key_name(key)}': a station sings with '{key_name(wanted)}' now, "
-                "and an adapter in use is never replaced")  # fmt: skip
-
-    def _console_tail(self, output_dir: Path, chars: int = 300) -> str:
-        """The end of the trainer's console, fit to show in Discord: no secrets, no paths."""
-        try:
-            text = (output_dir / "console.log").read_text(errors="replace").strip()
-        except OSError:
-            return "no console output"
-        for secret in self.settings.secrets:
-            text = text.replace(secret, "<redacted>")
-        return hide_paths(text)[-chars:] or "no console output"

@@ -13,8 +13,7 @@ import math
 from dataclasses import dataclass
 
 from bot.station import Station
-from bot.store import Play, StateError
-from bot.store_checks import check_int
+from bot.store import Play, StateError, check_int
 
 
 @dataclass(frozen=True)

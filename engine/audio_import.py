@@ -14,8 +14,9 @@ container header may claim any length. So each file is checked in layers:
    MP4 demuxer's external references stay off (`-enable_drefs 0`);
 3. it must hold an audio stream and no video (a cover picture is fine); a
    header that claims a length outside the allowed range is refused at once;
-4. the conversion to Ogg/Opus stops at the longest allowed length plus a
-   second (`-t`) and within `CONVERT_TIMEOUT`;
+4. the conversion (to Ogg/Opus for playing, or to FLAC for a training
+   dataset, which should lose nothing) stops at the longest allowed length
+   plus a second (`-t`) and within `CONVERT_TIMEOUT`;
 5. the converted file is decoded to the end and its real length checked:
    a header that lied (a "30 s" WebM that holds 10 minutes) is caught here.
 
@@ -69,6 +70,11 @@ FORMATS: dict[str, AudioFormat] = {
     ".aac": AudioFormat("AAC", "aac", ((0, b"ID3"), (0, b"ADIF"))),
     ".webm": AudioFormat("WebM", "webm", ((0, b"\x1a\x45\xdf\xa3"),)),
 }
+#: What a file is converted to: suffix -> (ffmpeg codec options, demuxer to read it back).
+OUTPUTS: dict[str, tuple[tuple[str, ...], str]] = {
+    ".ogg": (("-c:a", "libopus", "-b:a", "128k"), "ogg"),
+    ".flac": (("-c:a", "flac"), "flac"),
+}
 #: Text formats that make ffmpeg open other files or URLs.
 INDIRECT = (
     (b"#EXTM3U", "a playlist (HLS/M3U)"),
@@ -84,7 +90,7 @@ INDIRECT = (
 
 @dataclass(frozen=True)
 class ImportedAudio:
-    path: Path  # the Ogg/Opus file, 48 kHz stereo
+    path: Path  # the converted file (Ogg/Opus or FLAC), 48 kHz stereo
     duration: float  # decoded, not read from a header
 
 
@@ -168,14 +174,15 @@ def _number(value: object) -> float | None:
 
 
 def decoded_seconds(path: Path) -> float:
-    """The real length of an Ogg/Opus file: decoded to the end, samples counted."""
+    """The real length of a converted file: decoded to the end, samples counted."""
+    demuxer = OUTPUTS[path.suffix][1]
     result = _run(
         [
             "ffmpeg",
             "-nostdin",
             "-v",
             "error",
-            *_input(FORMATS[".ogg"], path),
+            *_input(AudioFormat("", demuxer, ()), path),
             "-map",
             "0:a:0",
             "-ac",
@@ -195,18 +202,27 @@ def decoded_seconds(path: Path) -> float:
 
 
 def import_audio(
-    data: bytes, suffix: str, folder: Path, stem: str, *, min_seconds: float, max_seconds: float
+    data: bytes,
+    suffix: str,
+    folder: Path,
+    stem: str,
+    *,
+    min_seconds: float,
+    max_seconds: float,
+    output: str = ".ogg",
 ) -> ImportedAudio:
-    """Check `data` (a file named `*.suffix`) and convert it to `folder/stem.ogg`.
+    """Check `data` (a file named `*.suffix`) and convert it to `folder/stem.ogg`
+    (or `.flac` with `output=".flac"`).
 
     Raises `ImportRefused`; nothing is left in `folder` then."""
     suffix = suffix.lower()
     sniff(data[:64], suffix)
+    codec, demuxer = OUTPUTS[output]
     folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{stem}.ogg"
+    out = folder / f"{stem}{output}"
     fd, raw_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{suffix}", dir=folder)
     raw = Path(raw_name)
-    fd_out, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part.ogg", dir=folder)
+    fd_out, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{output}", dir=folder)
     os.close(fd_out)
     tmp = Path(tmp_name)
     try:
@@ -230,16 +246,13 @@ def import_audio(
                 "-1",
                 "-t",
                 f"{max_seconds + 1:g}",
-                "-c:a",
-                "libopus",
-                "-b:a",
-                "128k",
+                *codec,
                 "-ar",
                 str(SAMPLE_RATE),
                 "-ac",
                 "2",
                 "-f",
-                "ogg",
+                demuxer,
                 f"file:{tmp}",
             ],
             CONVERT_TIMEOUT,

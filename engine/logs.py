@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,6 +25,26 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Libraries that log import-time noise users cannot act on (torchao's optional CUDA
 #: kernels, torch's pytree deprecations, bitsandbytes' optional CPU kernels).
 NOISY_LOGGERS = ("torchao", "torch.utils._pytree", "bitsandbytes")
+#: LyCORIS logs every network it builds at INFO to stdout, and sets that level
+#: itself when imported: a filter on its logger outlives the import.
+LYCORIS_LOGGER = "LyCORIS"
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """Writes each record to `sys.stderr` as it is when the record comes. A live Rich
+    progress bar swaps `sys.stderr` for a proxy that prints above the bar; a handler
+    holding the original stream would write through the bar instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 class SecretScrubber(logging.Filter):
@@ -61,7 +82,7 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str] = (), log_file: Pa
     scrubbed from every record. A log file that cannot be opened is skipped with
     one line on stderr."""
     scrubber = SecretScrubber(secrets)
-    console = logging.StreamHandler()
+    console = ConsoleHandler()
     console.setLevel(level)
     handlers: list[logging.Handler] = [console]
     if log_file is not None:
@@ -105,6 +126,12 @@ def quiet_third_party() -> None:
 
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    lycoris = logging.getLogger(LYCORIS_LOGGER)
+    if not any(isinstance(f, _WarningsOnly) for f in lycoris.filters):
+        lycoris.addFilter(_WarningsOnly())
+    # diffusers re-enables huggingface_hub's progress bars after loading, which warns
+    # on every run that the variable below wins.
+    warnings.filterwarnings("ignore", message="Cannot enable progress bars")
     warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*should be kept in float32.*")
     import os
@@ -112,3 +139,8 @@ def quiet_third_party() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+class _WarningsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING

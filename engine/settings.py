@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     vote_skip_ratio: float = _field(0.5, "a share of listeners above 0, up to 1", gt=0, le=1)
     idle_disconnect_seconds: int = _field(120, "an integer number of seconds from 0 (stay) to 86400", ge=0, le=86400)
     upload_max_mb: int = _field(8, "an integer number of MB from 1 to 100", ge=1, le=100)
+    dataset_max_tracks: int = _field(50, "an integer from 1 to 1000", ge=1, le=1000)
+    dataset_max_seconds: int = _field(300, "an integer number of seconds from 1 to 1800", ge=1, le=1800)
 
     # Device and memory policy (engine/gpu/tiers.py)
     device: str = _field("auto", "auto, cpu, cuda or cuda:N")
@@ -154,7 +156,7 @@ class Settings(BaseSettings):
     buffer_size: int = _field(2, "an integer from 1 to 20", ge=1, le=20)
     loudness_target: float = _field(-14.0, "a loudness in LUFS from -40 to -5 (EBU R128)", ge=-40, le=-5)
 
-    # Station (bot/store.py)
+    # Station (bot/store/)
     tracks_disk_budget_mb: int = _field(2048, "an integer number of MB from 100 to 1048576", ge=100, le=1_048_576)
     max_queue_per_user: int = _field(3, "an integer from 1 to 50", ge=1, le=50)
     max_queue_per_guild: int = _field(20, "an integer from 1 to 500", ge=1, le=500)

@@ -44,7 +44,7 @@ def tiny_original_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path) -> tuple[Path, Path]:
     """The trainer tests' dataset: (audio folder, preprocessed folder), made once."""
-    from train_helpers import shared_dataset
+    from tests.support.train_helpers import shared_dataset
 
     return shared_dataset(tmp_path_factory.getbasetemp(), tiny_checkpoint_dir)
 

@@ -14,8 +14,16 @@ LyCORIS create them in the base layer's dtype), and autocast runs the matmuls
 in 16 bits. Small updates therefore accumulate in fp32 instead of vanishing
 (Side-Step cast the adapter to bf16 with the model).
 
-`AdapterHandle.state_dict()` is exactly what the exported adapter file holds,
-so a checkpoint's adapter file is also what resume restores.
+Dropout. peft drops out the adapter's input. LyCORIS has no such dropout for
+LoKR (it would print a warning per module and ignore it), so for LoKR
+`--dropout` is LyCORIS's rank dropout: at each step that share of the update's
+output rows is dropped and the rest scaled up, drawn from the global torch RNG
+like peft's dropout (a checkpoint saves it, so resume stays exact).
+
+`AdapterHandle.state_dict()` is what the exports are made from and what resume
+restores; with `--bias all` it also holds the base model's trained biases,
+whose values before training are kept in `AdapterHandle.base_extras` (the
+ComfyUI export stores the change).
 """
 
 from __future__ import annotations
@@ -47,9 +55,7 @@ def _blocks_of(name: str) -> str | None:
     return None
 
 
-def resolve_target_modules(
-    transformer: nn.Module, attention_type: str, target_modules: list[str]
-) -> list[str]:
+def resolve_target_modules(transformer: nn.Module, attention_type: str, target_modules: list[str]) -> list[str]:
     """Full names of the linear layers to adapt, in model order."""
     linear = [n for n, m in transformer.named_modules() if isinstance(m, nn.Linear)]
     keep = ATTENTION_BLOCKS[attention_type]
@@ -90,6 +96,8 @@ class AdapterHandle:
     targets: list[str]
     config: dict = field(default_factory=dict)
     network: nn.Module | None = None  # the LyCORIS network for LoKR
+    #: Trained tensors that are not adapter matrices (`--bias all`), as they were before.
+    base_extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def named_parameters(self) -> list[tuple[str, nn.Parameter]]:
         if self.network is not None:
@@ -137,6 +145,22 @@ class AdapterHandle:
         if self.network is not None:
             self.network.train(training)
 
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """The base model alone inside the block (for "before" clips); the adapter's
+        weights are untouched. Trained biases (`--bias all`) stay as trained."""
+        if self.network is not None:
+            self.network.restore()
+        else:
+            self.transformer.disable_adapters()
+        try:
+            yield
+        finally:
+            if self.network is not None:
+                self.network.apply_to()
+            else:
+                self.transformer.enable_adapters()
+
 
 @contextlib.contextmanager
 def _lycoris_targets(names: list[str]) -> Iterator[None]:
@@ -183,7 +207,8 @@ def _lokr_network(transformer: nn.Module, targets: list[str], config: TrainConfi
             multiplier=1.0,
             lora_dim=config.lokr_linear_dim,
             alpha=config.lokr_linear_alpha,
-            dropout=config.dropout,
+            rank_dropout=config.dropout,  # see the module docstring
+            rank_dropout_scale=True,
             use_tucker=config.lokr_use_tucker,
             use_scalar=config.lokr_use_scalar,
             network_module="lokr",
@@ -193,9 +218,7 @@ def _lokr_network(transformer: nn.Module, targets: list[str], config: TrainConfi
             warn_on_unmatched=False,
         )
     if len(network.loras) != len(targets):
-        raise ConfigError(
-            [f"LoKR could attach to {len(network.loras)} of {len(targets)} target modules"]
-        )
+        raise ConfigError([f"LoKR could attach to {len(network.loras)} of {len(targets)} target modules"])
     network.apply_to()
     return network
 
@@ -238,4 +261,10 @@ def attach_adapter(transformer: nn.Module, config: TrainConfig) -> AdapterHandle
         {"r": config.rank, "lora_alpha": config.alpha, "bias": config.bias},
     )
     handle._to_fp32()
+    handle.base_extras = {k: v for k, v in handle.state_dict().items() if not is_lora_key(k)}
     return handle
+
+
+def is_lora_key(name: str) -> bool:
+    """An adapter matrix (`lora_A`/`lora_B`), not a trained bias of the base model."""
+    return ".lora_A." in name or ".lora_B." in name

@@ -57,8 +57,7 @@ def read_audio(
     samples = np.frombuffer(result.stdout, dtype=np.float32)
     if samples.size < MIN_SECONDS * sample_rate * channels:
         raise AudioReadError(
-            f"holds {samples.size / channels / sample_rate:.2f} s of audio; "
-            f"at least {MIN_SECONDS} s is needed"
+            f"holds {samples.size / channels / sample_rate:.2f} s of audio; at least {MIN_SECONDS} s is needed"
         )
     if not np.isfinite(samples).all():
         raise AudioReadError("decodes to NaN or infinite samples")

@@ -6,6 +6,8 @@ A checkpoint folder (`checkpoint-epoch-10/`, `checkpoint-step-1234/`, `final/`):
     training_state.pt     optimizer, scheduler, grad scaler, RNG states, step,
                           epoch and batch position, loss history
     config.json           the settings of the run
+    dataset.json          the tracks it trained on, with their checksums
+                          (training.resume refuses a dataset that changed)
 
 It is written into a temporary folder and renamed, so a crash while saving
 never leaves a half checkpoint under a real name. `training_state.pt` is read
@@ -23,17 +25,13 @@ from typing import Any
 import torch
 
 from training.adapters import AdapterHandle
-from training.config import ConfigError
 from training.export import read_adapter_state, read_info, write_adapter
 from training.storage import write_json
 
 STATE_FILE = "training_state.pt"
 ADAPTER_DIR = "adapter"
-#: Settings that must match between a checkpoint and the run resuming it.
-MUST_MATCH = ("adapter_type", "rank", "alpha", "attention_type", "target_modules", "bias",
-              "lokr_linear_dim", "lokr_linear_alpha", "lokr_factor", "lokr_decompose_both",
-              "lokr_use_tucker", "lokr_use_scalar", "lokr_weight_decompose", "mode",
-              "batch_size", "gradient_accumulation", "seed", "val_split")  # fmt: skip
+CONFIG_FILE = "config.json"
+DATASET_FILE = "dataset.json"
 
 
 @dataclass
@@ -72,6 +70,7 @@ def save_checkpoint(
     position: Position,
     config: dict[str, Any],
     info: dict[str, Any],
+    dataset: dict[str, Any] | None = None,
 ) -> Path:
     temporary = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -90,37 +89,15 @@ def save_checkpoint(
             },
             temporary / STATE_FILE,
         )
-        write_json(temporary / "config.json", config)
+        write_json(temporary / CONFIG_FILE, config)
+        if dataset is not None:
+            write_json(temporary / DATASET_FILE, dataset)
         if folder.exists():
             shutil.rmtree(folder)
         temporary.rename(folder)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return folder
-
-
-def check_resumable(folder: Path, config: dict[str, Any]) -> None:
-    """A checkpoint can continue this run only with the same adapter and data order."""
-    import json
-
-    if not (folder / STATE_FILE).is_file() or not (folder / ADAPTER_DIR).is_dir():
-        raise ConfigError(
-            [
-                f"--resume-from {folder}: not a training checkpoint (expected {STATE_FILE} and "
-                f"{ADAPTER_DIR}/ inside; use a checkpoint-epoch-N, checkpoint-step-N or final "
-                "folder of a previous run)"
-            ]
-        )
-    saved = json.loads((folder / "config.json").read_text())
-    different = [
-        f"--{k.replace('_', '-')} was {saved.get(k)!r}, now {config.get(k)!r}"
-        for k in MUST_MATCH
-        if saved.get(k) != config.get(k)
-    ]
-    if different:
-        raise ConfigError(
-            [f"--resume-from {folder}: the run must keep its settings: " + "; ".join(different)]
-        )
 
 
 def load_checkpoint(

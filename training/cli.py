@@ -7,7 +7,14 @@
 
 `fixed`/`vanilla` with `--preprocess` preprocess audio first; without
 `--output-dir` they only preprocess. `--preset NAME` starts from a saved or
-shipped preset (flags given on the command line still win).
+shipped preset, and `--resume-from CHECKPOINT` from the settings that
+checkpoint was trained with (flags given on the command line still win).
+
+Logging is set up first of all, before the wizard or any model library is
+imported: warnings only on a terminal (the Rich bars stay whole), INFO lines
+when piped or with `--plain`; each run's full log is in its `train.log`.
+Everything that can stop a run (settings, device, dataset, checkpoint) is
+checked before the summary is shown (training.preflight).
 
 Exit status: 0 done (also after a requested stop), 1 a run-time problem (model,
 dataset, audio), 2 invalid settings, 130 aborted with a second Ctrl-C.
@@ -21,7 +28,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from training.config import ConfigError, TrainConfig, TrainingError
+from training.config import ConfigError, TrainConfig
+from training.messages import error_lines, summary, user_errors
 from training.options import GROUPS, OPTIONS, Option, options_for
 
 log = logging.getLogger(__name__)
@@ -30,8 +38,7 @@ COMMANDS = {
     "fixed": "Corrected training: logit-normal timesteps and 15% CFG dropout (recommended).",
     "vanilla": "The original ACE-Step objective: the turbo's 8 discrete timesteps, no CFG "
     "dropout (to reproduce old results).",
-    "estimate": "Rank attention modules by gradient sensitivity to a dataset and write a "
-    "--target-modules suggestion.",
+    "estimate": "Rank attention modules by gradient sensitivity to a dataset and write a --target-modules suggestion.",
 }
 EPILOG = "Every flag, the VRAM profiles and the workflow: docs/training.md."
 
@@ -44,9 +51,7 @@ def _add_option(group: argparse._ArgumentGroup, option: Option) -> None:
         group.add_argument(*option.flags, action="store_true", default=option.default, **kwargs)
         return
     if option.kind == "switch":
-        group.add_argument(
-            *option.flags, action=argparse.BooleanOptionalAction, default=option.default, **kwargs
-        )
+        group.add_argument(*option.flags, action=argparse.BooleanOptionalAction, default=option.default, **kwargs)
         return
     types: dict[str, Callable] = {"int": int, "float": float, "path": Path, "list": str}
     kwargs["type"] = types.get(option.kind, str)
@@ -79,9 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="{fixed,vanilla,estimate}")
     for name, description in COMMANDS.items():
-        sub = commands.add_parser(
-            name, help=description.replace("%", "%%"), description=description, epilog=EPILOG
-        )
+        sub = commands.add_parser(name, help=description.replace("%", "%%"), description=description, epilog=EPILOG)
         sub.add_argument(
             "--preset",
             help="Start from a named preset (shipped: comfortable, standard, tight, minimal; "
@@ -104,50 +107,27 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, TrainConfig]:
-    """Parse `argv`; a `--preset` supplies defaults that explicit flags override."""
+    """Parse `argv`. A `--preset`, then a `--resume-from` checkpoint's saved settings,
+    supply defaults; flags given explicitly override both."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.error("choose a command: fixed, vanilla or estimate (or no arguments: the wizard)")
+    defaults: dict = {}
     if getattr(args, "preset", None):
         from training.presets import load_preset
 
-        preset = load_preset(args.preset)
+        defaults.update(load_preset(args.preset))
+    if getattr(args, "resume_from", None) is not None:
+        from training.resume import saved_settings
+
+        defaults.update(saved_settings(args.resume_from))
+    if defaults:
         sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
         known = {o.name for o in options_for(args.command)}
-        sub.set_defaults(**{k: v for k, v in preset.items() if k in known})
+        sub.set_defaults(**{k: v for k, v in defaults.items() if k in known})
         args = parser.parse_args(argv)
     return args, config_from_args(args)
-
-
-def summary(config: TrainConfig, command: str) -> str:
-    """The settings that matter most, for the confirmation prompt."""
-    adapter = (
-        f"LoRA rank {config.rank} alpha {config.alpha:g}"
-        if config.adapter_type == "lora"
-        else f"LoKR dim {config.lokr_linear_dim} alpha {config.lokr_linear_alpha:g} "
-        f"factor {config.lokr_factor}"
-    )
-    lines = [
-        f"mode            {command}",
-        f"model           {config.checkpoint_dir} ({config.model_variant})",
-        f"data            {config.tensor_output if config.preprocess else config.dataset_dir}",
-        f"output          {config.output_dir}",
-        f"adapter         {adapter}, {config.attention_type} attention, "
-        f"{' '.join(config.target_modules)}",
-        f"optimizer       {config.optimizer_type}, lr {config.lr:g}, "
-        f"{config.effective_scheduler} schedule, warmup {config.warmup_steps}",
-        f"batches         {config.batch_size} x {config.gradient_accumulation} accumulation, "
-        f"{config.epochs} epochs"
-        + (f", at most {config.max_steps} steps" if config.max_steps else ""),
-        f"memory          gradient checkpointing {'on' if config.gradient_checkpointing else 'off'}"
-        f", encoder offload {'on' if config.offload_encoder else 'off'}, "
-        f"device {config.device}, precision {config.precision}",
-    ]
-    if config.preprocess:
-        lines.insert(2, f"preprocess      {config.audio_dir or config.dataset_json} -> "
-                        f"{config.tensor_output} (max {config.max_duration:g} s)")  # fmt: skip
-    return "\n".join(lines)
 
 
 def confirm(question: str) -> bool:
@@ -159,28 +139,22 @@ def confirm(question: str) -> bool:
     return answer in ("", "y", "yes")
 
 
-def _print_preprocess(key: str, what: str) -> None:
-    print(f"  {key}: {what}", flush=True)
-
-
 def run_command(args: argparse.Namespace, config: TrainConfig) -> int:
+    from training.preflight import preflight
+
     command = args.command
     if command == "estimate":
         from training.estimate import estimate
 
-        config.check("estimate")
+        preflight(config, "estimate")
         result = estimate(config)
         print(result.table())
         print(f"Suggestion written to {result.suggestion_path}:\n  --target-modules {result.flag}")
         return 0
     only_preprocess = config.preprocess and config.output_dir is None
-    config.check("preprocess" if only_preprocess else command)  # type: ignore[arg-type]
+    preflight(config, "preprocess" if only_preprocess else command)  # type: ignore[arg-type]
     if only_preprocess:
-        from training.preprocess import preprocess
-
-        print(f"Preprocessing into {config.tensor_output}", flush=True)
-        print(preprocess(config, report=_print_preprocess).summary())
-        return 0
+        return _preprocess_only(config, args.plain)
     print(summary(config, command))
     if not args.yes and not confirm("Start training?"):
         print("Not started.")
@@ -193,19 +167,40 @@ def run_command(args: argparse.Namespace, config: TrainConfig) -> int:
     return 0
 
 
+def _preprocess_only(config: TrainConfig, plain: bool) -> int:
+    """Preprocessing without training; with `--progress-file`, its events end with
+    `preprocessed` (encoded, unchanged, problems) or `error`."""
+    from training.preprocess import preprocess
+    from training.preprocess_progress import PreprocessProgress
+    from training.progress import ProgressStream
+
+    print(f"Preprocessing into {config.tensor_output}", flush=True)
+    stream = ProgressStream(config.progress_file)
+    report = PreprocessProgress(stream, plain=plain)
+    try:
+        result = preprocess(config, report=report)
+        problems = [{"key": p.key, "reason": p.reason} for p in result.problems]
+        stream.emit("preprocessed", encoded=len(result.encoded), unchanged=len(result.skipped), problems=problems)
+    except BaseException as exc:
+        stream.emit("error", message=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        report.close()
+        stream.close()
+    print(result.summary())
+    return 0
+
+
 def guarded(action: Callable[[], int]) -> int:
     """Run `action`, turning the errors a user can fix into a message and a status."""
-    from engine.checkpoint.find import CheckpointError
-    from training.storage import DatasetFormatError
-    from training.tracks import DatasetError
-
     try:
         return action()
     except ConfigError as exc:
-        for line in exc.lines:
+        for line in error_lines(exc):
             print(f"error: {line}", file=sys.stderr)
         return 2
-    except (CheckpointError, DatasetFormatError, DatasetError, TrainingError) as exc:
+    except user_errors() as exc:
+        log.debug("stopped by an error", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -214,19 +209,42 @@ def guarded(action: Callable[[], int]) -> int:
 
 
 def run_config(config: TrainConfig) -> int:
-    """Train from a ready config without asking (the bot's child process)."""
+    """Train from a ready config without asking (the bot's child process). A run
+    that cannot start is also an `error` event in its progress stream: the bot
+    watches that file (the folder is the bot's, made before the child started)."""
+    from training.preflight import preflight
+    from training.progress import ProgressStream
+
     args = argparse.Namespace(command=config.mode, yes=True, plain=True)
-    return guarded(lambda: run_command(args, config))
+    command = "preprocess" if config.preprocess and config.output_dir is None else config.mode
+
+    def action() -> int:
+        try:
+            preflight(config, command)  # type: ignore[arg-type]
+        except BaseException as exc:
+            stream = ProgressStream(config.progress_path)
+            stream.emit("error", message=f"{type(exc).__name__}: {exc}")
+            stream.close()
+            raise
+        return run_command(args, config)
+
+    return guarded(action)
 
 
 def main(argv: list[str] | None = None) -> int:
     from engine.logs import setup_logging
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    interactive = sys.stdout.isatty() and "--plain" not in argv
+    setup_logging("WARNING" if interactive or not argv else "INFO")
     if not argv:
         from training.wizard import run_wizard
 
         return guarded(run_wizard)
-    args, config = parse(argv)
-    setup_logging("INFO" if args.plain or not sys.stdout.isatty() else "WARNING")
+    try:
+        args, config = parse(argv)
+    except ConfigError as exc:  # a preset or checkpoint that cannot be read
+        for line in error_lines(exc):
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     return guarded(lambda: run_command(args, config))

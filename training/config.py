@@ -115,6 +115,7 @@ class TrainConfig:
     output_dir: Path | None = None
     save_every: int = 10
     resume_from: Path | None = None
+    force_resume: bool = False
 
     # Logging, monitoring and samples
     log_dir: Path | None = None
@@ -127,6 +128,7 @@ class TrainConfig:
     sample_prompts: Path | None = None
     sample_duration: int = 10
     sample_steps: int | None = None
+    preview: bool = False
 
     # Preprocessing
     preprocess: bool = False
@@ -183,9 +185,7 @@ class TrainConfig:
         names = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ConfigError(
-                [f"unknown setting(s) {', '.join(unknown)}: allowed are {', '.join(names)}"]
-            )
+            raise ConfigError([f"unknown setting(s) {', '.join(unknown)}: allowed are {', '.join(names)}"])
         values = {k: Path(v) if k in PATH_FIELDS and v is not None else v for k, v in data.items()}
         return cls(**values)
 
@@ -214,9 +214,7 @@ class TrainConfig:
 
 
 PATH_FIELDS = frozenset(
-    f.name
-    for f in dataclasses.fields(TrainConfig)
-    if "Path" in str(f.type) and "list" not in str(f.type)
+    f.name for f in dataclasses.fields(TrainConfig) if "Path" in str(f.type) and "list" not in str(f.type)
 )
 
 

@@ -45,9 +45,7 @@ class TrackDataset(Dataset):
         for key in self.keys:
             path = Path(folder) / self.manifest.samples[key]["file"]
             if not path.is_file():
-                raise DatasetFormatError(
-                    f"{path} (track {key}) is missing: preprocess again to restore it"
-                )
+                raise DatasetFormatError(f"{path} (track {key}) is missing: preprocess again to restore it")
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -119,9 +117,7 @@ def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         "context_latents": _pad([i["context_latents"] for i in items], frames),
         "latent_mask": latent_mask,
         "encoder_hidden_states": _pad([i["encoder_hidden_states"] for i in items], tokens),
-        "encoder_attention_mask": _pad(
-            [i["encoder_attention_mask"].float() for i in items], tokens
-        ),
+        "encoder_attention_mask": _pad([i["encoder_attention_mask"].float() for i in items], tokens),
     }
 
 
@@ -185,9 +181,7 @@ def make_loader(
     """A DataLoader with seeds/003's loading options. It has its own generator, so
     creating it (and its workers' seeds) never draws from the global RNG that
     adapter dropout uses: a resumed run stays identical to a straight one."""
-    sampler = EpochBatchSampler(
-        len(dataset), batch_size or config.batch_size, config.seed, shuffle=shuffle
-    )
+    sampler = EpochBatchSampler(len(dataset), batch_size or config.batch_size, config.seed, shuffle=shuffle)
     workers = config.num_workers
     options = {}
     if workers > 0:

@@ -63,13 +63,9 @@ def resolve_device(name: str) -> torch.device:
         "xpu": _xpu_available(),
     }
     if not available.get(device.type, False):
-        raise ConfigError(
-            [f"--device {name}: no such device here; use auto, cpu or a device this machine has"]
-        )
+        raise ConfigError([f"--device {name}: no such device here; use auto, cpu or a device this machine has"])
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(
-            [f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) are visible"]
-        )
+        raise ConfigError([f"--device {name}: only {torch.cuda.device_count()} CUDA GPU(s) are visible"])
     return device
 
 
@@ -117,9 +113,7 @@ def resolve_runtime(device: str, precision: str, attention: str) -> Runtime:
 
 def autocast_context(runtime: Runtime):
     """bf16/fp16 autocast on the run's device; a no-op context for fp32."""
-    return torch.autocast(
-        device_type=runtime.device.type, dtype=runtime.dtype, enabled=runtime.autocast
-    )
+    return torch.autocast(device_type=runtime.device.type, dtype=runtime.dtype, enabled=runtime.autocast)
 
 
 def vram_gb(device: torch.device) -> float | None:

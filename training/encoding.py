@@ -73,15 +73,11 @@ def timbre_reference(pipe: AceStepPipeline, device: torch.device, dtype: torch.d
     """The silence latent `__call__` gives the timbre encoder without reference audio."""
     frames = math.ceil(30 * pipe.latents_per_second)
     silence = pipe.condition_encoder.silence_latent[:, :frames, :]
-    return silence.to(device=device, dtype=dtype).contiguous(), torch.arange(
-        1, device=device, dtype=torch.long
-    )
+    return silence.to(device=device, dtype=dtype).contiguous(), torch.arange(1, device=device, dtype=torch.long)
 
 
 @torch.no_grad()
-def encode_conditions(
-    pipe: AceStepPipeline, text: dict, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_conditions(pipe: AceStepPipeline, text: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """`encoder_hidden_states [L, D]` and `encoder_attention_mask [L]` for one track."""
     encoder = pipe.condition_encoder
     dtype = encoder.dtype
@@ -98,13 +94,9 @@ def encode_conditions(
 
 
 @torch.no_grad()
-def context_latents(
-    pipe: AceStepPipeline, frames: int, device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
+def context_latents(pipe: AceStepPipeline, frames: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """`[frames, 2 * 64]`: silence source latents and a chunk mask of ones."""
-    source, frames = pipe.prepare_src_latents(
-        device=device, dtype=dtype, batch_size=1, latent_length=frames
-    )
+    source, frames = pipe.prepare_src_latents(device=device, dtype=dtype, batch_size=1, latent_length=frames)
     acoustic = pipe.transformer.config.audio_acoustic_hidden_dim
     mask = pipe._build_chunk_mask(TASK, frames, 1, device, dtype, acoustic)
     return torch.cat([source, mask], dim=-1)[0]

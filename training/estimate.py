@@ -111,9 +111,7 @@ def estimate(config: TrainConfig, *, model: TrainingModel | None = None) -> Esti
     model.transformer.to(device)
     if config.gradient_checkpointing:
         model.transformer.enable_gradient_checkpointing()
-    candidates = resolve_target_modules(
-        model.transformer, config.attention_type, config.target_modules
-    )
+    candidates = resolve_target_modules(model.transformer, config.attention_type, config.target_modules)
     loader, _ = make_loader(dataset, config, device)
     mu, sigma = timestep_parameters(config, model)
     null = model.pipe.condition_encoder.null_condition_emb.detach().float().to(device)

@@ -1,12 +1,14 @@
-"""Write a trained adapter in the formats the engine and other tools load.
+"""Write a trained adapter as the engine loads it, and read it back for resuming.
 
 - LoRA, diffusers naming: `pytorch_lora_weights.safetensors` written by
   `AceStepPipeline.save_lora_weights`, with rank, alpha and targets in its
   metadata (without alpha the loader assumes alpha = rank and the adapter plays
-  at the wrong strength: the "LoRA has no audible effect" reports).
-- LoRA, original ACE-Step PEFT naming: `adapter_model.safetensors` with
-  `base_model.model.layers.N.self_attn.q_proj.lora_A.weight` keys and
-  `adapter_config.json`, for the ACE-Step app and ComfyUI.
+  at the wrong strength: the "LoRA has no audible effect" reports). It holds
+  the LoRA matrices only, so diffusers' `load_lora_weights` takes it: that
+  loader refuses any key without `lora` in it. With `--bias all` the trained
+  biases of the base model go beside it, to `trained_biases.safetensors`,
+  which resume reads but diffusers (and so the radio's engine) cannot apply;
+  the original PEFT and ComfyUI exports carry them (training.export_formats).
 - LoKR, LyCORIS naming: `lokr_weights.safetensors` (`lycoris_layers_0_...`).
 
 `read_adapter_state` reads back what `write_adapter` wrote, for resuming.
@@ -20,21 +22,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from training.adapters import ORIGINAL_TO_DIFFUSERS, AdapterHandle
+from training.adapters import AdapterHandle, is_lora_key
 from training.storage import atomic_path, write_json
 
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
-PEFT_FILE = "adapter_model.safetensors"
+BIASES_FILE = "trained_biases.safetensors"
 LOKR_FILE = "lokr_weights.safetensors"
 INFO_FILE = "adapter_info.json"
 PREFIX = "transformer."
-PEFT_PREFIX = "base_model.model."
-
-
-def _to_original(name: str) -> str:
-    for original, diffusers in ORIGINAL_TO_DIFFUSERS.items():
-        name = name.replace(f".{diffusers}.", f".{original}.")
-    return name
 
 
 def write_adapter(handle: AdapterHandle, folder: Path, info: dict) -> Path:
@@ -53,7 +48,7 @@ def write_adapter(handle: AdapterHandle, folder: Path, info: dict) -> Path:
         with atomic_path(target) as temporary:
             AceStepPipeline.save_lora_weights(
                 temporary.parent,
-                transformer_lora_layers=state,
+                transformer_lora_layers={k: v for k, v in state.items() if is_lora_key(k)},
                 weight_name=temporary.name,
                 transformer_lora_adapter_metadata={
                     "r": handle.config["r"],
@@ -61,34 +56,11 @@ def write_adapter(handle: AdapterHandle, folder: Path, info: dict) -> Path:
                     "target_modules": handle.targets,
                 },
             )
+        extras = {k: v for k, v in state.items() if not is_lora_key(k)}
+        if extras:
+            with atomic_path(folder / BIASES_FILE) as temporary:
+                save_file(extras, str(temporary), {"note": "not applied by diffusers' loader"})
     write_json(folder / INFO_FILE, {"kind": handle.kind, "targets": handle.targets, **info})
-    return target
-
-
-def write_peft_export(handle: AdapterHandle, folder: Path, info: dict) -> Path:
-    """The original ACE-Step PEFT naming (LoRA only)."""
-    if handle.kind != "lora":
-        raise ValueError("the PEFT export is for LoRA adapters; LoKR is saved in LyCORIS naming")
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {PEFT_PREFIX + _to_original(k): v for k, v in handle.state_dict().items()}
-    target = folder / PEFT_FILE
-    with atomic_path(target) as temporary:
-        save_file(state, str(temporary), {"format": "pt"})
-    originals = sorted({_to_original(f".{name}.").strip(".") for name in handle.targets})
-    write_json(
-        folder / "adapter_config.json",
-        {
-            "peft_type": "LORA",
-            "r": handle.config["r"],
-            "lora_alpha": handle.config["lora_alpha"],
-            "lora_dropout": info.get("dropout", 0.0),
-            "bias": handle.config.get("bias", "none"),
-            "target_modules": originals,
-            "base_model_name_or_path": info.get("base_model_name", ""),
-            "task_type": None,
-            "inference_mode": True,
-        },
-    )
     return target
 
 
@@ -97,7 +69,10 @@ def read_adapter_state(folder: Path, kind: str) -> dict[str, torch.Tensor]:
     if kind == "lokr":
         return load_file(str(folder / LOKR_FILE))
     state = load_file(str(folder / DIFFUSERS_FILE))
-    return {k.removeprefix(PREFIX): v for k, v in state.items()}
+    state = {k.removeprefix(PREFIX): v for k, v in state.items()}
+    if (folder / BIASES_FILE).is_file():
+        state.update(load_file(str(folder / BIASES_FILE)))
+    return state
 
 
 def read_info(folder: Path) -> dict:

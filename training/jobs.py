@@ -9,7 +9,9 @@
 The child runs `python -m training.jobs CONFIG.json` with the config written
 to `{output-dir}/job_config.json`; its console output goes to
 `{output-dir}/console.log`. It trains exactly as `train.py --plain --yes`
-would. A stop request creates the stop file; `terminate()` falls back to
+would. A preprocess-only job (`preprocess=True` without `output_dir`) writes
+these files beside its `--progress-file` instead, and ends with a
+`preprocessed` event. A stop request creates the stop file; `terminate()` falls back to
 SIGTERM (also a clean stop) and finally kills the process. The GPU is the
 child's alone while it runs: the bot keeps the station off it (DESIGN.md).
 
@@ -65,7 +67,8 @@ class TrainingJob:
 
     @property
     def output_dir(self) -> Path:
-        return Path(self.config.output_dir)
+        """The job's folder: its console, config and (for training) its checkpoints."""
+        return job_folder(self.config)
 
     @property
     def adapter_dir(self) -> Path:
@@ -109,6 +112,10 @@ class TrainingJob:
             return self.process.wait()
 
 
+def job_folder(config: TrainConfig) -> Path:
+    return Path(config.output_dir or config.progress_path.parent)
+
+
 def launch_training(
     config: TrainConfig,
     *,
@@ -118,8 +125,9 @@ def launch_training(
     """Check `config`, write it beside the output and start the training process.
 
     Raises `ConfigError` at once for invalid settings (nothing is started)."""
-    config.check(config.mode)  # type: ignore[arg-type]
-    output = Path(config.output_dir)
+    only_preprocess = config.preprocess and config.output_dir is None
+    config.check("preprocess" if only_preprocess else config.mode)  # type: ignore[arg-type]
+    output = job_folder(config)
     output.mkdir(parents=True, exist_ok=True)
     config_path = output / CONFIG_FILE
     config_path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -149,9 +157,7 @@ def exit_with_parent(parent_pid: int, interval: float = PARENT_CHECK_SECONDS) ->
     On Linux the kernel does it (`PR_SET_PDEATHSIG`); a daemon thread that polls
     the parent's pid does it everywhere. Returns whether the kernel took it on."""
     by_kernel = _set_parent_death_signal(signal.SIGTERM)
-    watchdog = threading.Thread(
-        target=_watch_parent, args=(parent_pid, interval), name="parent-watchdog", daemon=True
-    )
+    watchdog = threading.Thread(target=_watch_parent, args=(parent_pid, interval), name="parent-watchdog", daemon=True)
     watchdog.start()
     return by_kernel
 

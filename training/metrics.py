@@ -69,33 +69,46 @@ def log_file(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def plot_loss_curve(history: list[list[float]], validation: list[list[float]], path: Path) -> Path:
-    """Training loss (raw and smoothed) and validation loss against steps."""
-    import matplotlib
+def loss_curve_png(history: list[list[float]], validation: list[list[float]], *, title: str | None = None) -> bytes:
+    """Training loss (raw and smoothed) and validation loss against steps, as PNG bytes.
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    Uses a `Figure` of its own, not pyplot's global state, so threads (the bot
+    draws in one) cannot mix up their plots."""
+    import io
 
-    figure, axes = plt.subplots(figsize=(8, 4.5))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 4.5))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
     if history:
         steps, losses = zip(*history, strict=True)
         axes.plot(steps, losses, alpha=0.35, label="train loss")
         window = max(1, len(losses) // 20)
         smooth = [
-            sum(losses[max(0, i - window + 1) : i + 1])
-            / len(losses[max(0, i - window + 1) : i + 1])
+            sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
             for i in range(len(losses))
         ]
         axes.plot(steps, smooth, label=f"train loss (mean of {window})")
     if validation:
         steps, losses = zip(*validation, strict=True)
         axes.plot(steps, losses, "o-", label="validation loss")
+    if title:
+        axes.set_title(title)
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("loss")
     axes.grid(alpha=0.3)
-    axes.legend()
+    if history or validation:
+        axes.legend()
     figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def plot_loss_curve(history: list[list[float]], validation: list[list[float]], path: Path) -> Path:
+    """`loss_curve_png` written to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    path.write_bytes(loss_curve_png(history, validation))
     return path

@@ -68,9 +68,7 @@ class Objective:
         batch = self.to_device(batch)
         noisy, target = interpolate(batch["target_latents"], noise.to(self.runtime.device), t)
         conditions = drop_conditions(batch["encoder_hidden_states"], dropped, self.null_embedding)
-        prediction = predict(
-            transformer, noisy, t, conditions, batch["context_latents"], self.runtime
-        )
+        prediction = predict(transformer, noisy, t, conditions, batch["context_latents"], self.runtime)
         return masked_mse(prediction, target, batch["latent_mask"]), t
 
     @torch.no_grad()
@@ -90,9 +88,7 @@ class Objective:
                 for t_value in self.sampler.grid(points).tolist():
                     noise = torch.randn(batch["target_latents"].shape, generator=generator)
                     t = torch.full((count,), t_value)
-                    noisy, target = interpolate(
-                        moved["target_latents"], noise.to(self.runtime.device), t
-                    )
+                    noisy, target = interpolate(moved["target_latents"], noise.to(self.runtime.device), t)
                     prediction = predict(
                         transformer,
                         noisy,

@@ -35,9 +35,7 @@ def build_optimizer(
     if kind == "adamw8bit":
         import bitsandbytes
 
-        return bitsandbytes.optim.AdamW8bit(
-            parameters, lr=config.lr, weight_decay=config.weight_decay
-        )
+        return bitsandbytes.optim.AdamW8bit(parameters, lr=config.lr, weight_decay=config.weight_decay)
     if kind == "adafactor":
         from transformers.optimization import Adafactor
 
@@ -55,9 +53,7 @@ def build_optimizer(
         if config.lr < 0.1:
             log.warning("Prodigy expects --lr 1.0 (it scales the step itself); got %g", config.lr)
         return Prodigy(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(
-        parameters, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda"
-    )
+    return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda")
 
 
 def lr_factor(step: int, *, kind: str, warmup: int, total: int) -> float:

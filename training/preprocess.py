@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from training.encoding import (
     tile_frames,
 )
 from training.model import TrainingModel, find_model, load_model, move
+from training.preprocess_progress import LogReport, PreprocessReport
 from training.storage import (
     Manifest,
     file_sha256,
@@ -54,8 +54,6 @@ log = logging.getLogger(__name__)
 #: Bump when what preprocessing writes changes, so older tensors are redone.
 PREPROCESS_VERSION = 1
 PASS1_SUFFIX = ".pass1.safetensors"
-
-Report = Callable[[str, str], None]  # (track key, what happened)
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ def _pass1(
     tile_seconds: float,
     out: Path,
     result: PreprocessResult,
-    report: Report,
+    report: PreprocessReport,
 ) -> list[_Pass1]:
     pipe, device = model.pipe, model.runtime.device
     move([pipe.vae, pipe.text_encoder], device)
@@ -126,9 +124,7 @@ def _pass1(
     try:
         for track, source in todo:
             try:
-                audio = read_audio(
-                    track.path, sample_rate=pipe.sample_rate, max_seconds=config.max_duration
-                )
+                audio = read_audio(track.path, sample_rate=pipe.sample_rate, max_seconds=config.max_duration)
                 duration = audio.shape[-1] / pipe.sample_rate
                 generator = torch.Generator().manual_seed(int(source[:8], 16) ^ config.seed)
                 latents = encode_audio(
@@ -142,7 +138,7 @@ def _pass1(
             except Exception as exc:  # one bad track never stops the run
                 log.debug("Pass 1 failed for %s:\n%s", track.key, traceback.format_exc())
                 result.problems.append(TrackProblem(track.key, str(exc)))
-                report(track.key, f"skipped: {exc}")
+                report.track(track.key, f"skipped: {exc}")
                 continue
             intermediate = out / (sample_file_name(track.key) + PASS1_SUFFIX)
             tensors = {"target_latents": latents, **{k: v.float() for k, v in text.items()}}
@@ -150,7 +146,7 @@ def _pass1(
             tensors["lyric_attention_mask"] = text["lyric_attention_mask"].to(torch.int8)
             write_tensors(intermediate, tensors, {"key": track.key})
             done.append(_Pass1(track, source, intermediate, duration))
-            report(track.key, "pass 1 done")
+            report.track(track.key, "pass 1 done")
     finally:
         move([pipe.vae, pipe.text_encoder], torch.device("cpu"))
     return done
@@ -161,7 +157,7 @@ def _pass2(
     done: list[_Pass1],
     manifest: Manifest,
     result: PreprocessResult,
-    report: Report,
+    report: PreprocessReport,
 ) -> None:
     pipe, device = model.pipe, model.runtime.device
     move([pipe.condition_encoder], device)
@@ -182,7 +178,7 @@ def _pass2(
             except Exception as exc:
                 log.debug("Pass 2 failed for %s:\n%s", track.key, traceback.format_exc())
                 result.problems.append(TrackProblem(track.key, str(exc)))
-                report(track.key, f"skipped: {exc}")
+                report.track(track.key, f"skipped: {exc}")
                 continue
             name = sample_file_name(track.key)
             write_tensors(
@@ -207,7 +203,7 @@ def _pass2(
             manifest.save()
             item.intermediate.unlink(missing_ok=True)
             result.encoded.append(track.key)
-            report(track.key, "encoded")
+            report.track(track.key, "encoded")
     finally:
         move([pipe.condition_encoder], torch.device("cpu"))
 
@@ -222,20 +218,24 @@ def preprocess(
     config: TrainConfig,
     *,
     model: TrainingModel | None = None,
-    report: Report | None = None,
+    report: PreprocessReport | None = None,
 ) -> PreprocessResult:
     """Preprocess `config.audio_dir` / `config.dataset_json` into `config.tensor_output`.
 
     `model` may be given to reuse a loaded pipeline (it must be the one the
-    config names). Returns what was encoded, skipped and why.
+    config names). `report` is told how far it is (default: log lines). Returns
+    what was encoded, skipped and why.
     """
     config.check("preprocess")
-    report = report or (lambda key, what: log.info("%s: %s", key, what))
+    report = report or LogReport()
     out = Path(config.tensor_output)
     out.mkdir(parents=True, exist_ok=True)
     result = PreprocessResult(out)
     tracks, problems = find_tracks(config.audio_dir, config.dataset_json)
     result.problems.extend(problems)
+    report.start(len(tracks) + len(problems))
+    for problem in problems:
+        report.track(problem.key, f"skipped: {problem.reason}")
     runtime = (
         model.runtime
         if model is not None
@@ -250,12 +250,12 @@ def preprocess(
             source = _source_checksum(track, config, fingerprint, tile_seconds)
             if manifest.is_current(track.key, source):
                 result.skipped.append(track.key)
-                report(track.key, "unchanged, skipped")
+                report.track(track.key, "unchanged, skipped")
                 continue
             check_audio(track.path)
         except (OSError, AudioReadError) as exc:
             result.problems.append(TrackProblem(track.key, str(exc)))
-            report(track.key, f"skipped: {exc}")
+            report.track(track.key, f"skipped: {exc}")
             continue
         todo.append((track, source))
     _drop_stale(manifest, {track.key for track in tracks} - {p.key for p in result.problems})

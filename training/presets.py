@@ -21,10 +21,14 @@ from training.storage import write_json
 
 SHIPPED_DIR = Path(__file__).with_name("presets")
 #: Settings a preset never carries: where things are, and what a run is.
-NOT_IN_PRESETS = PATH_FIELDS | {"mode", "preprocess", "model_variant", "base_model"}
-PRESET_FIELDS = tuple(
-    f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_IN_PRESETS
-)
+NOT_IN_PRESETS = PATH_FIELDS | {
+    "mode",
+    "preprocess",
+    "model_variant",
+    "base_model",
+    "force_resume",
+}
+PRESET_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_IN_PRESETS)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 
 
@@ -45,9 +49,7 @@ def list_presets(folder: Path | None = None) -> dict[str, str]:
         if source.is_dir():
             for path in sorted(source.glob("*.json")):
                 try:
-                    found.setdefault(
-                        path.stem, str(json.loads(path.read_text()).get("description", ""))
-                    )
+                    found.setdefault(path.stem, str(json.loads(path.read_text()).get("description", "")))
                 except ValueError:
                     found.setdefault(path.stem, "(unreadable)")
     return found
@@ -55,9 +57,7 @@ def list_presets(folder: Path | None = None) -> dict[str, str]:
 
 def _check_name(name: str) -> None:
     if not _NAME.match(name):
-        raise ConfigError(
-            [f"preset name {name!r} is not allowed: use 1-40 letters, digits, '_' or '-'"]
-        )
+        raise ConfigError([f"preset name {name!r} is not allowed: use 1-40 letters, digits, '_' or '-'"])
 
 
 def load_preset(name: str, folder: Path | None = None) -> dict[str, Any]:
@@ -79,9 +79,7 @@ def load_preset(name: str, folder: Path | None = None) -> dict[str, Any]:
     raise ConfigError([f"no preset named {name!r}: available are {available}"])
 
 
-def save_preset(
-    name: str, config: TrainConfig, folder: Path | None = None, description: str = ""
-) -> Path:
+def save_preset(name: str, config: TrainConfig, folder: Path | None = None, description: str = "") -> Path:
     _check_name(name)
     if (SHIPPED_DIR / f"{name}.json").is_file():
         raise ConfigError([f"{name!r} is a shipped preset: choose another name"])

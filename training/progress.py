@@ -103,21 +103,16 @@ class ConsoleProgress:
                 TextColumn("epoch {task.fields[epoch]}"),
                 TimeRemainingColumn(),
             )
-            self._task = self._progress.add_task(
-                "train", total=total, completed=start, loss="-", lr="-", epoch="-"
-            )
+            self._task = self._progress.add_task("train", total=total, completed=start, loss="-", lr="-", epoch="-")
             self._progress.start()
 
     def update(self, step: int, epoch: int, loss: float, lr: float, eta: float | None) -> None:
         if self._progress is not None:
-            self._progress.update(
-                self._task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", epoch=epoch
-            )
+            self._progress.update(self._task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", epoch=epoch)
         elif step % self.log_every == 0 or step == self.total:
             left = f"{eta / 60:.1f} min" if eta is not None else "?"
             print(
-                f"step {step}/{self.total}  epoch {epoch}  loss {loss:.4f}  lr {lr:.2e}  "
-                f"eta {left}",
+                f"step {step}/{self.total}  epoch {epoch}  loss {loss:.4f}  lr {lr:.2e}  eta {left}",
                 flush=True,
             )
 

@@ -52,9 +52,7 @@ class TrainerActor:
         """Unpack the dataset here, point the run's folders here, start the trainer."""
         audio = unpack_folder(dataset, self.scratch / "dataset")
         run = self.scratch / "run"
-        local = TrainConfig.from_dict(config).replace(
-            audio_dir=audio, output_dir=run, tensor_output=run / "tensors"
-        )
+        local = TrainConfig.from_dict(config).replace(audio_dir=audio, output_dir=run, tensor_output=run / "tensors")
         self.job = launch_training(local, env=env)
         return self.job.pid
 
@@ -95,6 +93,7 @@ class RayTrainingJob:
         self.config = config  # the bot's view: output_dir is a folder on the bot's machine
         self.pid = pid
         self._status: int | None = None
+        self._last_events: list[dict[str, Any]] = []  # read before the actor was let go
 
     @property
     def output_dir(self) -> Path:
@@ -105,6 +104,11 @@ class RayTrainingJob:
         return self.output_dir / "final" / "adapter"
 
     def events(self) -> list[dict[str, Any]]:
+        """New progress events; after the end, those the actor wrote last (read before
+        it was let go), so a caller may poll first and read events after."""
+        if self._status is not None:
+            last, self._last_events = self._last_events, []
+            return last
         return ray.get(self.actor.events.remote())
 
     def poll(self) -> int | None:
@@ -127,6 +131,7 @@ class RayTrainingJob:
 
     def _bring_back(self) -> None:
         adapter, console = ray.get(self.actor.results.remote())
+        self._last_events = ray.get(self.actor.events.remote())
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / CONSOLE_FILE).write_text(console)
         if adapter is not None:
@@ -152,11 +157,7 @@ class RayTrainingPlace:
         if config.audio_dir is None:
             raise ValueError("a Ray training run needs audio_dir: the dataset to send")
         dataset = ray.put(pack_folder(Path(config.audio_dir)).data)
-        actor = (
-            ray.remote(TrainerActor)
-            .options(num_gpus=self.gpus, num_cpus=self.cpus, max_restarts=0)
-            .remote()
-        )
+        actor = ray.remote(TrainerActor).options(num_gpus=self.gpus, num_cpus=self.cpus, max_restarts=0).remote()
         try:
             pid = ray.get(actor.start.remote(config.to_dict(), dataset, env), timeout=PLACE_TIMEOUT)
         except ray.exceptions.GetTimeoutError:

@@ -41,19 +41,12 @@ def _spec(index: int, fields: dict, duration: int) -> SongSpec:
         title=f"sample {index + 1}",
         caption=caption or "music",
         lyrics=str(fields.get("lyrics") or "")[:MAX_LYRICS],
-        bpm=int(bpm)
-        if isinstance(bpm, (int, float)) and MIN_BPM <= bpm <= MAX_BPM
-        else DEFAULT_BPM,
+        bpm=int(bpm) if isinstance(bpm, (int, float)) and MIN_BPM <= bpm <= MAX_BPM else DEFAULT_BPM,
         key=key if key in KEYS else DEFAULT_KEY,
         language=language if language in LANGUAGES else "en",
         duration=duration,
         seed=int(fields.get("seed", 1234 + index)),
     )
-
-
-def _file_name(index: int, caption: str) -> str:
-    slug = "".join(c if c.isalnum() else "-" for c in caption.lower()[:40]).strip("-")
-    return f"{index + 1:02d}-{slug or 'sample'}.wav"
 
 
 def sample_specs(config: TrainConfig, first_track: dict) -> list[SongSpec]:
@@ -67,9 +60,7 @@ def sample_specs(config: TrainConfig, first_track: dict) -> list[SongSpec]:
         except ValueError as exc:
             raise ConfigError([f"--sample-prompts {path}: not valid JSON ({exc})"]) from None
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise ConfigError(
-                [f'--sample-prompts {path}: expected a JSON list like [{{"caption": "..."}}]']
-            )
+            raise ConfigError([f'--sample-prompts {path}: expected a JSON list like [{{"caption": "..."}}]'])
     else:
         lines = [line.strip() for line in path.read_text().splitlines()]
         entries = [{"caption": line} for line in lines if line]
@@ -134,9 +125,7 @@ def render_samples(
             )
             for index, spec in enumerate(specs):
                 out = folder / f"{index + 1:02d}-{spec.caption[:40]}.wav"
-                out = out.with_name(
-                    "".join(c if c.isalnum() or c in "-." else "-" for c in out.name)
-                )
+                out = out.with_name("".join(c if c.isalnum() or c in "-." else "-" for c in out.name))
                 track = engine.generate(spec, out_path=out, fmt="wav", steps=steps)[0]
                 paths.append(Path(track.path))
     finally:

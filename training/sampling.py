@@ -63,18 +63,14 @@ def cfg_dropout(count: int, ratio: float, generator: torch.Generator) -> torch.T
     return torch.rand(count, generator=generator) < ratio
 
 
-def drop_conditions(
-    states: torch.Tensor, dropped: torch.Tensor, null_embedding: torch.Tensor
-) -> torch.Tensor:
+def drop_conditions(states: torch.Tensor, dropped: torch.Tensor, null_embedding: torch.Tensor) -> torch.Tensor:
     """Replace the whole condition of each dropped sample by the learned null
     embedding broadcast to its shape (not zeros: that is what inference uses)."""
     null = null_embedding.to(device=states.device, dtype=states.dtype).expand_as(states)
     return torch.where(dropped.to(states.device)[:, None, None], null, states)
 
 
-def interpolate(
-    clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def interpolate(clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(xt, velocity target) for timesteps `t` of shape [batch]."""
     t = t.to(clean.device, clean.dtype)[:, None, None]
     return t * noise + (1 - t) * clean, noise - clean

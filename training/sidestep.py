@@ -148,13 +148,9 @@ def read_sidestep_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str
     if latents.dim() != 2 or states.dim() != 2:
         raise DatasetFormatError("target_latents and encoder_hidden_states must be 2-D")
     if tuple(context.shape) != (frames, 2 * channels):
-        raise DatasetFormatError(
-            f"context_latents is {tuple(context.shape)}; expected ({frames}, {2 * channels})"
-        )
+        raise DatasetFormatError(f"context_latents is {tuple(context.shape)}; expected ({frames}, {2 * channels})")
     if tuple(mask.shape) != (states.shape[0],):
-        raise DatasetFormatError(
-            f"encoder_attention_mask is {tuple(mask.shape)}; expected ({states.shape[0]},)"
-        )
+        raise DatasetFormatError(f"encoder_attention_mask is {tuple(mask.shape)}; expected ({states.shape[0]},)")
     tensors = {
         "target_latents": latents.float(),
         "encoder_hidden_states": states.float(),
@@ -180,9 +176,7 @@ def _text(metadata: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def import_sidestep(
-    folder: Path, *, report: Callable[[str, str], None] | None = None
-) -> ImportResult:
+def import_sidestep(folder: Path, *, report: Callable[[str, str], None] | None = None) -> ImportResult:
     """Import (or bring up to date) the Side-Step dataset in `folder`; see the module
     docstring. Raises `DatasetFormatError` when no track can be used."""
     folder = Path(folder)
@@ -202,17 +196,14 @@ def import_sidestep(
                 continue
             expected = checksums.get(path.name)
             if expected is not None and _md5(path) != expected:
-                raise DatasetFormatError(
-                    f"its MD5 differs from the one in {META}: the file changed or is damaged"
-                )
+                raise DatasetFormatError(f"its MD5 differs from the one in {META}: the file changed or is damaged")
             tensors, metadata = read_sidestep_tensors(path)
             frames, channels = tensors["target_latents"].shape
             dim = int(tensors["encoder_hidden_states"].shape[1])
             others = set(manifest.samples) - {key}
             if others and (manifest.condition_dim, manifest.latent_channels) != (dim, channels):
                 raise DatasetFormatError(
-                    f"condition size {dim} and {channels} latent channels differ from the "
-                    "other tracks'"
+                    f"condition size {dim} and {channels} latent channels differ from the other tracks'"
                 )
         except (OSError, DatasetFormatError) as exc:
             result.problems.append(TrackProblem(key, str(exc)))
@@ -244,8 +235,7 @@ def import_sidestep(
     manifest.save()
     if not manifest.samples:
         raise DatasetFormatError(
-            f"{folder} looks like a Side-Step dataset, but none of its tracks can be used:"
-            f"\n{result.summary()}"
+            f"{folder} looks like a Side-Step dataset, but none of its tracks can be used:\n{result.summary()}"
         )
     return result
 

@@ -6,11 +6,16 @@ file (default `{output-dir}/STOP`) works on every OS and from any process (the
 bot creates it); SIGTERM and the first Ctrl-C do the same; a second Ctrl-C
 aborts at once without saving. A stop file left from an earlier stop is
 removed when training starts.
+
+Ctrl-C reaches every process of the terminal's group, DataLoader workers
+included, and they inherit this handler: only the process that installed it
+acts (and says "Stop requested" once); the workers leave it to that process.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -23,6 +28,7 @@ class StopRequest:
         self.stop_file = stop_file
         self.reason: str | None = None
         self._previous: dict[int, object] = {}
+        self._pid = os.getpid()
         if stop_file is not None:
             stop_file.unlink(missing_ok=True)
         if handle_signals and threading.current_thread() is threading.main_thread():
@@ -30,6 +36,8 @@ class StopRequest:
                 self._previous[signum] = signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, _frame) -> None:
+        if os.getpid() != self._pid:  # a DataLoader worker (forked with this handler)
+            return
         if signum == signal.SIGINT and self.reason == "Ctrl-C":
             raise KeyboardInterrupt
         self.reason = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from engine.text_safety import slug
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -91,8 +92,7 @@ def text_sha256(*parts: Any) -> str:
 
 def sample_file_name(key: str) -> str:
     """`album/Song 1.flac` -> `song-1-flac-<8 hex>.safetensors`: unique, filesystem-safe."""
-    slug = re.sub(r"[^a-z0-9]+", "-", Path(key).name.lower()).strip("-")[:48] or "track"
-    return f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.safetensors"
+    return f"{slug(Path(key).name, 48, 'track')}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.safetensors"
 
 
 @dataclass
@@ -157,6 +157,3 @@ class Manifest:
             return False
         path = self.folder / entry["file"]
         return path.is_file() and file_sha256(path) == entry.get("sha256")
-
-    def sample_paths(self) -> list[Path]:
-        return [self.folder / self.samples[key]["file"] for key in sorted(self.samples)]

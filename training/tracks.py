@@ -157,9 +157,7 @@ def build_track(
         path=path,
         caption=_with_tag(_caption(fields, _name_caption(path)), tag, tag_position),
         lyrics=lyrics,
-        language=INSTRUMENTAL_LANGUAGE
-        if lyrics == INSTRUMENTAL_LYRICS
-        else _clean_language(fields.get("language")),
+        language=INSTRUMENTAL_LANGUAGE if lyrics == INSTRUMENTAL_LYRICS else _clean_language(fields.get("language")),
         bpm=_clean_bpm(fields.get("bpm")),
         keyscale=str(fields.get("keyscale") or "").strip() or None,
         timesignature=_clean_time_signature(fields.get("timesignature")),
@@ -214,9 +212,7 @@ def scan_audio_dir(audio_dir: Path) -> tuple[list[TrackSource], list[TrackProble
     if not audio_dir.is_dir():
         raise DatasetError(f"--audio-dir {audio_dir}: no such folder")
     tracks, problems = [], []
-    files = sorted(
-        p for p in audio_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-    )
+    files = sorted(p for p in audio_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     for path in files:
         key = path.relative_to(audio_dir).as_posix()
         try:
@@ -224,30 +220,23 @@ def scan_audio_dir(audio_dir: Path) -> tuple[list[TrackSource], list[TrackProble
         except DatasetError as exc:
             problems.append(TrackProblem(key, str(exc)))
     if not files:
-        raise DatasetError(
-            f"--audio-dir {audio_dir} holds no audio: allowed are {', '.join(AUDIO_SUFFIXES)}"
-        )
+        raise DatasetError(f"--audio-dir {audio_dir} holds no audio: allowed are {', '.join(AUDIO_SUFFIXES)}")
     return tracks, problems
 
 
-def read_dataset_json(
-    json_path: Path, audio_dir: Path | None
-) -> tuple[list[TrackSource], list[TrackProblem]]:
+def read_dataset_json(json_path: Path, audio_dir: Path | None) -> tuple[list[TrackSource], list[TrackProblem]]:
     try:
         data = json.loads(_read_text(json_path))
     except (OSError, ValueError) as exc:
         raise DatasetError(f"--dataset-json {json_path}: cannot be read as JSON ({exc})") from None
     samples = data.get("samples") if isinstance(data, dict) else None
     if not isinstance(samples, list):
-        raise DatasetError(
-            f'--dataset-json {json_path}: expected {{"metadata": {{...}}, "samples": [...]}}'
-        )
+        raise DatasetError(f'--dataset-json {json_path}: expected {{"metadata": {{...}}, "samples": [...]}}')
     meta = data.get("metadata") or {}
     position = str(meta.get("tag_position") or "prepend").lower()
     if position not in TAG_POSITIONS:
         raise DatasetError(
-            f"--dataset-json {json_path}: tag_position {position!r} is not allowed: "
-            f"use {', '.join(TAG_POSITIONS)}"
+            f"--dataset-json {json_path}: tag_position {position!r} is not allowed: use {', '.join(TAG_POSITIONS)}"
         )
     base = audio_dir if audio_dir is not None else json_path.parent
     tracks, problems, seen = [], [], set()
@@ -279,9 +268,7 @@ def read_dataset_json(
     return tracks, problems
 
 
-def find_tracks(
-    audio_dir: Path | None, dataset_json: Path | None
-) -> tuple[list[TrackSource], list[TrackProblem]]:
+def find_tracks(audio_dir: Path | None, dataset_json: Path | None) -> tuple[list[TrackSource], list[TrackProblem]]:
     """The tracks to preprocess, and the entries that cannot be used (with why)."""
     if dataset_json is not None:
         return read_dataset_json(dataset_json, audio_dir)

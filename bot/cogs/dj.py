@@ -13,7 +13,6 @@ store, since Discord does not enforce `Range`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,14 +21,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import choices
-from bot.cogs.listening import listener_name, member_of
-from bot.permissions import DJ_PERMISSIONS, NotAllowedError, describe_dj_role, has_manage_server
+from bot.cogs.common import listener_name, member_of, station_command
+from bot.permissions import NotAllowedError, describe_dj_role, has_manage_server
 from bot.radio import Radio
 from bot.render import safe, settings_embed
 from bot.replies import RadioError, answer, defer
 from bot.station import Station
-from bot.store import GuildSettings
-from bot.store_checks import MAX_GENRE_CHARS, MAX_MOOD_CHARS, MAX_STATION_THEME_CHARS
+from bot.store import MAX_GENRE_CHARS, MAX_MOOD_CHARS, MAX_STATION_THEME_CHARS, GuildSettings
 from bot.uploads import check_attachment, prepare_upload, upload_track
 from engine.spec import MAX_TITLE
 
@@ -38,17 +36,6 @@ if TYPE_CHECKING:
 
 SWITCH = {"on": True, "off": False}
 TASTE_MODES = ("on", "off", "reset")
-
-
-def station_command(name: str, description: str) -> Callable[[Any], app_commands.Command]:
-    """A slash command for DJs: hidden from members without Manage Server, guild only."""
-
-    def decorate(func: Any) -> Any:
-        command = app_commands.command(name=name, description=description)(func)
-        command = app_commands.guild_only()(command)
-        return app_commands.default_permissions(DJ_PERMISSIONS)(command)
-
-    return decorate
 
 
 def style_line(settings: GuildSettings) -> str:

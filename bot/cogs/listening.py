@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import choices
+from bot.cogs.common import aired_station, listener_name, member_of
 from bot.radio import Radio
 from bot.render import (
     CommandHelp,
@@ -25,10 +26,9 @@ from bot.render import (
 )
 from bot.replies import RadioError, answer, defer
 from bot.station import Station
-from bot.store_checks import MAX_GENRE_CHARS, MAX_THEME_CHARS
+from bot.store import MAX_GENRE_CHARS, MAX_THEME_CHARS
 from bot.votes import skip_now, vote_skip
 from engine.spec import MAX_DURATION, MIN_DURATION
-from engine.text_safety import sanitize_text
 
 if TYPE_CHECKING:
     from bot.app import RadioBot
@@ -36,31 +36,11 @@ if TYPE_CHECKING:
 MAX_HISTORY_SHOWN = 25
 
 
-def member_of(interaction: discord.Interaction) -> discord.Member:
-    if not isinstance(interaction.user, discord.Member) or interaction.guild is None:
-        raise RadioError("The radio's commands work in a server, not in direct messages.")
-    return interaction.user
-
-
 def history_count(value: object) -> int:
     """Discord does not enforce `Range`: check the count here."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HISTORY_SHOWN:
         raise RadioError(f"count {value!r} is not allowed: give 1 to {MAX_HISTORY_SHOWN}.")
     return value
-
-
-def listener_name(member: discord.Member) -> str:
-    """The name stored with a request (shown later, so made safe now)."""
-    return sanitize_text(member.display_name, 100) or f"listener {member.id}"
-
-
-def aired_station(radio: Radio, guild_id: int) -> Station:
-    """The guild's station; a refusal when the radio was never on air there."""
-    station = radio.known_station(guild_id)
-    if station is None:
-        raise RadioError("The radio has not been on air here yet: join a voice channel "
-                         "and run /radio_join.")  # fmt: skip
-    return station
 
 
 class Listening(commands.Cog):
@@ -81,20 +61,25 @@ class Listening(commands.Cog):
         voice = member.voice
         channel = voice.channel if voice is not None else None
         if not isinstance(channel, discord.VoiceChannel):
-            raise RadioError("Join a voice channel first, then run /radio_join: the radio "
-                             "plays in your channel.")  # fmt: skip
+            raise RadioError("Join a voice channel first, then run /radio_join: the radio plays in your channel.")
         me = member.guild.me
         allowed = channel.permissions_for(me)
-        missing = [name for name, ok in (("Connect", allowed.connect), ("Speak", allowed.speak))
-                   if not ok]  # fmt: skip
+        missing = [name for name, ok in (("Connect", allowed.connect), ("Speak", allowed.speak)) if not ok]
         if missing:
-            raise RadioError(f"The radio lacks {' and '.join(missing)} in {channel.mention}: "
-                             "allow its role there, or pick another channel.")  # fmt: skip
+            raise RadioError(
+                f"The radio lacks {' and '.join(missing)} in {channel.mention}: "
+                "allow its role there, or pick another channel."
+            )
         current = self.radio.voice_channel(member.guild.id)
-        if (current is not None and current != channel and self.radio.listeners(current)
-                and not self.radio.is_dj(interaction)):  # fmt: skip
-            raise RadioError(f"The radio is playing for listeners in {current.mention}: join "
-                             "it there. A DJ can move it.")  # fmt: skip
+        if (
+            current is not None
+            and current != channel
+            and self.radio.listeners(current)
+            and not self.radio.is_dj(interaction)
+        ):
+            raise RadioError(
+                f"The radio is playing for listeners in {current.mention}: join it there. A DJ can move it."
+            )
         await defer(interaction)
         try:
             station = await self.radio.join(channel, interaction.channel_id)
@@ -103,8 +88,7 @@ class Listening(commands.Cog):
             raise RadioError(f"Could not connect to {channel.mention} ({why}): try again.") from exc
         text = station.settings.text_channel_id
         where = f" Now-playing messages go to <#{text}>." if text else ""
-        await answer(interaction, f"📻 On air in {channel.mention}.{where} Ask for a song with "
-                                  "/radio_request.")  # fmt: skip
+        await answer(interaction, f"📻 On air in {channel.mention}.{where} Ask for a song with /radio_request.")
 
     @app_commands.command(name="radio_leave", description="Stop the radio and leave the channel")
     @app_commands.guild_only()
@@ -114,12 +98,12 @@ class Listening(commands.Cog):
         if channel is None:
             raise RadioError("The radio is not in a voice channel.")
         if member not in self.radio.listeners(channel) and not self.radio.is_dj(interaction):
-            raise RadioError(f"Only listeners in {channel.mention} or a DJ can make the radio "
-                             "leave.")  # fmt: skip
+            raise RadioError(f"Only listeners in {channel.mention} or a DJ can make the radio leave.")
         await defer(interaction)
         await self.radio.leave(member.guild.id)
-        await answer(interaction, f"👋 Left {channel.mention}. /radio_join brings the radio back; "
-                                  "its queue and songs are kept.")  # fmt: skip
+        await answer(
+            interaction, f"👋 Left {channel.mention}. /radio_join brings the radio back; its queue and songs are kept."
+        )
 
     @app_commands.command(name="radio_nowplaying", description="The song playing now")
     @app_commands.guild_only()
@@ -131,8 +115,9 @@ class Listening(commands.Cog):
         if status.now_playing is None or player is None:
             await answer(interaction, status_text(status))
             return
-        now = NowPlaying(status.now_playing.track, elapsed=player.elapsed,
-                         paused=player.paused, replay=status.replaying)  # fmt: skip
+        now = NowPlaying(
+            status.now_playing.track, elapsed=player.elapsed, paused=player.paused, replay=status.replaying
+        )
         await answer(interaction, embed=now_playing_embed(now))
 
     @app_commands.command(name="radio_queue", description="What is ready, being made and waiting")
@@ -160,22 +145,25 @@ class Listening(commands.Cog):
         member = member_of(interaction)
         await defer(interaction)
         station = await self.radio.station(member.guild.id)
-        receipt = await station.request(
-            member.id, listener_name(member), theme, genre=genre, length=length
-        )
+        receipt = await station.request(member.id, listener_name(member), theme, genre=genre, length=length)
         if receipt.position is None:  # already taken by the worker
             place = "number 1 in the queue: it is being made now"
         else:
             place = f"number {receipt.position} in the queue"
-        listening = "" if self.radio.voice_channel(member.guild.id) else (
-            " The radio is not in a voice channel: /radio_join to hear it."
-        )  # fmt: skip
+        listening = (
+            ""
+            if self.radio.voice_channel(member.guild.id)
+            else (" The radio is not in a voice channel: /radio_join to hear it.")
+        )
         cleaned = (
             "This station's lyrics are rated clean, so words about drugs, sex, slurs or "
-            "self-harm were left out of your theme. " if receipt.cleaned else ""
-        )  # fmt: skip
-        await answer(interaction, f"🎵 {cleaned}Your song about “{safe(receipt.job.theme, 100)}” "
-                                  f"is {place}.{listening}")  # fmt: skip
+            "self-harm were left out of your theme. "
+            if receipt.cleaned
+            else ""
+        )
+        await answer(
+            interaction, f"🎵 {cleaned}Your song about “{safe(receipt.job.theme, 100)}” is {place}.{listening}"
+        )
 
     @app_commands.command(name="radio_skip", description="Vote to skip the song playing now")
     @app_commands.guild_only()
@@ -198,9 +186,7 @@ class Listening(commands.Cog):
             why = "a DJ" if dj else "its requester"
             await answer(interaction, f"⏭️ Skipped **{title}** ({why} skipped it).")
             return
-        outcome = await vote_skip(
-            station, play, member.id, len(listeners), self.bot.settings.vote_skip_ratio
-        )
+        outcome = await vote_skip(station, play, member.id, len(listeners), self.bot.settings.vote_skip_ratio)
         count = f"{outcome.votes}/{outcome.needed} votes"
         if outcome.skipped:
             text = f"⏭️ Skipped **{title}** ({count})."
@@ -234,9 +220,9 @@ class Listening(commands.Cog):
     @app_commands.command(name="radio_help", description="Every radio command and who may use it")
     async def radio_help(self, interaction: discord.Interaction) -> None:
         listed = [
-            CommandHelp(c.name, c.description, c.default_permissions is not None)
-            for c in sorted(self.bot.tree.get_commands(), key=lambda c: c.name)
-            if isinstance(c, app_commands.Command) and c.name.startswith("radio_")
+            CommandHelp(c.qualified_name, c.description, c.root_parent is not None or c.default_permissions is not None)
+            for c in sorted(self.bot.tree.walk_commands(), key=lambda c: c.qualified_name)
+            if isinstance(c, app_commands.Command) and c.qualified_name.startswith("radio_")
         ]
         await answer(interaction, embed=help_embed(listed), ephemeral=True)
 

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from bot.store import GuildSettings, Job, Play, TrackRecord
-from bot.store_checks import MAX_QUEUE_LIMIT, check_int, check_rating
+from bot.store import MAX_QUEUE_LIMIT, GuildSettings, Job, Play, TrackRecord, check_int, check_rating
 from engine.settings import Settings
 from engine.spec import MAX_DURATION, MIN_DURATION
 

@@ -13,8 +13,16 @@ from bot.presets import PRESETS
 from bot.station.config import CHANNEL_KEYS, STYLE_KEYS, RequestReceipt, StationState, StationStatus
 from bot.station.making import SongMaking
 from bot.station.playing import PlayLoop
-from bot.store import GuildSettings, InvalidValueError, Play, StationStats, TrackRecord
-from bot.store_checks import MAX_HISTORY, check_bool, check_int
+from bot.store import (
+    MAX_HISTORY,
+    GuildSettings,
+    InvalidValueError,
+    Play,
+    StationStats,
+    TrackRecord,
+    check_bool,
+    check_int,
+)
 from engine.songwriter.content_rating import check_theme
 
 log = logging.getLogger("bot.station")

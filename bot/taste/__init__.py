@@ -2,7 +2,7 @@
 feature scores, the lean for auto songs), `features` describes a song, `render` shows
 it in embeds. The 👍/👎 buttons that collect the reactions are `bot.taste_buttons`.
 
-The names below are what the store (`bot.store_taste`) reads the profile through.
+The names below are what the store (`bot.store.taste`) reads the profile through.
 """
 
 from bot.taste.profile import WINDOW, PlayEvidence, SongEvidence, TasteProfile, build_profile

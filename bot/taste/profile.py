@@ -40,10 +40,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bot.store_records import GuildSettings
 from bot.taste.features import TAG_KINDS, Feature, band_of, normal_tag, song_features
 from engine.spec import (
     MAX_LEAN_AVOID,
@@ -53,6 +53,9 @@ from engine.spec import (
     SongSpec,
     TasteLean,
 )
+
+if TYPE_CHECKING:  # the store imports this package: annotations only
+    from bot.store import GuildSettings
 
 LIKE, DISLIKE, REQUEST, REPLAYED = 1.0, -1.0, 1.0, 0.5
 SKIP = 2.0  # a skip at the very start; later skips count less

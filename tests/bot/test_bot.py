@@ -1,6 +1,6 @@
 """End to end: the real discord.py client against the local fake Discord, with the
 real worker (tiny checkpoint), real SQLite and real ffmpeg; voice through
-`tests.fake_voice`, which drains every audio source frame by frame.
+`tests.support.fake_voice`, which drains every audio source frame by frame.
 
 One bot, one fake and one worker serve the whole module; each test takes a
 server (guild) of its own, so stations do not share state. Waits are on the
@@ -20,10 +20,10 @@ import pytest
 import pytest_asyncio
 
 from bot.station import Station
-from tests.bot_world import Server, World, add_server, start_bot, world_settings
-from tests.fake_discord import FakeDiscord
-from tests.fake_voice import PlayedSource, VoiceLog
-from tests.radio_helpers import tone
+from tests.support.bot_world import Server, World, add_server, start_bot, world_settings
+from tests.support.fake_discord import FakeDiscord
+from tests.support.fake_voice import PlayedSource, VoiceLog
+from tests.support.radio_helpers import tone
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -61,6 +61,7 @@ STATION = {
     "radio_train",
     "radio_train_status",
     "radio_train_stop",
+    "radio_dataset",
 }
 
 

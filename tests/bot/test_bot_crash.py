@@ -1,6 +1,6 @@
 """The bot killed with SIGKILL in the middle of a training run, then started again.
 
-The first bot is its own process (`tests.bot_process`, run as `python -m bot`
+The first bot is its own process (`tests.support.bot_process`, run as `python -m bot`
 runs), against the fake Discord of this test. Its trainer must not outlive it
 holding the GPU: it ends with its parent, saving what it learnt. The next
 start finds the run's record, makes sure no trainer is left, exports the
@@ -20,10 +20,10 @@ from pathlib import Path
 from bot.app import serve
 from bot.training_record import read_record, record_path, trainer_alive
 from engine.settings import ENV_FILE_VARIABLE, PROJECT_ROOT, Settings
-from tests.bot_world import add_server, make_bot, world_settings
-from tests.fake_discord import FakeDiscord
-from tests.fake_voice import VoiceLog
-from tests.train_helpers import CHILD_ENV, fast_config, make_audio_dir
+from tests.support.bot_world import add_server, make_bot, world_settings
+from tests.support.fake_discord import FakeDiscord
+from tests.support.fake_voice import VoiceLog
+from tests.support.train_helpers import CHILD_ENV, fast_config, make_audio_dir
 
 ADAPTER = "tonal"
 
@@ -102,7 +102,7 @@ async def test_a_bot_killed_mid_training_leaves_no_trainer_and_the_next_start_ex
         )
         with open(tmp_path / "first-bot.log", "wb") as log:
             first = subprocess.Popen(
-                [sys.executable, "-m", "tests.bot_process", str(fake.port)],
+                [sys.executable, "-m", "tests.support.bot_process", str(fake.port)],
                 cwd=PROJECT_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,

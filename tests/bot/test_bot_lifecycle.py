@@ -16,9 +16,9 @@ import pytest
 from bot.app import run, serve
 from bot.store import Store
 from engine.settings import PROJECT_ROOT
-from tests.bot_world import add_server, make_bot, world_settings
-from tests.fake_discord import FakeDiscord
-from tests.fake_voice import VoiceLog
+from tests.support.bot_world import add_server, make_bot, world_settings
+from tests.support.fake_discord import FakeDiscord
+from tests.support.fake_voice import VoiceLog
 
 
 def test_without_a_token_python_m_bot_says_how_to_set_it(tmp_path: Path) -> None:

@@ -10,8 +10,7 @@ import pytest
 
 from bot.permissions import describe_dj_role, is_dj, role_matches
 from bot.render import NowPlaying, clock, now_playing_embed, progress_bar, safe, stats_embed
-from bot.stats import RequesterCount, StationStats
-from bot.store import TrackRecord
+from bot.store import RequesterCount, StationStats, TrackRecord
 from bot.uploads import UploadError, check_attachment, prepare_upload
 from bot.votes import votes_needed
 from engine.spec import SongSpec, Track

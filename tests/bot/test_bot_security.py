@@ -18,12 +18,12 @@ import pytest
 import pytest_asyncio
 
 from bot.training_progress import TrainingProgress
-from tests.bot_world import Server, World, add_server, start_bot, world_settings
-from tests.fake_discord import FakeDiscord, FakeMessage, FakeUser, snowflake
-from tests.fake_voice import VoiceLog
-from tests.radio_helpers import tone
-from tests.seams import measure_seams
-from tests.train_helpers import CHILD_ENV, fast_config, make_audio_dir
+from tests.support.bot_world import Server, World, add_server, start_bot, world_settings
+from tests.support.fake_discord import FakeDiscord, FakeMessage, FakeUser, snowflake
+from tests.support.fake_voice import VoiceLog
+from tests.support.radio_helpers import tone
+from tests.support.seams import measure_seams
+from tests.support.train_helpers import CHILD_ENV, fast_config, make_audio_dir
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -127,19 +127,26 @@ async def test_a_run_belongs_to_its_server_and_its_adapter_too(world: Security) 
         home, home.admin, "radio_train", dataset="tones", name=ADAPTER, preset="tiny", epochs=500
     )
     assert "Training started" in message.content, message.text
-    # Another server learns only that the GPU is busy: no name, no status, no stop.
-    text = await refused(world, other, other.admin, "radio_train", dataset="tones", name="b")
-    assert "another server's adapter is training now" in text and ADAPTER not in text
+    progress = world.bot.training.progress
+    assert progress is not None and progress.run_id is not None
+    home_run = progress.run_id
+    # Another server's run waits in line; it learns only that a run is ahead of it: no
+    # name in its answer or its status, and it cannot stop that run.
+    _, queued = await world.run(other, other.admin, "radio_train", dataset="tones", name="b", preset="tiny")
+    assert "waits in line: 1 run is ahead of it" in queued.content and ADAPTER not in queued.text
     _, status = await world.run(other, other.admin, "radio_train_status")
-    assert status.ephemeral and "No training from this server" in status.content
-    text = await refused(world, other, other.admin, "radio_train_stop")
-    assert "No training from this server is running" in text
+    assert status.ephemeral and ADAPTER not in status.content, status.content
+    assert "adapter **b**" in status.content and "1 run(s) of other servers" in status.content
+    text = await refused(world, other, other.admin, "radio_train_stop", run=f"#{home_run}")
+    assert f"Run #{home_run} is not one of this server's running or waiting runs" in text
+    _, message = await world.run(other, other.admin, "radio_train_stop")  # its own, in line
+    assert "adapter **b**" in message.content and "is out of line" in message.content
     await refused(world, public, public.admin, "radio_train_status")
     busy = world.bot.stations.busy_reason or ""  # what every station's queue shows
     assert "an adapter is training" in busy and ADAPTER not in busy
     # Its own server, and the owner anywhere, see it.
     _, status = await world.run(public, world.fake.owner, "radio_train_status")
-    assert f"Adapter **{ADAPTER}**" in status.content
+    assert f"#{home_run} adapter **{ADAPTER}** on **tones**: running" in status.content
 
     async def training() -> bool:
         progress = world.bot.training.progress
@@ -147,7 +154,7 @@ async def test_a_run_belongs_to_its_server_and_its_adapter_too(world: Security) 
 
     await world.fake.wait_for(training, timeout=240)
     _, message = await world.run(home, home.admin, "radio_train_stop")
-    assert "Stopping after this step" in message.content
+    assert f"Stopping #{home_run} adapter **{ADAPTER}**" in message.content, message.content
     progress = await world.bot.training.wait()
     assert isinstance(progress, TrainingProgress) and progress.state == "stopped"
     board = next(m for m in world.fake.channel_messages[home.text.id] if "⏹️" in m.content)

@@ -18,9 +18,9 @@ from bot.station import Station
 from bot.store import Play
 from bot.taste.features import caption_tags
 from engine.audio import probe
-from tests.bot_world import Server, World, add_server, start_bot, world_settings
-from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser
-from tests.fake_voice import VoiceLog
+from tests.support.bot_world import Server, World, add_server, start_bot, world_settings
+from tests.support.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser
+from tests.support.fake_voice import VoiceLog
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from bot.station import Station
 from tests.bot.test_bot_taste import counts, on_air, playing, press
-from tests.bot_world import World, add_server, start_bot, world_settings
-from tests.fake_discord import FakeDiscord
-from tests.fake_voice import VoiceLog
+from tests.support.bot_world import World, add_server, start_bot, world_settings
+from tests.support.fake_discord import FakeDiscord
+from tests.support.fake_voice import VoiceLog
 
 
 async def replays(station: Station, after_play: int) -> list:

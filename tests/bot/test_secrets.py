@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.training_runs import TrainingRuns
+from bot.training_files import console_tail
 from engine.settings import (
     PROJECT_ROOT,
     drop_secrets_from_environment,
@@ -66,13 +66,12 @@ def test_children_get_an_environment_without_the_token(monkeypatch: pytest.Monke
 
 def test_the_trainer_console_posted_on_failure_shows_no_token_or_path(env_file: Path, tmp_path: Path) -> None:
     env_file.write_text(f"DISCORD_TOKEN={TOKEN}\n")
-    runs = TrainingRuns(None, load_settings())  # type: ignore[arg-type]
     run = tmp_path / "srv" / "radio" / "run"
     run.mkdir(parents=True)
     (run / "console.log").write_text(
         f'Traceback (most recent call last):\n  File "{run}/x.py", line 3\n'
         f"RuntimeError: token {TOKEN} rejected at {run}/final\n"
     )
-    tail = runs._console_tail(run)
+    tail = console_tail(run, load_settings().secrets)
     assert "RuntimeError" in tail and "…/final" in tail
     assert TOKEN not in tail and str(tmp_path) not in tail

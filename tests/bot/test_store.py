@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate, schema_version
-from bot.stats import percentile
 from bot.store import (
     InvalidValueError,
     NotFoundError,
@@ -23,6 +21,8 @@ from bot.store import (
     StoreError,
     UnknownGuildError,
 )
+from bot.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate, schema_version
+from bot.store.stats import percentile
 from engine.settings import SettingsError, load_settings
 from engine.spec import SongSpec, StationStyle, Track
 

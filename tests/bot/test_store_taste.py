@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.favorites import ReplayPicker
-from bot.migrations import MIGRATIONS, migrate
 from bot.store import InvalidValueError, NotFoundError, StateError, Store
+from bot.store.migrations import MIGRATIONS, migrate
 from engine.spec import SongSpec, Track
 
 GUILD, OTHER = 1001, 2002

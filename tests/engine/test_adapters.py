@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from adapter_files import lora_weights, write_diffusers_lora, write_lokr, write_peft_lora
 from safetensors.torch import save_file
 
 from engine.adapters import AdapterError
@@ -19,6 +18,7 @@ from engine.gpu.tiers import DeviceInfo, resolve
 from engine.music_engine import MusicEngine
 from engine.settings import load_settings
 from engine.spec import SongSpec
+from tests.support.adapter_files import lora_weights, write_diffusers_lora, write_lokr, write_peft_lora
 
 SPEC = SongSpec(title="T", caption="synthwave", bpm=120, key="C major", duration=10, seed=5)
 CPU = DeviceInfo("cpu", None, "CPU", None, None, None, False)

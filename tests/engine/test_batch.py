@@ -22,7 +22,7 @@ from engine.settings import load_settings
 from engine.spec import SongSpec
 from engine.worker.client import WorkerClient
 from engine.worker.protocol import JobProgress, SongJob, SubmitBatch, can_share_batch
-from tests.radio_helpers import radio_settings, template_worker, until
+from tests.support.radio_helpers import radio_settings, template_worker, until
 
 RAIN = SongSpec(
     title="Rainy Night",

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from engine_cli import run_engine
 
 from engine.audio import probe
 from engine.checkpoint.tiny import build_tiny_pipeline
@@ -19,6 +18,7 @@ from engine.gpu.tiers import DeviceInfo, resolve
 from engine.music_engine import MusicEngine
 from engine.settings import load_settings
 from engine.spec import SongSpec
+from tests.support.engine_cli import run_engine
 
 SPEC = SongSpec(
     title="Rainy Night",

@@ -22,7 +22,7 @@ from bot.station import Station, StationConfig
 from bot.stations import StationManager
 from bot.store import InvalidValueError, QueueFullError, Store, UnknownGuildError
 from engine.worker.client import WorkerClient
-from tests.radio_helpers import radio_settings, template_worker, until
+from tests.support.radio_helpers import radio_settings, template_worker, until
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 

@@ -15,7 +15,7 @@ from bot.station import StationConfig
 from bot.stations import StationManager
 from bot.store import Store, StoreError
 from tests.bot.station.test_station import client, held_on_air, pending, radio, settings
-from tests.radio_helpers import until
+from tests.support.radio_helpers import until
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 #: test_station's fixtures, found by pytest under these names.

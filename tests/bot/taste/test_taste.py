@@ -7,7 +7,7 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from bot.store_records import GuildSettings
+from bot.store import GuildSettings
 from bot.taste.features import Feature, caption_tags, song_features, tag_kind, tempo_band
 from bot.taste.profile import (
     EXPLORE_SHARE,

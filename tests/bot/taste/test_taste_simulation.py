@@ -29,7 +29,7 @@ from engine.songwriter.template import template_spec
 from engine.songwriter.writer import Songwriter, SongwriterConfig
 from engine.spec import StationStyle, Track
 from engine.worker.client import WorkerClient
-from tests.radio_helpers import radio_settings, template_worker
+from tests.support.radio_helpers import radio_settings, template_worker
 
 GUILD = 77
 GENRE = "lofi hip hop"  # template instruments: rhodes piano, vinyl crackle, soft drums

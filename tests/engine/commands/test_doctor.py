@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_cli import run_engine
 
 from engine.songwriter.gguf_files import ensure_bundled_model
-from tests.stub_tools import SYSTEM_PATH, stub_nvidia_smi
+from tests.support.engine_cli import run_engine
+from tests.support.stub_tools import SYSTEM_PATH, stub_nvidia_smi
 
 pytestmark = pytest.mark.skipif(
     torch.cuda.is_available(), reason="these check what the doctor says on a machine without GPU"

@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 
 import pytest
-from engine_cli import run_engine
 
 from engine.commands.tier_boundary import bisect_max, simulated_free_gb
 from engine.commands.tier_run import (
@@ -21,6 +20,7 @@ from engine.commands.tier_run import (
 from engine.commands.tiers import run_in_process
 from engine.gpu.vram import FULL_SIZE, dit_stage_gb
 from engine.settings import load_settings
+from tests.support.engine_cli import run_engine
 
 
 def test_tiers_are_named_as_the_guide_names_them() -> None:

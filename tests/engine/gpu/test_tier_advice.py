@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_cuda import FakeCuda
 
 from engine.checkpoint.tiny import build_tiny_pipeline
 from engine.gpu.report import format_policy
 from engine.gpu.tiers import detect_device, resolve
 from engine.music_engine import MusicEngine
 from engine.settings import load_settings
+from tests.support.fake_cuda import FakeCuda
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from adapter_files import write_diffusers_lora, write_lokr
 
 from engine.checkpoint.tiny import build_tiny_pipeline
 from engine.gpu.tiers import DeviceInfo, resolve
@@ -24,6 +23,7 @@ from engine.gpu.vram import VramError
 from engine.music_engine import MusicEngine
 from engine.settings import load_settings
 from engine.spec import SongSpec
+from tests.support.adapter_files import write_diffusers_lora, write_lokr
 
 SPEC = SongSpec(title="Tiers", caption="dub techno", bpm=118, key="F minor", duration=10, seed=7)
 CPU = torch.device("cpu")

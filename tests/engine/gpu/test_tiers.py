@@ -5,8 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_cli import run_engine
-from fake_cuda import FakeCuda
 
 from engine.gpu.report import format_policy, format_table
 from engine.gpu.tiers import (
@@ -20,6 +18,8 @@ from engine.gpu.tiers import (
     tier_for_vram,
 )
 from engine.settings import load_settings
+from tests.support.engine_cli import run_engine
+from tests.support.fake_cuda import FakeCuda
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from engine.settings import PROJECT_ROOT
-from tests.stub_tools import HEADER, SYSTEM_PATH, stub_nvidia_smi, write_tool
+from tests.support.stub_tools import HEADER, SYSTEM_PATH, stub_nvidia_smi, write_tool
 
 #: What a fresh clone needs for the dry run.
 SETUP_FILES = (

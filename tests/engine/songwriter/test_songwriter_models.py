@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from engine_cli import run_engine
 
 from engine.gpu.tiers import DeviceInfo, resolve
 from engine.settings import load_settings
 from engine.songwriter.models import RECOMMENDED, choose_model, leftover_gb, recommend
+from tests.support.engine_cli import run_engine
 
 BUNDLED = "gemma-3-270m-q4_k_m.gguf"
 

@@ -26,14 +26,15 @@ import pytest_asyncio
 
 from bot.adapter_library import server_key
 from bot.station import Station
+from bot.training_request import RunRequest
 from bot.training_runs import TRAINING_REASON
 from engine.settings import PROJECT_ROOT
 from engine.worker.client import WorkerEvent
 from engine.worker.cluster.backend import RayBackend
-from tests.bot_world import Server, World, add_server, start_bot, world_settings
-from tests.fake_discord import FakeDiscord
-from tests.fake_voice import VoiceLog
-from tests.train_helpers import CHILD_ENV, fast_config, make_audio_dir
+from tests.support.bot_world import Server, World, add_server, start_bot, world_settings
+from tests.support.fake_discord import FakeDiscord
+from tests.support.fake_voice import VoiceLog
+from tests.support.train_helpers import CHILD_ENV, fast_config, make_audio_dir
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
@@ -133,7 +134,7 @@ async def test_an_adapter_trained_on_a_third_actor_while_two_sing_reaches_a_new_
     assert held == [{}, {}]  # no worker has ever seen an adapter
 
     guild_id = world.servers[0].id
-    progress = await world.bot.training.start("tones", ADAPTER, guild_id=guild_id, preset="tiny", epochs=1)
+    progress = await world.bot.training.start(RunRequest(guild_id, "tones", ADAPTER, preset="tiny", epochs=1))
     assert not progress.pauses_songs  # a GPU of its own: the songs go on
     busy: list[str | None] = []
     while world.bot.training.running:
@@ -222,7 +223,7 @@ async def test_with_no_gpu_to_spare_training_pauses_the_songs_as_on_one_machine(
     await holder.ready.remote()
     try:
         progress = await world.bot.training.start(
-            "tones", "paused-run", guild_id=world.servers[0].id, preset="tiny", epochs=1
+            RunRequest(world.servers[0].id, "tones", "paused-run", preset="tiny", epochs=1)
         )
         assert progress.pauses_songs
         # The song workers were removed so the trainer could have their GPU.

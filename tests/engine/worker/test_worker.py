@@ -42,7 +42,7 @@ from engine.worker.protocol import (
     read_from_worker,
     read_to_worker,
 )
-from tests.radio_helpers import TEST_STEPS, radio_settings, template_worker
+from tests.support.radio_helpers import TEST_STEPS, radio_settings, template_worker
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
 
