@@ -16,7 +16,7 @@ from bot.store.checks import check_id, check_int
 from bot.store.errors import InvalidValueError, NotFoundError, StateError
 from bot.store.records import ON_DISK_TRACKS, TrackRecord, track_from_row
 from bot.store.tracks import TrackStore
-from bot.taste import WINDOW, PlayEvidence, SongEvidence, TasteProfile, build_profile
+from bot.taste.profile import WINDOW, PlayEvidence, SongEvidence, TasteProfile, build_profile
 
 MAX_FAVORITES = 100
 
