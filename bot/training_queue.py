@@ -33,6 +33,7 @@ from bot.store import InvalidValueError, Store, TrainingRunRow
 from bot.training_progress import ProgressCallback, TrainingProgress
 from bot.training_request import RunRequest, check_request
 from bot.training_runs import TrainingBusyError, TrainingRuns
+from engine.background import BackgroundTasks
 from engine.settings import Settings
 
 log = logging.getLogger("bot.training_queue")
@@ -66,7 +67,7 @@ class TrainingQueue:
         self._waiting: list[TrainingRunRow] = []  # queued and running, as last read
         self._saved: dict[int, tuple[str, float]] = {}  # run id -> (state, when) last saved
         self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(log, "training queue: starting the next run")
         self._closing = False
         runs.hold_gpu = self.others_waiting
 
@@ -216,7 +217,7 @@ class TrainingQueue:
             if show is not None:
                 await show(progress)
             if progress.finished:
-                self._spawn(self._next_after_this())
+                self._tasks.spawn(self._next_after_this())
 
         return on_progress
 
@@ -245,11 +246,6 @@ class TrainingQueue:
             self._saved.pop(run_id, None)
         await asyncio.to_thread(lambda: self.store.update_training_run(run_id, **changes))
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     # --- restarts ------------------------------------------------------------------------
     async def load(self) -> None:
         """At start-up, after `TrainingRuns.recover`: settle the runs a restart cut off."""
@@ -271,5 +267,4 @@ class TrainingQueue:
 
     async def close(self) -> None:
         self._closing = True
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.cancel()
