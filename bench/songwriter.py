@@ -154,6 +154,9 @@ def run_model(name: str | None, base: SongwriterConfig, args) -> list[dict]:
     failure = songwriter.load()
     load_seconds = time.monotonic() - started
     print(f"\nmodel {config.model}: loaded in {load_seconds:.1f} s" + (f" ({failure})" if failure else ""))
+    languages = [wish.language for wish in WISHES]
+    prepare_seconds = songwriter.prepare(languages)
+    print(f"fixed prompt parts of {len(set(languages))} languages evaluated in {prepare_seconds:.1f} s (once)")
     rows = []
     for i, wish in enumerate(WISHES):
         style = StationStyle(genre=wish.genre, mood=wish.mood, language=wish.language)

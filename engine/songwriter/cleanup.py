@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from engine.errors import SongwriterError
 from engine.songwriter.checks import TAG, is_junk_line, sections
 from engine.songwriter.genres import genre_profile
-from engine.songwriter.grammar import MODIFIERS
 from engine.songwriter.prompt import SongBrief
+from engine.songwriter.song_form import MODIFIERS
 from engine.songwriter.taste_lean import lean_bpm_range, lean_choice, lean_keys, lean_tags
 from engine.spec import (
     INSTRUMENTAL_LANGUAGE,

@@ -1,11 +1,13 @@
-"""One draft of a song by the model, written in three grammar-shaped steps.
+"""One draft of a song by the model, written in grammar-shaped steps.
 
 1. The title, with the theme's words made more likely (`THEME_BOOST`) when
    the theme is in the lyrics' language: the hook grows from the theme.
-2. `[Verse 1]` and its lines, up to the `[Chorus]` tag.
-3. The songwriter writes the title as the chorus's first words, and the model
-   goes on from there: the rest of that line, the chorus, `[Verse 2]` (and a
-   bridge in long songs).
+2. The songwriter writes the `[Verse 1]` tag (`engine.songwriter.song_form`);
+   the model, the verse's lines.
+3. The songwriter writes the `[Chorus]` tag and the title as the chorus's
+   first words; the model goes on from there: the rest of that line and the
+   chorus's other lines.
+4. `[Verse 2]` and its lines, and in long songs a `[Bridge]` of two lines.
 
 Each step continues the text of the last, so the model only evaluates what is
 new (`GGUFModel.complete` keeps its cache). In every step, every run of four
@@ -22,9 +24,10 @@ from dataclasses import dataclass
 from engine.songwriter.checks import theme_words
 from engine.songwriter.cleanup import clean_title
 from engine.songwriter.gguf_model import Completion, GGUFModel, Sampling, Steering
-from engine.songwriter.grammar import TITLE_CHARS, closing_grammar, opening_grammar, title_grammar
+from engine.songwriter.grammar import TITLE_CHARS, hook_grammar, lines_grammar, title_grammar
 from engine.songwriter.language_kits import LanguageKit
 from engine.songwriter.prompt import Prompt, SongBrief, chat_prompt, few_shot_prompt
+from engine.songwriter.song_form import section_tags
 
 #: Logit bonus for the theme's words while the title is written.
 THEME_BOOST = 3.0
@@ -233,18 +236,20 @@ class Drafter:
         title_text = step(prompt.text, title_grammar(brief.language), 0, 32, self._theme_boosts(brief))
         title = _trimmed(clean_title(title_text, TITLE_CHARS[1]))
         body = ""
-        if not title_only and _finished(steps):
-            so_far = f"{prompt.text} {title}\n"
-            opening = step(so_far, opening_grammar(brief.language, lines, limits), 1, 40 + 28 * lines)
-            if _finished(steps):
-                so_far += opening + title
-                closing = step(
-                    so_far,
-                    closing_grammar(brief.language, lines, limits, len(title), brief.bridge),
-                    2,
-                    40 + 28 * (2 * lines + 2),
-                )
-                body = opening + title + closing
+        if not title_only:
+            tags = section_tags(brief.genre, brief.mood, seed, bridge=brief.bridge)
+            plan = [
+                (tags["Verse 1"], lines_grammar(brief.language, lines, limits), lines),
+                (tags["Chorus"] + title, hook_grammar(brief.language, lines, limits, len(title)), lines),
+                (tags["Verse 2"], lines_grammar(brief.language, lines, limits), lines),
+            ]
+            if "Bridge" in tags:
+                plan.append((tags["Bridge"], lines_grammar(brief.language, 2, limits), 2))
+            for offset, (lead, grammar, count) in enumerate(plan, start=1):
+                if not _finished(steps):
+                    break
+                body += lead
+                body += step(f"{prompt.text} {title}\n{body}", grammar, offset, 8 + 28 * count)
         return Draft(
             title=title,
             body=body,
@@ -255,6 +260,13 @@ class Drafter:
             prompt_seconds=sum(s.prompt_seconds for s in steps),
             seconds=sum(s.seconds for s in steps),
         )
+
+    def prepare(self, language: str) -> float:
+        """Evaluate the fixed part of `language`'s prompt now (`GGUFModel.prefill`);
+        returns the seconds it took."""
+        brief = SongBrief(theme="", genre="pop", mood="", language=language, duration=60)
+        prompt = self._prompt(brief)
+        return self.model.prefill(prompt.fixed, chat=prompt.chat)
 
     def _prompt(self, brief: SongBrief) -> Prompt:
         model = self.model

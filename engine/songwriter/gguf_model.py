@@ -54,9 +54,12 @@ from engine.songwriter.token_sampling import (
 
 #: How many of the most likely tokens the grammar checks before it checks them all.
 CANDIDATES = 64
-#: Saved cache states kept in memory: the fixed prompt prefixes (one per language a
-#: station writes in) and the ends of the last calls (a song is written in steps).
+#: Saved cache states kept in memory (about 4 MB each for Gemma 3 270M): the fixed
+#: prompt prefixes, one per language the stations write in ...
 PREFIX_STATES = 16
+#: ... and, apart, so that they never push a prefix out, the ends of the last calls
+#: (a song is written in steps, each continuing the last).
+CONTINUATION_STATES = 4
 #: A call continues a saved state when all but this many of its tokens match.
 CONTINUATION_SLACK = 4
 #: Tokens before the current one that the repeat penalty looks at.
@@ -122,6 +125,7 @@ class GGUFModel:
         self.path = path
         self._lock = threading.Lock()
         self._prefixes: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
+        self._continuations: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
         self._live: tuple[int, ...] | None = None  # the saved state the cache holds now
         try:
             self._llm = Llama(
@@ -206,7 +210,7 @@ class GGUFModel:
             evaluated = self._evaluate(tokens, min(fixed, len(tokens) - 1))
             prompt_seconds = time.monotonic() - start
             output, finish = self._decode(tokens, grammar, sampling, max_tokens, deadline, steering)
-            self._save(tuple(tokens + output))  # a next step continues from here
+            self._save(tuple(tokens + output), self._continuations, CONTINUATION_STATES)  # a next step goes on
             text = self._llm.detokenize(output).decode("utf-8", "replace")
         return Completion(
             text,
@@ -230,7 +234,8 @@ class GGUFModel:
         own, for its logits.
         """
         llm = self._llm
-        eligible = [key for key in self._prefixes if common_prefix(key, tokens) >= len(key) - CONTINUATION_SLACK]
+        saved = (*self._prefixes, *self._continuations)
+        eligible = [key for key in saved if common_prefix(key, tokens) >= len(key) - CONTINUATION_SLACK]
         key = max(eligible, key=len, default=None)
         if key is not None and len(key) >= fixed:
             if key != self._live:
@@ -243,7 +248,7 @@ class GGUFModel:
         if reuse < fixed:
             llm.eval(tokens[reuse:fixed])
             evaluated += fixed - reuse
-            self._save(tuple(tokens[:fixed]))
+            self._save(tuple(tokens[:fixed]), self._prefixes, PREFIX_STATES)
             reuse = fixed
         if reuse < len(tokens) - 1:
             llm.eval(tokens[reuse:-1])
@@ -251,22 +256,38 @@ class GGUFModel:
         self._live = None
         return evaluated + len(tokens) - reuse
 
-    def _save(self, key: tuple[int, ...]) -> None:
-        """Keep the cache's state (the prefix `key`) for later calls. The raw
-        llama.cpp state, not `Llama.save_state`, which also copies a
-        vocabulary-sized score buffer per batch row (512 MB for Gemma)."""
+    def prefill(self, prefix: str, *, chat: bool = False) -> float:
+        """Evaluate a fixed prompt prefix now and keep its state, so that the first
+        call that starts with it does not pay for it. Returns the seconds it took
+        (0 when it was kept already)."""
+        start = time.monotonic()
+        tokens = self.tokenize(prefix, chat=chat)
+        with self._lock:
+            if tuple(tokens) in self._prefixes:
+                return 0.0
+            self._llm.n_tokens = 0
+            self._llm.eval(tokens)
+            self._save(tuple(tokens), self._prefixes, PREFIX_STATES)
+        return time.monotonic() - start
+
+    def _save(self, key: tuple[int, ...], states: OrderedDict[tuple[int, ...], bytes], limit: int) -> None:
+        """Keep the cache's state (the prefix `key`) in `states` for later calls,
+        at most `limit` of them. The raw llama.cpp state, not `Llama.save_state`,
+        which also copies a vocabulary-sized score buffer per batch row (512 MB
+        for Gemma)."""
         ctx = self._llm.ctx
         size = llama_cpp.llama_state_get_size(ctx)
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_get_data(ctx, buffer, size)
-        self._prefixes[key] = bytes(buffer[:written])
+        states[key] = ctypes.string_at(buffer, written)  # slicing the buffer would build a list of ints
         self._live = key
-        while len(self._prefixes) > PREFIX_STATES:
-            self._prefixes.popitem(last=False)
+        while len(states) > limit:
+            states.popitem(last=False)
 
     def _restore(self, key: tuple[int, ...]) -> None:
-        data = self._prefixes[key]
-        self._prefixes.move_to_end(key)
+        states = self._prefixes if key in self._prefixes else self._continuations
+        data = states[key]
+        states.move_to_end(key)
         buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         llama_cpp.llama_state_set_data(self._llm.ctx, buffer, len(data))
         self._llm.input_ids[: len(key)] = key
@@ -330,7 +351,7 @@ class GGUFModel:
 
     def _allowed(self, checker, buffer: np.ndarray, logits: np.ndarray, top_k: int) -> np.ndarray:
         """Token ids the grammar allows next, most likely first (at most `top_k`)."""
-        best = np.argpartition(-logits, CANDIDATES)[:CANDIDATES]
+        best = np.argpartition(logits, -CANDIDATES)[-CANDIDATES:]
         # End of text is always checked: when the grammar is complete it is the
         # only token allowed, and need not be found in the whole vocabulary.
         best = np.union1d(best, self._eog)

@@ -1,19 +1,19 @@
 """The GBNF grammars (llama.cpp syntax) that give a song its form while it is written.
 
-A song is written in three steps, each continuing the text of the last:
+A song is written in steps, each continuing the text of the last:
 
 1. the title: one line, 2-36 characters, after the space that follows
    `Title:` (a word's token carries its space, so the prompt ends without
    one) (`title_grammar`);
-2. `[Verse 1]` with `lines` lines, then the `[Chorus]` tag (`opening_grammar`);
-3. after the songwriter has written the title as the chorus's first words
-   (the hook), the rest of that line, the chorus's other lines, `[Verse 2]`
-   with `lines` lines and, for long songs, a `[Bridge]` of two lines
-   (`closing_grammar`).
+2. after the songwriter's `[Verse 1]` tag (`engine.songwriter.song_form`), its
+   `lines` lines (`lines_grammar`);
+3. after the `[Chorus]` tag and the title, which the songwriter writes as the
+   chorus's first words (the hook), the rest of that line and the chorus's
+   other lines (`hook_grammar`);
+4. after `[Verse 2]`, its lines, and for long songs, after `[Bridge]`, two more.
 
-The grammar fixes the section tags (ACE-Step 1.5's title case, with an
-optional modifier from a short list: `[Chorus - anthemic]`), the number of
-lines in each section (repetition counts) and each line's length.
+The grammar fixes the number of lines in each section (repetition counts) and
+each line's length.
 
 Text is written in the language's script (`SCRIPTS`): letters of that
 script, spaces and plain punctuation, a title starting with a capital
@@ -27,12 +27,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-#: Modifiers a section tag may carry, as in `[Chorus - anthemic]`.
-MODIFIERS = {
-    "Verse": ("soft", "building", "rhythmic", "whispered"),
-    "Chorus": ("anthemic", "powerful", "soaring", "soft", "catchy"),
-    "Bridge": ("quiet", "building", "emotional"),
-}
 TITLE_CHARS = (2, 36)
 _PUNCTUATION = r" ,.!?'\-\u2019"
 
@@ -106,12 +100,7 @@ def _rules(script: Script, line_chars: tuple[int, int]) -> list[str]:
         f"start ::= [{script.line_start}]",
         f"char ::= [{script.letters}{script.punctuation}]",
         f'line ::= start char{{{max(0, low - 1)},{high - 1}}} "\\n"',
-        *(f"{name.lower()}-mod ::= " + " | ".join(f'"{word}"' for word in words) for name, words in MODIFIERS.items()),
     ]
-
-
-def _tag(name: str, section: str) -> str:
-    return f'"[{name}" (" - " {section.lower()}-mod)? "]\\n"'
 
 
 def title_grammar(language: str) -> str:
@@ -126,26 +115,12 @@ def title_grammar(language: str) -> str:
     )
 
 
-def opening_grammar(language: str, lines: int, line_chars: tuple[int, int]) -> str:
-    """`[Verse 1]`, its lines, and the `[Chorus]` tag."""
-    return "\n".join(
-        [
-            f"root ::= {_tag('Verse 1', 'Verse')} line{{{lines}}} {_tag('Chorus', 'Chorus')}",
-            *_rules(script_of(language), line_chars),
-        ]
-    )
+def lines_grammar(language: str, lines: int, line_chars: tuple[int, int]) -> str:
+    """A section's `lines` lines."""
+    return "\n".join([f"root ::= line{{{lines}}}", *_rules(script_of(language), line_chars)])
 
 
-def closing_grammar(
-    language: str, lines: int, line_chars: tuple[int, int], hook_chars: int, bridge: bool = False
-) -> str:
-    """The rest of the hook line (`hook_chars` long so far), the chorus's other
-    lines, `[Verse 2]` and its lines, and a two-line `[Bridge]` when asked."""
+def hook_grammar(language: str, lines: int, line_chars: tuple[int, int], hook_chars: int) -> str:
+    """The rest of the hook line (`hook_chars` long so far) and the chorus's other lines."""
     room = max(0, line_chars[1] - hook_chars)
-    parts = [
-        f'root ::= char{{0,{room}}} "\\n" line{{{lines - 1}}}',
-        f"{_tag('Verse 2', 'Verse')} line{{{lines}}}",
-    ]
-    if bridge:
-        parts.append(f"{_tag('Bridge', 'Bridge')} line{{2}}")
-    return "\n".join([" ".join(parts), *_rules(script_of(language), line_chars)])
+    return "\n".join([f'root ::= char{{0,{room}}} "\\n" line{{{lines - 1}}}', *_rules(script_of(language), line_chars)])

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from engine.songwriter.content_rating import check_theme
-from engine.songwriter.grammar import MODIFIERS
 from engine.songwriter.language_id import identify
 from engine.songwriter.language_kits import LanguageKit, SongExample, language_kit
+from engine.songwriter.song_form import MODIFIERS
 from engine.spec import StationStyle, TasteLean
 from engine.text_safety import sanitize_text
 

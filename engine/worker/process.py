@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.settings import Settings
-from engine.spec import SongSpec
+from engine.spec import SongSpec, StationStyle
 from engine.worker.adapter_cache import AdapterCache
 from engine.worker.protocol import (
     FailureReason,
@@ -356,6 +356,7 @@ def _load(config: WorkerConfig) -> tuple[Any, Songwriter, str, AdapterCache]:
     adapters = AdapterCache(engine, settings.adapters_dir, settings.worker_max_adapters)
     writer = Songwriter(writer_config)
     writer.load()  # the model, the language identifier and the word lists, before "ready"
+    writer.prepare([StationStyle().language])  # a new station's language; others on their first song
     return engine, writer, str(engine.device), adapters
 
 
