@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bot.local import LocalPlayer, PlayedTrack
 from bot.station import StationConfig
-from bot.stations import StationManager
+from bot.station.manager import StationManager
 from bot.store import Store
 from engine.settings import load_settings
 from engine.worker.client import WorkerClient

@@ -43,7 +43,7 @@ from discord.player import AudioPlayer
 from bench.station import describe_lag, measure_lag
 from bot.player import VoicePlayer
 from bot.station import StationConfig
-from bot.stations import StationManager
+from bot.station.manager import StationManager
 from bot.store import Store
 from engine.spec import SongSpec, Track
 from engine.worker.backend_base import JobHandle, SongBackendBase

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.store import InvalidValueError, check_adapter_name
-from engine.adapters import AdapterError, find_weights_file
+from engine.adapters.manager import AdapterError, find_weights_file
 
 INFO_FILE = "adapter_info.json"  # training.export.INFO_FILE
 #: A server's own adapter: `g<server id>-<name>`.
@@ -139,7 +139,7 @@ def share_adapter(folder: Path, guild_id: int, name: Any) -> AdapterEntry:
     """Copy server `guild_id`'s own adapter `name` into the shared library (the
     owner's `/radio_adapter_share`). The server keeps its own; nothing is replaced:
     a shared adapter of that name already there is refused."""
-    from bot.training_files import export_adapter
+    from bot.training.files import export_adapter
 
     name = check_adapter_name(name.strip() if isinstance(name, str) else name)
     own = [entry for entry in list_adapters(folder, guild_id) if entry.owner == guild_id]

@@ -1,10 +1,10 @@
 """RadioBot and `python -m bot`: the radio on Discord.
 
 `setup_hook` (after login, before the gateway connects) opens the store and
-the adapter trainer service (bot.training_runs), which first deals with a run
-a killed bot left behind (bot.training_record); only then does it start the
+the adapter trainer service (bot.training.runs), which first deals with a run
+a killed bot left behind (bot.training.record); only then does it start the
 GPU worker and the stations, register the persistent 👍/👎 buttons
-(bot.taste_buttons), load the cogs and sync the slash commands: to the
+(bot.taste.buttons), load the cogs and sync the slash commands: to the
 `DEV_GUILD_ID` server only when it is set (they show at once), else globally.
 A worker that cannot start (no checkpoint, say) is logged and the bot runs on:
 stations replay their libraries and say why.
@@ -42,14 +42,14 @@ from discord.ext import commands
 from bot.ownership import Owners, TrainingAccess
 from bot.radio import Radio
 from bot.replies import NO_MENTIONS, on_command_error
-from bot.stations import StationManager, isolated, manager_from_settings
+from bot.station.manager import StationManager, isolated, manager_from_settings
 from bot.store import StoreError, TrainingRunRow
-from bot.taste_buttons import ReactionButton
-from bot.training_board import ProgressMessage, training_text
-from bot.training_buttons import OnAirButton
-from bot.training_progress import ProgressCallback
-from bot.training_queue import TrainingQueue
-from bot.training_runs import TrainingRuns
+from bot.taste.buttons import ReactionButton
+from bot.training.board import ProgressMessage, training_text
+from bot.training.buttons import OnAirButton
+from bot.training.progress import ProgressCallback
+from bot.training.queue import TrainingQueue
+from bot.training.runs import TrainingRuns
 from engine.logs import setup_logging
 from engine.settings import (
     Settings,
@@ -281,7 +281,7 @@ def training_place(settings: Settings) -> Any:
     """Where adapters train: None (this machine, songs paused) or the Ray cluster."""
     if settings.worker_backend != "ray":
         return None
-    from training.ray_jobs import RayTrainingPlace
+    from training.ray_launcher import RayTrainingPlace
 
     return RayTrainingPlace(gpus=settings.ray_training_gpus)
 

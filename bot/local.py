@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bot.presets import PRESETS
 from bot.station import Station
-from bot.stations import StationManager, manager_from_settings
+from bot.station.manager import StationManager, manager_from_settings
 from bot.store import StoreError, TrackRecord
 from engine.logs import setup_logging
 from engine.settings import Settings, SettingsError, drop_secrets_from_environment, load_settings

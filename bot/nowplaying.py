@@ -3,7 +3,7 @@
 Each track gets a fresh message at the bottom of the channel (the previous
 one is deleted, so the channel holds one), and that message is edited every
 `refresh_seconds` while the track plays, so its progress bar moves. Under it
-are the 👍/👎 buttons with their counts (bot.taste_buttons). Posting
+are the 👍/👎 buttons with their counts (bot.taste.buttons). Posting
 is best effort: a channel the bot cannot write to is logged, never fatal.
 """
 

@@ -27,9 +27,9 @@ from bot.nowplaying import NowPlayingBoard
 from bot.permissions import NotAllowedError, require_dj
 from bot.player import VoicePlayer
 from bot.station import Station
-from bot.stations import StationManager
+from bot.station.manager import StationManager
 from bot.store import ReactionTally, StoreError, TrackRecord, UnknownGuildError
-from bot.taste_buttons import reaction_view
+from bot.taste.buttons import reaction_view
 from engine.background import BackgroundTasks
 from engine.settings import Settings
 

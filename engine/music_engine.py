@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch._dynamo.exc import TorchDynamoException
 
-from engine.adapters import AdapterInfo, AdapterManager
+from engine.adapters.manager import AdapterInfo, AdapterManager
 from engine.errors import GenerationError, OutOfMemoryError
 from engine.gpu import placement, vram
 from engine.gpu.tiers import EffectivePolicy, clamp_request, detect_device, resolve

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from training.adapters import AdapterHandle
 from training.export import read_adapter_state, read_info, write_adapter
 from training.storage import write_json
+from training.trainable_adapters import AdapterHandle
 
 STATE_FILE = "training_state.pt"
 ADAPTER_DIR = "adapter"

@@ -7,7 +7,7 @@
   GPU with a 16-bit precision, SDPA otherwise.
 
 The precision is that of the frozen base weights and of autocast; the adapter
-weights always stay fp32 (see training/adapters.py).
+weights always stay fp32 (see training/trainable_adapters.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from training.adapters import resolve_target_modules
 from training.config import TrainConfig, TrainingError
 from training.data import TrackDataset, check_compatible, make_loader
 from training.devices import resolve_runtime
@@ -28,6 +27,7 @@ from training.objective import Objective
 from training.sampling import LogitNormal
 from training.sidestep import training_folder
 from training.storage import write_json
+from training.trainable_adapters import resolve_target_modules
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from training.adapters import AdapterHandle, is_lora_key
 from training.storage import atomic_path, write_json
+from training.trainable_adapters import AdapterHandle, is_lora_key
 
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
 BIASES_FILE = "trained_biases.safetensors"

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from training.adapters import AdapterHandle, is_lora_key
 from training.storage import atomic_path, write_json
+from training.trainable_adapters import AdapterHandle, is_lora_key
 
 PEFT_FOLDER = "adapter_peft"
 PEFT_FILE = "adapter_model.safetensors"

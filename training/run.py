@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from training.adapters import AdapterHandle, attach_adapter, layer_of
 from training.checkpoint import Position, load_checkpoint, save_checkpoint
 from training.config import TrainConfig, TrainingError
 from training.data import (
@@ -36,6 +35,7 @@ from training.progress import ConsoleProgress, Eta, ProgressStream
 from training.resume import check_resume, dataset_record
 from training.sampling import DiscreteTimesteps, LogitNormal
 from training.storage import Manifest
+from training.trainable_adapters import AdapterHandle, attach_adapter, layer_of
 
 log = logging.getLogger("training.loop")
 

@@ -33,7 +33,7 @@ from bot.permissions import DJ_PERMISSIONS
 from bot.render import safe
 from bot.replies import RadioError, answer, defer
 from bot.store import InvalidValueError
-from bot.training_request import RunRequest
+from bot.training.request import RunRequest
 from bot.uploads import UploadError, check_attachment
 from engine.spec import MAX_CAPTION
 from engine.text_safety import sanitize_text

@@ -2,9 +2,9 @@
 
 For the bot's owner and the admins of the servers in TRAINING_GUILDS (a run
 takes the GPU from every server; bot.ownership). `/radio_train` puts a run in
-line (bot.training_queue) and answers at once with its place; when the run
+line (bot.training.queue) and answers at once with its place; when the run
 starts, one progress message in the channel is edited as it goes, with its
-loss curve, and its before/after clips follow (bot.training_board). A run
+loss curve, and its before/after clips follow (bot.training.board). A run
 belongs to the server it was started from: status and stop are for that
 server (and for the owner anywhere). Autocomplete suggests nothing to members
 who may not run the command.
@@ -26,10 +26,10 @@ from bot.cogs.common import TrainerCog, member_of, station_command
 from bot.datasets import list_datasets
 from bot.replies import RadioError, answer, defer
 from bot.store import TrainingRunRow
-from bot.training_files import list_trainer_presets
-from bot.training_queue import TrainingQueue
-from bot.training_request import MAX_EPOCHS, RunRequest
-from bot.training_status import run_title, status_text
+from bot.training.files import list_trainer_presets
+from bot.training.queue import TrainingQueue
+from bot.training.request import MAX_EPOCHS, RunRequest
+from bot.training.status import run_title, status_text
 
 if TYPE_CHECKING:
     from bot.app import RadioBot

@@ -11,7 +11,7 @@ Making songs. Listeners' requests join the store's fair queue (round-robin
 between listeners, per-listener and per-station limits). In auto mode the
 station keeps `buffer_size` songs buffered or in the making by queueing
 auto-fill jobs, which run only when no request waits. It does not run jobs
-itself: the `StationManager` (bot.stations) hands jobs to the GPU worker when
+itself: the `StationManager` (bot.station.manager) hands jobs to the GPU worker when
 the worker has a free slot, taking them round-robin across stations, requests
 first. The station then follows each job (progress, spec, result) and puts
 the finished track in its buffer.

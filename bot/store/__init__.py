@@ -57,7 +57,6 @@ from bot.store.errors import (
     StoreError,
     UnknownGuildError,
 )
-from bot.store.jobs import JobStore
 from bot.store.reception import ReceptionWindow
 from bot.store.records import (
     IN_FLIGHT_JOBS,
@@ -71,6 +70,7 @@ from bot.store.records import (
     job_from_row,
     track_from_row,
 )
+from bot.store.song_queue import JobStore
 from bot.store.stats import RequesterCount, StationStats, compute_stats
 from bot.store.taste import Favorite, ReactionTally, TasteStore
 from bot.store.training import TrainingRunRow, TrainingRunStore

@@ -6,7 +6,7 @@ queue before it ran). The bot keeps its progress here (step, epoch, loss, the
 adapter it was exported as, the last words about it), so `/radio_train_status`
 still knows the last runs after a restart, and a run still queued when the
 bot stopped waits on in the same order. Which server a run belongs to is
-`guild_id`: the queue module (bot.training_queue) shows a server its own runs.
+`guild_id`: the queue module (bot.training.queue) shows a server its own runs.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def _spec(args: argparse.Namespace, default_duration: int) -> SongSpec:
 def run_generate(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from engine.adapters import AdapterError
+    from engine.adapters.manager import AdapterError
     from engine.audio import SUFFIXES, AudioError
     from engine.checkpoint.find import CheckpointError
     from engine.errors import GenerationError

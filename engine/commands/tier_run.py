@@ -159,7 +159,7 @@ def peak_rss_mb() -> float:
 
 def run_tier_test(settings: Settings, tier: str, options: RunOptions) -> TierRun:
     """The tier test of one tier; meant to run in a process of its own."""
-    from engine.random_adapter import write_random_lora
+    from engine.adapters.random_lora import write_random_lora
 
     started = time.perf_counter()
     settings, policy, device = tier_policy(settings, tier, options)

@@ -1,6 +1,6 @@
 """Where songs are made: the one interface the stations use, and the factory.
 
-Two backends serve the same station code (`bot.stations.StationManager`):
+Two backends serve the same station code (`bot.station.manager.StationManager`):
 
 - `engine.worker.client.WorkerClient`: one worker process on this machine
   (`WORKER_BACKEND=local`, the default; nothing else to run);

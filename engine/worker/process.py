@@ -9,7 +9,7 @@ may have torch threads). It loads `MusicEngine` and the songwriter once, says
 - a singer thread sings the written specs, one job (or one `submit_batch`, in
   one generation: `MusicEngine.generate_batch`) at a time, and sends `done`.
 
-Before each song the singer switches to the job's adapter (engine.worker.adapter_cache:
+Before each song the singer switches to the job's adapter (engine.adapters.cache:
 loaded from `ADAPTERS_DIR/<name>/` the first time); an adapter that cannot be
 loaded fails that job with reason `adapter_error`, and the worker sings on.
 
@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.adapters.cache import AdapterCache
 from engine.settings import Settings
 from engine.spec import SongSpec, StationStyle
-from engine.worker.adapter_cache import AdapterCache
 from engine.worker.protocol import (
     FailureReason,
     JobDone,

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from bot.app import serve
-from bot.training_record import read_record, record_path, trainer_alive
+from bot.training.record import read_record, record_path, trainer_alive
 from engine.settings import ENV_FILE_VARIABLE, PROJECT_ROOT, Settings
 from tests.support.bot_world import add_server, make_bot, world_settings
 from tests.support.fake_discord import FakeDiscord
@@ -48,14 +48,14 @@ def environment(pid: int) -> dict[str, str]:
 
 
 def trainers(run_folder: Path) -> list[int]:
-    """Live `training.jobs` processes of this run."""
+    """Live `training.launcher` processes of this run."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             words = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"training.jobs" in words and any(str(run_folder).encode() in w for w in words):
+        if b"training.launcher" in words and any(str(run_folder).encode() in w for w in words):
             found.append(int(cmdline.parent.name))
     return found
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from bot.training_progress import TrainingProgress
+from bot.training.progress import TrainingProgress
 from tests.support.bot_world import Server, World, add_server, start_bot, world_settings
 from tests.support.fake_discord import FakeDiscord, FakeMessage, FakeUser, snowflake
 from tests.support.fake_voice import VoiceLog

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.training_files import console_tail
+from bot.training.files import console_tail
 from engine.settings import (
     PROJECT_ROOT,
     drop_secrets_from_environment,

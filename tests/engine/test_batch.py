@@ -13,7 +13,7 @@ import pytest_asyncio
 import soundfile as sf
 
 from bot.station import StationConfig
-from bot.stations import StationManager
+from bot.station.manager import StationManager
 from bot.store import Store
 from engine.checkpoint.tiny import build_tiny_pipeline
 from engine.gpu.tiers import DeviceInfo, resolve

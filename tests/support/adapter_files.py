@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from engine.adapters.random_lora import save_lora
 from engine.checkpoint.tiny import build_tiny_pipeline
-from engine.random_adapter import save_lora
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 

@@ -218,7 +218,7 @@ def _full_size_transformer():
 
 
 def test_attention_types_select_192_or_96_modules_of_the_2b_model() -> None:
-    from training.adapters import resolve_target_modules
+    from training.trainable_adapters import resolve_target_modules
 
     transformer = _full_size_transformer()
     default = ["q_proj", "k_proj", "v_proj", "o_proj"]

@@ -14,11 +14,11 @@ import pytest
 
 from engine.checkpoint.tiny import build_tiny_pipeline
 from tests.support.train_helpers import single_torch_thread  # noqa: F401 (autouse)
-from training.adapters import attach_adapter
 from training.cli import parse, run_command
 from training.config import ConfigError, TrainConfig
 from training.stop import StopRequest
 from training.storage import DatasetFormatError
+from training.trainable_adapters import attach_adapter
 
 
 def test_a_run_that_cannot_start_leaves_nothing_behind(

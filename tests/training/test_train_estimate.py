@@ -56,7 +56,7 @@ def test_a_planted_sensitive_module_ranks_first(
 
     suggestion = (tmp_path / "target_modules.txt").read_text().split()
     assert suggestion == result.top and suggestion[0] == PLANTED and len(suggestion) == 3
-    from training.adapters import resolve_target_modules
+    from training.trainable_adapters import resolve_target_modules
 
     chosen = resolve_target_modules(model.transformer, "both", suggestion)
     assert sorted(chosen) == sorted(suggestion)

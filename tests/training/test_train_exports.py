@@ -21,7 +21,6 @@ from safetensors.torch import load_file
 
 from engine.checkpoint.tiny import build_tiny_pipeline
 from tests.support.train_helpers import single_torch_thread  # noqa: F401 (autouse)
-from training.adapters import attach_adapter
 from training.config import TrainConfig
 from training.export import write_adapter
 from training.export_formats import (
@@ -32,6 +31,7 @@ from training.export_formats import (
     original_name,
     write_comfyui_export,
 )
+from training.trainable_adapters import attach_adapter
 
 RANK, ALPHA = 4, 8.0  # alpha = 2 x rank: read without alpha it would play at half strength
 #: Key listing and config of the real 2B turbo (vendored from the shared fixtures).

@@ -16,7 +16,7 @@ from tests.support.train_helpers import (
     single_torch_thread,  # noqa: F401 (autouse)
 )
 from training.config import ConfigError
-from training.jobs import launch_training
+from training.launcher import launch_training
 from training.loop import train
 from training.progress import read_events
 

@@ -1,4 +1,4 @@
-"""A training process ends when the process that started it dies (training.jobs):
+"""A training process ends when the process that started it dies (training.launcher):
 through the kernel on Linux, and through the watchdog thread anywhere."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from engine.settings import PROJECT_ROOT
 
 CHILD = """
 import os, signal, sys, threading, time
-from training import jobs
+from training import launcher
 marker = sys.argv[1]
 def stop(*_):
     open(marker, "w").write("SIGTERM")
@@ -24,9 +24,9 @@ def stop(*_):
 signal.signal(signal.SIGTERM, stop)
 parent = os.getppid()
 if sys.argv[2] == "kernel":
-    assert jobs._set_parent_death_signal(signal.SIGTERM)
+    assert launcher._set_parent_death_signal(signal.SIGTERM)
 else:
-    threading.Thread(target=jobs._watch_parent, args=(parent, 0.05), daemon=True).start()
+    threading.Thread(target=launcher._watch_parent, args=(parent, 0.05), daemon=True).start()
 open(marker + ".ready", "w").write(str(os.getpid()))
 time.sleep(120)
 """

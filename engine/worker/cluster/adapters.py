@@ -18,7 +18,7 @@ from typing import Any
 
 import ray
 
-from engine.adapters import AdapterError
+from engine.adapters.manager import AdapterError
 from engine.worker.cluster.blobs import BlobError, pack_folder
 
 log = logging.getLogger("engine.worker.cluster.adapters")

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.adapters import AdapterError
+from engine.adapters.manager import AdapterError
 from engine.worker.backend_base import (
     JobFailedError,
     JobHandle,

@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from bot.local import LocalPlayer
 from bot.station import Station, StationConfig
-from bot.stations import StationManager
+from bot.station.manager import StationManager
 from bot.store import InvalidValueError, QueueFullError, Store, UnknownGuildError
 from engine.worker.client import WorkerClient
 from tests.support.radio_helpers import radio_settings, template_worker, until

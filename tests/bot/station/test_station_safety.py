@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.station import StationConfig
-from bot.stations import StationManager
+from bot.station.manager import StationManager
 from bot.store import Store, StoreError
 from tests.bot.station.test_station import client, held_on_air, pending, radio, settings
 from tests.support.radio_helpers import until

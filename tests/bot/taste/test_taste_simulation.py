@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bot.station import StationConfig
-from bot.stations import StationManager
+from bot.station.manager import StationManager
 from bot.store import Store
 from bot.taste.features import caption_tags
 from bot.taste.profile import EXPLORE_SHARE, explores

@@ -133,7 +133,7 @@ def test_eight_gb_tier_runs_int8_compiled_offloaded_with_adapters(
 
     # Each adapter recompiles the DiT (about 45 s on 2 CPU cores): a LoRA, and a LoKR
     # with weight decomposition (the plain LoKR path is a subset of it, tested uncompiled
-    # in tests/engine/test_adapters.py).
+    # in tests/engine/adapters/test_adapter_manager.py).
     adapters = {
         "lora": write_diffusers_lora(tmp_path / "lora"),
         "lokr-dora": write_lokr(tmp_path / "dora.safetensors", weight_decompose=True),

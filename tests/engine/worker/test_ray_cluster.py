@@ -26,8 +26,8 @@ import pytest_asyncio
 
 from bot.adapter_library import server_key
 from bot.station import Station
-from bot.training_request import RunRequest
-from bot.training_runs import TRAINING_REASON
+from bot.training.request import RunRequest
+from bot.training.runs import TRAINING_REASON
 from engine.settings import PROJECT_ROOT
 from engine.worker.client import WorkerEvent
 from engine.worker.cluster.backend import RayBackend
@@ -260,7 +260,7 @@ def test_the_local_backend_imports_nothing_of_ray(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from bot.app import RadioBot, training_place\n"
-        "from bot.stations import manager_from_settings\n"
+        "from bot.station.manager import manager_from_settings\n"
         "from engine.settings import load_settings\n"
         f"settings = load_settings(data_dir={str(tmp_path)!r})\n"
         "manager = manager_from_settings(settings)\n"

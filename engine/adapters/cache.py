@@ -23,10 +23,10 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from engine.adapters import AdapterError, find_weights_file
+from engine.adapters.manager import AdapterError, find_weights_file
 from engine.worker.protocol import ADAPTER_NAME_PATTERN
 
-log = logging.getLogger("engine.worker.adapter_cache")
+log = logging.getLogger("engine.adapters.cache")
 
 _NAME = re.compile(ADAPTER_NAME_PATTERN)
 

@@ -6,7 +6,7 @@ learning rate and time left, and carries the loss curve as a PNG, drawn again
 at most every `image_seconds` (a new attachment per edit is heavy; Discord
 allows a few edits per channel every few seconds, and the text is edited at
 most once per progress poll). At the end it holds the final curve, a summary
-and a button that puts the adapter on air (bot.training_buttons).
+and a button that puts the adapter on air (bot.training.buttons).
 
 The before/after clips of a run (`--preview`: the same caption, lyrics and
 seed, sung by the base model and with the adapter) are posted as audio
@@ -30,10 +30,10 @@ import discord
 
 from bot.render import safe
 from bot.replies import NO_MENTIONS
-from bot.training_buttons import on_air_view
-from bot.training_progress import Preview, TrainingProgress
+from bot.training.buttons import on_air_view
+from bot.training.progress import Preview, TrainingProgress
 
-log = logging.getLogger("bot.training_board")
+log = logging.getLogger("bot.training.board")
 
 #: Discord's attachment limit for bots in servers without boosts.
 MAX_FILE_BYTES = 10 * 2**20

@@ -6,7 +6,7 @@
     job.request_stop()                     # clean stop: checkpoint, then exit 0
     job.wait(timeout=600)
 
-The child runs `python -m training.jobs CONFIG.json` with the config written
+The child runs `python -m training.launcher CONFIG.json` with the config written
 to `{output-dir}/job_config.json`; its console output goes to
 `{output-dir}/console.log`. It trains exactly as `train.py --plain --yes`
 would. A preprocess-only job (`preprocess=True` without `output_dir`) writes
@@ -27,7 +27,7 @@ it ends: the bot starts it from a thread of asyncio's default executor, which
 lives as long as the bot's event loop); everywhere a watchdog thread checks
 the parent's pid every second and sends the same SIGTERM. SIGTERM is a clean
 stop: the trainer saves what it learnt at the next step, so the restarted bot
-can export it (bot.training_record).
+can export it (bot.training.record).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def launch_training(
     console = open(output / CONSOLE_FILE, "ab")  # noqa: SIM115 (handed to the child)
     try:
         process = subprocess.Popen(
-            [python, "-m", "training.jobs", str(config_path), "--parent-pid", str(os.getpid())],
+            [python, "-m", "training.launcher", str(config_path), "--parent-pid", str(os.getpid())],
             cwd=PROJECT_ROOT,
             stdin=subprocess.DEVNULL,
             stdout=console,
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         exit_with_parent(int(args[2]))
         args = args[:1]
     if len(args) != 1:
-        print("usage: python -m training.jobs CONFIG.json [--parent-pid PID]", file=sys.stderr)
+        print("usage: python -m training.launcher CONFIG.json [--parent-pid PID]", file=sys.stderr)
         return 2
     setup_logging("INFO")
     try:

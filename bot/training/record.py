@@ -7,7 +7,7 @@ meanwhile (SIGKILL, a crash, a power cut), the next start finds the record:
 
 1. the trainer, if it still runs, is stopped (its stop file, then SIGTERM,
    then SIGKILL). It normally ends on its own first: it gets SIGTERM when the
-   bot dies and saves what it learnt (training.jobs);
+   bot dies and saves what it learnt (training.launcher);
 2. what the run saved (`final/adapter`) is exported under the adapter's name,
    and the server that started it is told so (or that nothing was saved);
 3. only then does the music worker start, so it never shares the GPU with a
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("bot.training_record")
+log = logging.getLogger("bot.training.record")
 
 RECORD_FILE = "training-run.json"
 RUNS_FOLDER = "training-runs"
@@ -99,7 +99,7 @@ def clear_record(data_dir: Path) -> None:
 
 def trainer_alive(record: RunRecord) -> bool:
     """Is the record's trainer still running? On Linux the process must also be a
-    `training.jobs` process of this run (a recycled pid is not)."""
+    `training.launcher` process of this run (a recycled pid is not)."""
     try:
         os.kill(record.pid, 0)
     except ProcessLookupError:
@@ -112,7 +112,7 @@ def trainer_alive(record: RunRecord) -> bool:
             words = cmdline.read_bytes().split(b"\0")
         except OSError:
             return False
-        return b"training.jobs" in words and any(word.startswith(record.output_dir.encode()) for word in words)
+        return b"training.launcher" in words and any(word.startswith(record.output_dir.encode()) for word in words)
     return True
 
 

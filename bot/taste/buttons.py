@@ -28,7 +28,7 @@ from bot.store import ReactionTally, StoreError
 if TYPE_CHECKING:
     from bot.radio import Radio
 
-log = logging.getLogger("bot.taste_buttons")
+log = logging.getLogger("bot.taste.buttons")
 
 VOTES = {"like": 1, "dislike": -1}
 EMOJI = {"like": "👍", "dislike": "👎"}

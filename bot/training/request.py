@@ -24,9 +24,9 @@ from typing import Any
 from bot.adapter_library import check_trained_name, server_key
 from bot.datasets import find_dataset, tensors_dir
 from bot.store import InvalidValueError, check_int
-from bot.training_files import list_trainer_presets, presets_dir
-from bot.training_progress import RunKind, TrainingProgress
-from bot.training_record import RUNS_FOLDER
+from bot.training.files import list_trainer_presets, presets_dir
+from bot.training.progress import RunKind, TrainingProgress
+from bot.training.record import RUNS_FOLDER
 from engine.settings import Settings
 
 MAX_EPOCHS = 1000

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from bot.adapter_library import key_name
 from bot.render import safe
 from bot.store import TrainingRunRow
-from bot.training_board import step_line
-from bot.training_progress import TrainingProgress
+from bot.training.board import step_line
+from bot.training.progress import TrainingProgress
 
 ICONS = {"done": "✅", "stopped": "⏹️", "failed": "❌", "cancelled": "🚫", "queued": "⏳", "running": "🎓"}
 NONE_YET = "No training runs from this server yet: start one with /radio_train."

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import save_file
 
-from engine.adapters import AdapterError
+from engine.adapters.manager import AdapterError
 from engine.checkpoint.tiny import build_tiny_pipeline
 from engine.gpu.tiers import DeviceInfo, resolve
 from engine.music_engine import MusicEngine
@@ -47,7 +47,7 @@ def song(engine: MusicEngine, tmp_path: Path, name: str) -> np.ndarray:
 def test_lora_load_switch_scale_and_unload(engine: MusicEngine, tmp_path: Path) -> None:
     base = song(engine, tmp_path, "base")
     info = engine.load_adapter(write_diffusers_lora(tmp_path / "lora"), name="style")
-    assert info.kind == "lora" and engine.adapters.active == "style"
+    assert info.kind == "lora" and engine.adapters.manager.active == "style"
     styled = song(engine, tmp_path, "styled")
     assert not np.allclose(styled, base, atol=1e-3)
 
@@ -59,7 +59,7 @@ def test_lora_load_switch_scale_and_unload(engine: MusicEngine, tmp_path: Path) 
     assert np.array_equal(song(engine, tmp_path, "again"), styled)
 
     engine.unload_adapter("style")
-    assert engine.adapters.active is None and not engine.adapters.loaded
+    assert engine.adapters.manager.active is None and not engine.adapters.manager.loaded
     assert np.array_equal(song(engine, tmp_path, "unloaded"), base)
 
 
@@ -141,7 +141,7 @@ def test_a_broken_adapter_leaves_the_engine_as_it_was(engine: MusicEngine, tmp_p
     path, message = _broken_files(tmp_path)[case]
     with pytest.raises(AdapterError, match=message):
         engine.load_adapter(path)
-    assert engine.adapters.active == "good" and list(engine.adapters.loaded) == ["good"]
+    assert engine.adapters.manager.active == "good" and list(engine.adapters.manager.loaded) == ["good"]
     assert np.array_equal(song(engine, tmp_path, "after"), before)
 
 

@@ -1,5 +1,5 @@
-"""The training run's record, old run folders and export names (bot.training_record,
-bot.training_files): the pieces crash recovery and cleanup stand on."""
+"""The training run's record, old run folders and export names (bot.training.record,
+bot.training.files): the pieces crash recovery and cleanup stand on."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from bot.training_files import free_key
-from bot.training_record import (
+from bot.training.files import free_key
+from bot.training.record import (
     KEPT_FAILED_RUNS,
     RunRecord,
     clear_record,
@@ -45,13 +45,13 @@ def test_only_a_live_training_process_of_this_run_counts_as_its_trainer(tmp_path
     folder = tmp_path / "training-runs" / "g1-x-1"
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        assert not trainer_alive(record(tmp_path, other.pid, folder))  # not training.jobs
+        assert not trainer_alive(record(tmp_path, other.pid, folder))  # not training.launcher
     finally:
         other.kill()
         other.wait()
     assert not trainer_alive(record(tmp_path, other.pid, folder))  # gone
     fake = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)", "training.jobs", str(folder / "job_config.json")]
+        [sys.executable, "-c", "import time; time.sleep(30)", "training.launcher", str(folder / "job_config.json")]
     )
     try:
         deadline = time.monotonic() + 30

@@ -1,18 +1,18 @@
 """Adapter training launched from the bot: one run at a time, with the GPU to itself.
 
-`TrainingRuns.start` checks the request (bot.training_request: the dataset,
+`TrainingRuns.start` checks the request (bot.training.request: the dataset,
 adapter name, trainer preset, epochs), pauses generation (`StationManager.
 pause_generation`: the worker process stops and frees the GPU; stations play
 their buffers, then replay their libraries, and say so), and starts the shared
-trainer in its own process (`training.jobs.launch_training`) with
+trainer in its own process (`training.launcher.launch_training`) with
 preprocessing first (`TrainConfig.preprocess` with the dataset as `audio_dir`),
 or, for a preprocess run, preprocessing alone. Runs wait their turn in
-bot.training_queue; while another waits, generation stays paused between them
+bot.training.queue; while another waits, generation stays paused between them
 (`hold_gpu`), so the worker is not started only to be stopped again.
 Who may start, see and stop a run is decided before (bot.ownership); a run
 belongs to the server it was started from, and so does its adapter
 (`ADAPTERS_DIR/g<server id>-<name>/`, see bot.adapter_library). With a `place`
-(`training.ray_jobs.RayTrainingPlace`, WORKER_BACKEND=ray) the run goes to the
+(`training.ray_launcher.RayTrainingPlace`, WORKER_BACKEND=ray) the run goes to the
 Ray cluster instead, and generation is paused only when the cluster has no GPU
 to spare for it.
 
@@ -27,7 +27,7 @@ name whole unless a station sings with it (then it gets the next free name),
 the run's folder is removed, and generation resumes.
 
 Crashes and shutdown: the run is recorded on disk while it goes
-(bot.training_record), so a bot killed mid-run finds it at the next start
+(bot.training.record), so a bot killed mid-run finds it at the next start
 (`recover`, before the worker starts). On shutdown (`close`) the trainer is
 stopped first and what it learnt exported; generation is not resumed then,
 so the worker is never started again on the way out. No discord import.
@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.adapter_library import key_name
-from bot.training_files import console_tail, export_adapter, free_key, renamed_note
-from bot.training_progress import EXPORTING, ProgressCallback, TrainingProgress, apply_event
-from bot.training_record import (
+from bot.training.files import console_tail, export_adapter, free_key, renamed_note
+from bot.training.progress import EXPORTING, ProgressCallback, TrainingProgress, apply_event
+from bot.training.record import (
     RunRecord,
     clear_record,
     prune_run_folders,
@@ -54,11 +54,11 @@ from bot.training_record import (
     stop_orphan,
     write_record,
 )
-from bot.training_request import RunRequest, build_run
+from bot.training.request import RunRequest, build_run
 from engine.settings import Settings
 from engine.text_safety import hide_paths
 
-log = logging.getLogger("bot.training_runs")
+log = logging.getLogger("bot.training.runs")
 
 #: What every station says while a run has the GPU (no server's adapter named).
 TRAINING_REASON = "an adapter is training"
@@ -69,7 +69,7 @@ class TrainingBusyError(RuntimeError):
 
 
 class TrainingPlace(Protocol):
-    """Somewhere else to train (`training.ray_jobs.RayTrainingPlace`); blocking calls."""
+    """Somewhere else to train (`training.ray_launcher.RayTrainingPlace`); blocking calls."""
 
     def has_spare_gpu(self) -> bool: ...
 
@@ -77,7 +77,7 @@ class TrainingPlace(Protocol):
 
 
 class GenerationSwitch(Protocol):
-    """What a run needs of the stations (`bot.stations.StationManager`)."""
+    """What a run needs of the stations (`bot.station.manager.StationManager`)."""
 
     async def pause_generation(self, reason: str, *, release_gpu: bool = True) -> None: ...
 
@@ -182,12 +182,12 @@ class TrainingRuns:
         )
 
     def _launch(self, config: Any, progress: TrainingProgress, channel_id: int | None) -> Any:
-        """In a thread: start the trainer, and record the run (see bot.training_record).
+        """In a thread: start the trainer, and record the run (see bot.training.record).
         A run on the Ray cluster is not recorded: its trainer is an actor of this bot's
         Ray driver, and Ray ends it when the bot dies."""
         if self.place is not None:
             return self.place.launch(config, env=self.env)
-        from training.jobs import launch_training
+        from training.launcher import launch_training
 
         job = launch_training(config, env=self.env)
         assert progress.key is not None
@@ -251,7 +251,7 @@ class TrainingRuns:
     # --- after a crash ------------------------------------------------------------
     async def recover(self) -> TrainingProgress | None:
         """At start-up, before the music worker starts: stop and export a run the
-        previous bot lost (see bot.training_record); None when there was none."""
+        previous bot lost (see bot.training.record); None when there was none."""
         found = await asyncio.to_thread(self._recover)
         if found is not None:
             self.progress = found[0]

@@ -1,7 +1,7 @@
 """Training on a Ray cluster: the trainer on a GPU of its own, the others keep singing.
 
 `RayTrainingPlace` is where the bot's training runs go with `WORKER_BACKEND=
-ray` (`bot.training_runs.TrainingRuns(place=...)`):
+ray` (`bot.training.runs.TrainingRuns(place=...)`):
 
 - `has_spare_gpu()`: the cluster has `RAY_TRAINING_GPUS` of a GPU free now,
   besides the song workers. Then the run starts without pausing song-making;
@@ -10,9 +10,9 @@ ray` (`bot.training_runs.TrainingRuns(place=...)`):
 - `launch(config)`: packs the dataset folder (`engine.worker.cluster.blobs`), puts it
   in the object store and starts a `TrainerActor` that asks Ray for that GPU.
   The actor unpacks the dataset on its own machine and runs the shared trainer
-  there as a child process (`training.jobs.launch_training`), exactly as the
+  there as a child process (`training.launcher.launch_training`), exactly as the
   bot does locally. It returns a `RayTrainingJob`, which the bot watches like
-  a local `training.jobs.TrainingJob`: `events()`, `poll()`, `request_stop()`,
+  a local `training.launcher.TrainingJob`: `events()`, `poll()`, `request_stop()`,
   `terminate()`. When the run ends, `poll()` brings the saved adapter and the
   console log back through the object store into the run's local output
   folder, so `adapter_dir` is a folder on the bot's machine as before.
@@ -33,9 +33,9 @@ import ray
 
 from engine.worker.cluster.blobs import pack_folder, unpack_folder
 from training.config import TrainConfig
-from training.jobs import CONSOLE_FILE, TrainingJob, launch_training
+from training.launcher import CONSOLE_FILE, TrainingJob, launch_training
 
-log = logging.getLogger("training.ray_jobs")
+log = logging.getLogger("training.ray_launcher")
 
 #: Seconds a training actor may wait for its GPU before the launch fails.
 PLACE_TIMEOUT = 600.0

@@ -41,7 +41,7 @@ from engine.worker.client import WorkerError, WorkerEvent
 from engine.worker.process import WorkerConfig
 from engine.worker.protocol import SongJob, can_share_batch
 
-log = logging.getLogger("bot.stations")
+log = logging.getLogger("bot.station.manager")
 
 
 class StationManager:

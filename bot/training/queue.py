@@ -1,7 +1,7 @@
 """The queue of training runs: one has the trainer, the others wait in line.
 
 `/radio_train` and `/radio_dataset preprocess` add a run (`submit`): it is
-checked at once (bot.training_request), stored (bot.store.training) and
+checked at once (bot.training.request), stored (bot.store.training) and
 started when the trainer is free, in the order the runs came; the answer says
 how many runs are ahead of it. A server may have `MAX_WAITING_PER_SERVER` runs
 in line (its running one included), all servers together `MAX_WAITING`.
@@ -30,13 +30,13 @@ from collections.abc import Callable
 
 from bot.replies import RadioError
 from bot.store import InvalidValueError, Store, TrainingRunRow
-from bot.training_progress import ProgressCallback, TrainingProgress
-from bot.training_request import RunRequest, check_request
-from bot.training_runs import TrainingBusyError, TrainingRuns
+from bot.training.progress import ProgressCallback, TrainingProgress
+from bot.training.request import RunRequest, check_request
+from bot.training.runs import TrainingBusyError, TrainingRuns
 from engine.background import BackgroundTasks
 from engine.settings import Settings
 
-log = logging.getLogger("bot.training_queue")
+log = logging.getLogger("bot.training.queue")
 
 MAX_WAITING_PER_SERVER = 3
 MAX_WAITING = 12

@@ -1,6 +1,6 @@
 """The button under a finished run's message that puts its adapter on air.
 
-Like the 👍/👎 buttons (bot.taste_buttons) it is persistent: its custom id
+Like the 👍/👎 buttons (bot.taste.buttons) it is persistent: its custom id
 names the adapter (`radio:onair:g<server id>-<name>`), and `OnAirButton` is
 registered with `bot.add_dynamic_items`, so it works after a restart too. The
 id arrives from Discord and may be forged: the adapter must be one of the
@@ -21,7 +21,7 @@ from bot.render import safe
 from bot.replies import NO_MENTIONS, RadioError
 from bot.store import StoreError
 
-log = logging.getLogger("bot.training_buttons")
+log = logging.getLogger("bot.training.buttons")
 
 
 class OnAirButton(
