@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.engine.test_adapters import make_engine, song, write_diffusers_lora
 
 from engine.adapters.cache import AdapterCache
 from engine.adapters.manager import AdapterError
 from engine.music_engine import MusicEngine
 from engine.settings import load_settings
+from tests.support.adapter_files import write_diffusers_lora
+from tests.support.tiny_engine import make_engine, song
 
 
 @pytest.fixture
@@ -32,14 +33,14 @@ def test_adapters_load_once_and_switch_per_job(cache: AdapterCache, engine: Musi
     base = song(engine, tmp_path, "base")
     cache.use("warm", 1.0)
     warm = song(engine, tmp_path, "warm")
-    assert engine.adapters.manager.active == "warm" and not np.array_equal(warm, base)
+    assert engine.adapters.active == "warm" and not np.array_equal(warm, base)
     cache.use("cold", 2.0)
-    assert engine.adapters.manager.active == "cold" and engine.adapters.manager.loaded["cold"].scale == 2.0
+    assert engine.adapters.active == "cold" and engine.adapters.loaded["cold"].scale == 2.0
     cache.use(None)
-    assert engine.adapters.manager.active is None
+    assert engine.adapters.active is None
     assert np.array_equal(song(engine, tmp_path, "base-again"), base)
     cache.use("warm", 1.0)  # already loaded: a switch, not a second load
-    assert sorted(engine.adapters.manager.loaded) == ["cold", "warm"]
+    assert sorted(engine.adapters.loaded) == ["cold", "warm"]
     assert np.array_equal(song(engine, tmp_path, "warm-again"), warm)
 
 
@@ -72,7 +73,7 @@ def test_a_broken_adapter_is_refused_and_the_engine_stays_as_it_was(
     make(tmp_path / "adapters" / "bad")
     with pytest.raises(AdapterError, match=message):
         cache.use("bad")
-    assert engine.adapters.manager.active == "warm" and sorted(engine.adapters.manager.loaded) == ["warm"]
+    assert engine.adapters.active == "warm" and sorted(engine.adapters.loaded) == ["warm"]
 
 
 def test_unsafe_names_are_refused(cache: AdapterCache) -> None:
@@ -90,10 +91,10 @@ def test_at_most_max_loaded_adapters_stay_loaded_least_recently_used_goes(engine
     cache.use("one")  # "two" is now the one used longest ago
     cache.use("three")
     assert cache.loaded == ["one", "three"]
-    assert sorted(engine.adapters.manager.loaded) == ["one", "three"]
-    assert engine.adapters.manager.active == "three"
+    assert sorted(engine.adapters.loaded) == ["one", "three"]
+    assert engine.adapters.active == "three"
     cache.use("two")  # loaded again on demand
-    assert sorted(engine.adapters.manager.loaded) == ["three", "two"]
+    assert sorted(engine.adapters.loaded) == ["three", "two"]
 
 
 def test_a_name_ending_in_a_newline_is_refused(cache: AdapterCache) -> None:

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from safetensors.torch import save_file
 
 from engine.adapters.manager import AdapterError
-from engine.checkpoint.tiny import build_tiny_pipeline
-from engine.gpu.tiers import DeviceInfo, resolve
 from engine.music_engine import MusicEngine
 from engine.settings import load_settings
-from engine.spec import SongSpec
 from tests.support.adapter_files import lora_weights, write_diffusers_lora, write_lokr, write_peft_lora
-
-SPEC = SongSpec(title="T", caption="synthwave", bpm=120, key="C major", duration=10, seed=5)
-CPU = DeviceInfo("cpu", None, "CPU", None, None, None, False)
+from tests.support.tiny_engine import SPEC, make_engine, song
 
 
 @pytest.fixture
@@ -29,25 +22,15 @@ def settings(env_file: Path, tmp_path: Path):
     return load_settings(tracks_dir=tmp_path / "tracks")
 
 
-def make_engine(settings, **policy_changes) -> MusicEngine:
-    policy = dataclasses.replace(resolve(settings, CPU), **policy_changes)
-    return MusicEngine(settings, policy=policy, pipeline=build_tiny_pipeline("turbo", seed=0))
-
-
 @pytest.fixture
 def engine(settings) -> MusicEngine:
     return make_engine(settings)
 
 
-def song(engine: MusicEngine, tmp_path: Path, name: str) -> np.ndarray:
-    track = engine.generate(SPEC, out_path=tmp_path / f"{name}.wav", fmt="wav")[0]
-    return sf.read(track.path, dtype="float32")[0]
-
-
 def test_lora_load_switch_scale_and_unload(engine: MusicEngine, tmp_path: Path) -> None:
     base = song(engine, tmp_path, "base")
     info = engine.load_adapter(write_diffusers_lora(tmp_path / "lora"), name="style")
-    assert info.kind == "lora" and engine.adapters.manager.active == "style"
+    assert info.kind == "lora" and engine.adapters.active == "style"
     styled = song(engine, tmp_path, "styled")
     assert not np.allclose(styled, base, atol=1e-3)
 
@@ -59,7 +42,7 @@ def test_lora_load_switch_scale_and_unload(engine: MusicEngine, tmp_path: Path) 
     assert np.array_equal(song(engine, tmp_path, "again"), styled)
 
     engine.unload_adapter("style")
-    assert engine.adapters.manager.active is None and not engine.adapters.manager.loaded
+    assert engine.adapters.active is None and not engine.adapters.loaded
     assert np.array_equal(song(engine, tmp_path, "unloaded"), base)
 
 
@@ -141,7 +124,7 @@ def test_a_broken_adapter_leaves_the_engine_as_it_was(engine: MusicEngine, tmp_p
     path, message = _broken_files(tmp_path)[case]
     with pytest.raises(AdapterError, match=message):
         engine.load_adapter(path)
-    assert engine.adapters.manager.active == "good" and list(engine.adapters.manager.loaded) == ["good"]
+    assert engine.adapters.active == "good" and list(engine.adapters.loaded) == ["good"]
     assert np.array_equal(song(engine, tmp_path, "after"), before)
 
 
