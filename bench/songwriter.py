@@ -27,8 +27,10 @@ whether a word of it is in the song (`theme_other_language`). It also
 reports who wrote each spec (model or template), specs with a line
 copied from (or 75 % like) a worked example, seconds per spec (retries
 included; the load is not), tokens written, and prompt tokens evaluated and
-their seconds (the fixed part of each language's prompt is evaluated once
-and reused). Figures are per language and per model. On a machine shared
+their seconds. The fixed part of each language's prompt is evaluated once,
+after the load and before the first spec (`Songwriter.prepare`; its seconds
+are printed apart), and reused; with `--cold`, each language's first spec
+evaluates it instead. Figures are per language and per model. On a machine shared
 with other busy processes the seconds grow: the load average is printed.
 """
 
@@ -154,9 +156,10 @@ def run_model(name: str | None, base: SongwriterConfig, args) -> list[dict]:
     failure = songwriter.load()
     load_seconds = time.monotonic() - started
     print(f"\nmodel {config.model}: loaded in {load_seconds:.1f} s" + (f" ({failure})" if failure else ""))
-    languages = [wish.language for wish in WISHES]
-    prepare_seconds = songwriter.prepare(languages)
-    print(f"fixed prompt parts of {len(set(languages))} languages evaluated in {prepare_seconds:.1f} s (once)")
+    if not args.cold:
+        languages = [wish.language for wish in WISHES]
+        prepare_seconds = songwriter.prepare(languages)
+        print(f"fixed prompt parts of {len(set(languages))} languages evaluated in {prepare_seconds:.1f} s (once)")
     rows = []
     for i, wish in enumerate(WISHES):
         style = StationStyle(genre=wish.genre, mood=wish.mood, language=wish.language)
@@ -244,6 +247,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1000, help="first seed (default 1000)")
     parser.add_argument("--threads", type=int, help="llama.cpp threads (default: LLM_THREADS)")
     parser.add_argument("--show", action="store_true", help="print every song")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="do not evaluate the languages' fixed prompt parts ahead: each language's first spec does",
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
 

@@ -1,4 +1,5 @@
-"""The code's shape: no import cycles between the project's modules at import time."""
+"""The code's shape: no import cycles between the project's modules at import time, small
+modules, and tests that share helpers only through tests/support/."""
 
 from __future__ import annotations
 
@@ -92,3 +93,25 @@ def test_no_import_cycles_between_modules() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycles(graph) == [["a", "b", "c"]]
+
+
+def test_test_modules_share_helpers_only_through_tests_support() -> None:
+    """A test module imported by another runs twice (once as a test, once as a helper),
+    and its fixtures leak; shared helpers live in tests/support/ (or a conftest.py)."""
+    offenders = []
+    for path in (PROJECT_ROOT / "tests").rglob("test_*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        offenders += [
+            f"{path.relative_to(PROJECT_ROOT)}: {name}"
+            for name in imported
+            if name and name.startswith("tests.") and not name.startswith("tests.support")
+        ]
+    assert offenders == []
+
+
+def test_no_module_over_400_lines_outside_tests() -> None:
+    """Small modules with one job each: a module past 400 lines holds more than one."""
+    long = {name: n for name, path in module_files().items() if (n := len(path.read_text().splitlines())) > 400}
+    assert long == {}

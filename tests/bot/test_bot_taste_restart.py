@@ -8,10 +8,10 @@ import asyncio
 from pathlib import Path
 
 from bot.station import Station
-from tests.bot.test_bot_taste import counts, on_air, playing, press
 from tests.support.bot_world import World, add_server, start_bot, world_settings
 from tests.support.fake_discord import FakeDiscord
 from tests.support.fake_voice import VoiceLog
+from tests.support.taste_helpers import counts, on_air, playing, press
 
 
 async def replays(station: Station, after_play: int) -> list:

@@ -15,49 +15,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
-from bot.local import LocalPlayer
 from bot.station import Station, StationConfig
 from bot.station.manager import StationManager
 from bot.store import InvalidValueError, QueueFullError, Store, UnknownGuildError
 from engine.worker.client import WorkerClient
-from tests.support.radio_helpers import radio_settings, template_worker, until
+from tests.support.radio_helpers import template_worker, until
+from tests.support.station_helpers import held_on_air, pending, player, themes
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint_dir: Path):
-    return radio_settings(tmp_path_factory.mktemp("station"), tiny_checkpoint_dir)
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def client(settings):
-    client = WorkerClient(template_worker(settings))
-    await client.start()
-    yield client
-    await client.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def radio(client, tmp_path: Path):
-    """`await radio(**config)`: a manager on a fresh database, sharing the worker."""
-    opened: list[StationManager] = []
-
-    async def open_radio(path: Path | None = None, **config) -> StationManager:
-        store = Store(path or tmp_path / "radio.sqlite3")
-        manager = StationManager(store, client, StationConfig(**{"default_duration": 10, **config}), owns_client=False)
-        await manager.start()
-        opened.append(manager)
-        return manager
-
-    yield open_radio
-    for manager in opened:
-        await manager.close()
-        manager.store.close()
-    if client.busy_reason is not None:
-        await client.resume()
 
 
 def depth(store: Store, guild_id: int) -> int:
@@ -73,27 +39,6 @@ def depth(store: Store, guild_id: int) -> int:
 
 async def buffered(station: Station) -> list:
     return await asyncio.to_thread(station.store.buffered_tracks, station.guild_id)
-
-
-async def pending(station: Station) -> list:
-    return await asyncio.to_thread(station.store.pending_jobs, station.guild_id)
-
-
-async def themes(station: Station, records) -> list[str]:
-    jobs = [await asyncio.to_thread(station.store.get_job, r.job_id) for r in records]
-    return [job.theme for job in jobs]
-
-
-def player(tmp_path: Path, speed: float) -> LocalPlayer:
-    return LocalPlayer(tmp_path / "out", speed=speed)
-
-
-async def held_on_air(station: Station, tmp_path: Path) -> LocalPlayer:
-    """On air for a listener to whom a track lasts 1000 s: auto-fill runs (a station
-    makes its own songs only on air), the first track holds, nothing else plays."""
-    listener = player(tmp_path, speed=0.01)
-    await station.start(listener)
-    return listener
 
 
 # --- the queue ------------------------------------------------------------------

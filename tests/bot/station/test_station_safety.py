@@ -1,7 +1,7 @@
 """The station's limits and failure paths with the real worker (tiny checkpoint,
 template songwriter) and real SQLite: a failed save, a job the worker format
 refuses, auto-fill while nobody listens, and the disk budget across stations.
-The fixtures are test_station's (one worker for this module)."""
+The fixtures are in this folder's conftest.py (one worker for this module)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,10 @@ import pytest
 from bot.station import StationConfig
 from bot.station.manager import StationManager
 from bot.store import Store, StoreError
-from tests.bot.station.test_station import client, held_on_air, pending, radio, settings
 from tests.support.radio_helpers import until
+from tests.support.station_helpers import held_on_air, pending
 
 module_loop = pytest.mark.asyncio(loop_scope="module")
-#: test_station's fixtures, found by pytest under these names.
-FIXTURES = (client, radio, settings)
 
 
 class DiskFullStore(Store):

@@ -33,7 +33,7 @@ from engine.songwriter.prompt import chat_prompt, make_brief
 from engine.songwriter.writer import Songwriter, SongwriterConfig
 from engine.spec import KEYS, SongSpec, StationStyle
 from engine.text_safety import is_safe_text
-from tests.engine.songwriter.test_song_prompt import GEMMA_TEMPLATE
+from tests.support.chat_templates import GEMMA_TEMPLATE
 
 BUNDLED = "gemma-3-270m-q4_k_m.gguf"
 
