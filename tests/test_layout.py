@@ -1,4 +1,5 @@
-"""The code's shape: no import cycles between the project's modules at import time."""
+"""The code's shape: no import cycles between the project's modules at import time, and no
+cog that imports another."""
 
 from __future__ import annotations
 
@@ -92,3 +93,33 @@ def test_no_import_cycles_between_modules() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycles(graph) == [["a", "b", "c"]]
+
+
+def every_import(tree: ast.Module) -> set[str]:
+    """Every module a file names in an import, wherever the import is (absolute imports)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_no_cog_imports_another_cog() -> None:
+    """Cogs share code through helper modules (bot.cogs.common, bot.permissions), never
+    through each other: a cog can be changed, or left unloaded, on its own."""
+    from bot.app import COGS
+
+    modules = module_files()
+    assert len(COGS) > 5 and set(COGS) <= set(modules)
+    for cog in COGS:
+        tree = ast.parse(modules[cog].read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level], cog
+        assert every_import(tree) & (set(COGS) - {cog}) == set(), cog
+
+
+def test_every_import_finds_imports_anywhere_in_a_file() -> None:
+    source = "import a.b\nif TYPE_CHECKING:\n    from c import d\ndef f():\n    from bot.cogs import dj\n"
+    assert every_import(ast.parse(source)) == {"a.b", "c", "c.d", "bot.cogs", "bot.cogs.dj"}
