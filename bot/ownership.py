@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 import discord
 
-from bot.permissions import NotAllowedError, has_manage_server
+from bot.permissions import NotAllowedError, command_name, has_manage_server
 
 log = logging.getLogger("bot.ownership")
 
@@ -92,8 +92,7 @@ class TrainingAccess:
     async def require_trainer(self, interaction: discord.Interaction) -> None:
         """Raise `NotAllowedError` (saying who may) unless the member may train here."""
         if not await self.may_train(interaction):
-            command = interaction.command.name if interaction.command else "radio_train"
-            raise NotAllowedError(TRAINING_REFUSAL.format(command=command))
+            raise NotAllowedError(TRAINING_REFUSAL.format(command=command_name(interaction)))
 
     async def controls_run(self, interaction: discord.Interaction, run_guild: int) -> bool:
         """May this member see and stop a run started from server `run_guild`?"""

@@ -223,17 +223,20 @@ def settings_embed(settings: GuildSettings, dj_role: str, vote_ratio: float, lyr
 class CommandHelp:
     name: str
     description: str
-    dj: bool
+    #: Who may run it: the heading it is listed under (bot.permissions).
+    who: str
 
 
-def help_embed(commands: Sequence[CommandHelp]) -> discord.Embed:
+def help_embed(headings: Sequence[str], commands: Sequence[CommandHelp]) -> discord.Embed:
+    """The commands under their headings, in the headings' order (empty ones left out)."""
     parts = [
         "Join a voice channel and run `/radio_join`; ask for a song with `/radio_request`. "
-        "Station commands are for members with Manage Server or the DJ role."
+        "Each heading says who may use its commands."
     ]
-    for title, dj in (("Listening", False), ("Station (DJ)", True)):
-        parts.append(f"**{title}**")
-        parts += [f"`/{c.name}` {c.description}" for c in commands if c.dj == dj]
+    for heading in headings:
+        listed = [f"`/{c.name}` {c.description}" for c in commands if c.who == heading]
+        if listed:
+            parts += [f"**{heading}**", *listed]
     return discord.Embed(title="Radio commands", colour=COLOR, description="\n".join(parts))
 
 

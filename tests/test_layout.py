@@ -1,5 +1,6 @@
 """The code's shape: no import cycles between the project's modules at import time, small
-modules, and tests that share helpers only through tests/support/."""
+modules, no cog that imports another, and tests that share helpers only through
+tests/support/."""
 
 from __future__ import annotations
 
@@ -95,18 +96,45 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycles(graph) == [["a", "b", "c"]]
 
 
+def every_import(tree: ast.Module) -> set[str]:
+    """Every module a file names in an import, wherever the import is (absolute imports)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_no_cog_imports_another_cog() -> None:
+    """Cogs share code through helper modules (bot.cogs.common, bot.permissions), never
+    through each other: a cog can be changed, or left unloaded, on its own."""
+    from bot.app import COGS
+
+    modules = module_files()
+    assert len(COGS) > 5 and set(COGS) <= set(modules)
+    for cog in COGS:
+        tree = ast.parse(modules[cog].read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level], cog
+        assert every_import(tree) & (set(COGS) - {cog}) == set(), cog
+
+
+def test_every_import_finds_imports_anywhere_in_a_file() -> None:
+    source = "import a.b\nif TYPE_CHECKING:\n    from c import d\ndef f():\n    from bot.cogs import dj\n"
+    assert every_import(ast.parse(source)) == {"a.b", "c", "c.d", "bot.cogs", "bot.cogs.dj"}
+
+
 def test_test_modules_share_helpers_only_through_tests_support() -> None:
     """A test module imported by another runs twice (once as a test, once as a helper),
     and its fixtures leak; shared helpers live in tests/support/ (or a conftest.py)."""
     offenders = []
     for path in (PROJECT_ROOT / "tests").rglob("test_*.py"):
-        tree = ast.parse(path.read_text())
-        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         offenders += [
             f"{path.relative_to(PROJECT_ROOT)}: {name}"
-            for name in imported
-            if name and name.startswith("tests.") and not name.startswith("tests.support")
+            for name in every_import(ast.parse(path.read_text()))
+            if name.startswith("tests.") and not name.startswith("tests.support")
         ]
     assert offenders == []
 

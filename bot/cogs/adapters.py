@@ -17,8 +17,8 @@ from discord.ext import commands
 
 from bot.adapter_library import key_name, list_adapters, share_adapter
 from bot.choices import suggest
-from bot.cogs.common import member_of, station_command
-from bot.ownership import TrainingAccess
+from bot.cogs.common import member_of
+from bot.permissions import bot_owner_only, dj_only
 from bot.radio import Radio
 from bot.render import safe
 from bot.replies import RadioError, answer, defer
@@ -51,35 +51,23 @@ class Adapters(commands.Cog):
     def radio(self) -> Radio:
         return self.bot.radio
 
-    @property
-    def access(self) -> TrainingAccess:
-        return self.bot.training_access
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
-        member_of(interaction)
-        name = interaction.command.name if interaction.command else ""
-        if name == "radio_adapter_share":
-            await self.access.require_owner(interaction, "/radio_adapter_share")
-        else:
-            self.radio.require_dj(interaction)
-        return True
-
     # --- autocomplete: nothing for members who may not run the command ---------------
     async def _adapter_names(self, interaction: discord.Interaction, current: str):
-        if interaction.guild_id is None or not self.radio.is_dj(interaction):
+        if interaction.guild_id is None or not await dj_only.allows(interaction):
             return []
         found = await asyncio.to_thread(list_adapters, self.bot.settings.adapters_dir, interaction.guild_id)
         options = [(f"{OFF}: the base model", OFF)] + [(a.name, a.name) for a in found]
         return suggest(options, current)
 
     async def _own_adapter_names(self, interaction: discord.Interaction, current: str):
-        if interaction.guild_id is None or not await self.access.owners.is_owner(interaction.user.id):
+        if interaction.guild_id is None or not await bot_owner_only.allows(interaction):
             return []
         found = await asyncio.to_thread(list_adapters, self.bot.settings.adapters_dir, interaction.guild_id)
         return suggest(((a.name, a.name) for a in found if a.owner is not None), current)
 
     # --- the station's adapter -------------------------------------------------------
-    @station_command("radio_adapter", "Sing with a trained adapter (LoRA/LoKR), or off")
+    @dj_only
+    @app_commands.command(name="radio_adapter", description="Sing with a trained adapter (LoRA/LoKR), or off")
     @app_commands.describe(
         name="This server's adapter or a shared one, or 'off' for the base model",
         scale="How strongly it applies, 0 to 4 (default: as before, 1 at first)",
@@ -106,7 +94,8 @@ class Adapters(commands.Cog):
             f"{settings.adapter_scale:g} from the next song it makes.",
         )
 
-    @station_command("radio_adapters", "The adapters the station can sing with")
+    @dj_only
+    @app_commands.command(name="radio_adapters", description="The adapters the station can sing with")
     async def radio_adapters(self, interaction: discord.Interaction) -> None:
         await defer(interaction)
         guild_id = member_of(interaction).guild.id
@@ -127,7 +116,10 @@ class Adapters(commands.Cog):
             lines.append(f"Active: **{safe(key_name(active), 64)}**, but its folder is gone.")
         await answer(interaction, "\n".join(lines))
 
-    @station_command("radio_adapter_share", "Share this server's adapter with every server (the bot's owner)")
+    @bot_owner_only
+    @app_commands.command(
+        name="radio_adapter_share", description="Share this server's adapter with every server (the bot's owner)"
+    )
     @app_commands.describe(name="One of this server's own adapters")
     @app_commands.autocomplete(name=_own_adapter_names)
     async def radio_adapter_share(self, interaction: discord.Interaction, name: str) -> None:

@@ -1,18 +1,16 @@
 """What several cogs share, so that no cog imports another: the member behind an
-interaction, the name stored with a request, the guild's aired station, the
-decorator of the DJ commands and the base of the trainers' cogs."""
+interaction, the name stored with a request, the guild's aired station and the
+base of the trainers' cogs. Who may run a command is declared at the command
+with a level of bot.permissions (`@dj_only`, `@trainer_only`, ...)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
-from discord import app_commands
 from discord.ext import commands
 
 from bot.ownership import TrainingAccess
-from bot.permissions import DJ_PERMISSIONS
 from bot.radio import Radio
 from bot.replies import RadioError
 from bot.station import Station
@@ -41,19 +39,8 @@ def aired_station(radio: Radio, guild_id: int) -> Station:
     return station
 
 
-def station_command(name: str, description: str) -> Callable[[Any], app_commands.Command]:
-    """A slash command for DJs: hidden from members without Manage Server, guild only."""
-
-    def decorate(func: Any) -> Any:
-        command = app_commands.command(name=name, description=description)(func)
-        command = app_commands.guild_only()(command)
-        return app_commands.default_permissions(DJ_PERMISSIONS)(command)
-
-    return decorate
-
-
 class TrainerCog(commands.Cog):
-    """Commands for whoever may train here (bot.ownership), in a server only."""
+    """The base of the cogs whose commands are `@trainer_only` (bot.ownership)."""
 
     def __init__(self, bot: RadioBot):
         self.bot = bot
@@ -61,8 +48,3 @@ class TrainerCog(commands.Cog):
     @property
     def access(self) -> TrainingAccess:
         return self.bot.training_access
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
-        member_of(interaction)
-        await self.access.require_trainer(interaction)
-        return True

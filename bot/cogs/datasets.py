@@ -29,7 +29,7 @@ from bot.datasets import (
     remove_dataset,
     show_dataset,
 )
-from bot.permissions import DJ_PERMISSIONS
+from bot.permissions import trainer_only
 from bot.render import safe
 from bot.replies import RadioError, answer, defer
 from bot.store import InvalidValueError
@@ -90,11 +90,11 @@ class Datasets(TrainerCog):
         description="Training datasets from audio attachments (the bot's owner)",
         guild_only=True,
         allowed_contexts=app_commands.AppCommandContext(guild=True),
-        default_permissions=DJ_PERMISSIONS,
+        default_permissions=trainer_only.default_permissions,
     )
 
     async def _names(self, interaction: discord.Interaction, current: str, own: bool):
-        if interaction.guild_id is None or not await self.access.may_train(interaction):
+        if interaction.guild_id is None or not await trainer_only.allows(interaction):
             return []
         found = await asyncio.to_thread(list_datasets, self.bot.settings.datasets_dir, interaction.guild_id)
         return suggest(((e.name, e.name) for e in found if e.owner or not own), current)
@@ -105,6 +105,7 @@ class Datasets(TrainerCog):
     async def _all_names(self, interaction: discord.Interaction, current: str):
         return await self._names(interaction, current, own=False)
 
+    @trainer_only
     @dataset.command(name="add", description="Add audio files to one of this server's datasets")
     @app_commands.describe(
         name=f"The dataset (made if new): {TRAINED_NAME_RULE}",
@@ -180,6 +181,7 @@ class Datasets(TrainerCog):
         )
         return "\n".join(lines)
 
+    @trainer_only
     @dataset.command(name="list", description="The datasets this server may train on")
     async def list_(self, interaction: discord.Interaction) -> None:
         guild_id = member_of(interaction).guild.id
@@ -188,6 +190,7 @@ class Datasets(TrainerCog):
         text = "\n".join(lines) or "No datasets yet: make one with `/radio_dataset add`."
         await answer(interaction, text, ephemeral=True)
 
+    @trainer_only
     @dataset.command(name="show", description="A dataset's tracks, length, and what was skipped")
     @app_commands.autocomplete(name=_all_names)
     async def show(self, interaction: discord.Interaction, name: str) -> None:
@@ -195,6 +198,7 @@ class Datasets(TrainerCog):
         view = await asyncio.to_thread(show_dataset, self.bot.settings, guild_id, name)
         await answer(interaction, view_text(view), ephemeral=True)
 
+    @trainer_only
     @dataset.command(name="remove", description="Delete one of this server's datasets")
     @app_commands.autocomplete(name=_own_names)
     async def remove(self, interaction: discord.Interaction, name: str) -> None:
@@ -207,6 +211,7 @@ class Datasets(TrainerCog):
         entry = await asyncio.to_thread(remove_dataset, self.bot.settings, guild_id, name)
         await answer(interaction, f"🗑️ Dataset **{safe(entry.name, 64)}** is deleted.")
 
+    @trainer_only
     @dataset.command(name="preprocess", description="Encode a dataset now, ahead of training")
     @app_commands.autocomplete(name=_all_names)
     async def preprocess(self, interaction: discord.Interaction, name: str) -> None:

@@ -1,9 +1,8 @@
 """Station commands for DJs (Manage Server or the DJ role): the station's sound,
 auto mode, pause/resume/stop, settings and uploads.
 
-Each command carries `default_permissions(manage_guild=True)`, so Discord
-hides it from other members, and the cog checks for real before every
-command (`interaction_check`): see bot.permissions. Who is DJ and where the
+Each command is `@dj_only` (bot.permissions): Discord hides it from other
+members, and the level checks for real before every run. Who is DJ and where the
 radio posts (`/radio_settings dj_role: channel:`) need Manage Server itself:
 a DJ cannot hand the DJ role to everyone. Autocomplete suggests nothing to
 members who are not DJs. Values are checked again by the station and the
@@ -21,8 +20,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import choices
-from bot.cogs.common import listener_name, member_of, station_command
-from bot.permissions import NotAllowedError, describe_dj_role, has_manage_server
+from bot.cogs.common import listener_name, member_of
+from bot.permissions import NotAllowedError, describe_dj_role, dj_only, has_manage_server
 from bot.radio import Radio
 from bot.render import safe, settings_embed
 from bot.replies import RadioError, answer, defer
@@ -64,28 +63,22 @@ class StationControl(commands.Cog):
     def radio(self) -> Radio:
         return self.bot.radio
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
-        member_of(interaction)
-        self.radio.require_dj(interaction)
-        return True
-
     # --- autocomplete: nothing for members who are not DJs ----------------------------
     async def _genres(self, interaction: discord.Interaction, current: str):
-        return await choices.genres(interaction, current) if self.radio.is_dj(interaction) else []
+        return await choices.genres(interaction, current) if await dj_only.allows(interaction) else []
 
     async def _languages(self, interaction: discord.Interaction, current: str):
-        if not self.radio.is_dj(interaction):
-            return []
-        return await choices.languages(interaction, current)
+        return await choices.languages(interaction, current) if await dj_only.allows(interaction) else []
 
     async def _presets(self, interaction: discord.Interaction, current: str):
-        return await choices.presets(interaction, current) if self.radio.is_dj(interaction) else []
+        return await choices.presets(interaction, current) if await dj_only.allows(interaction) else []
 
     async def _station(self, interaction: discord.Interaction) -> Station:
         await defer(interaction)
         return await self.radio.station(member_of(interaction).guild.id)
 
-    @station_command("radio_auto", "Turn auto mode on or off: the station makes songs by itself")
+    @dj_only
+    @app_commands.command(name="radio_auto", description="Turn auto mode on or off: the station makes songs by itself")
     @app_commands.describe(mode="on: keep songs coming; off: play requests only")
     @app_commands.choices(mode=[app_commands.Choice(name=n, value=n) for n in SWITCH])
     async def radio_auto(self, interaction: discord.Interaction, mode: str) -> None:
@@ -96,7 +89,8 @@ class StationControl(commands.Cog):
         what = "the station makes songs by itself" if SWITCH[mode] else "only requests are made"
         await answer(interaction, f"🔁 Auto mode is {mode}: {what}.")
 
-    @station_command("radio_genre", "Set the station's genre")
+    @dj_only
+    @app_commands.command(name="radio_genre", description="Set the station's genre")
     @app_commands.describe(genre="e.g. synthwave, jazz, lofi hip hop")
     @app_commands.autocomplete(genre=_genres)
     async def radio_genre(
@@ -106,7 +100,8 @@ class StationControl(commands.Cog):
         settings = await station.set_style(genre=genre)
         await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
 
-    @station_command("radio_theme", "Set what the station's songs are about (empty: anything)")
+    @dj_only
+    @app_commands.command(name="radio_theme", description="Set what the station's songs are about (empty: anything)")
     @app_commands.describe(theme="e.g. 'the sea at night'; leave out to clear it")
     async def radio_theme(
         self,
@@ -117,7 +112,8 @@ class StationControl(commands.Cog):
         settings = await station.set_style(theme=theme or "")
         await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
 
-    @station_command("radio_style", "Set the station's style words (mood, sound; empty: none)")
+    @dj_only
+    @app_commands.command(name="radio_style", description="Set the station's style words (mood, sound; empty: none)")
     @app_commands.describe(style="e.g. 'dreamy, warm, analog'; leave out to clear it")
     async def radio_style(
         self,
@@ -128,7 +124,8 @@ class StationControl(commands.Cog):
         settings = await station.set_style(mood=style or "")
         await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
 
-    @station_command("radio_language", "Set the language of the lyrics")
+    @dj_only
+    @app_commands.command(name="radio_language", description="Set the language of the lyrics")
     @app_commands.describe(language="A language code such as en, ja, es")
     @app_commands.autocomplete(language=_languages)
     async def radio_language(self, interaction: discord.Interaction, language: str) -> None:
@@ -136,7 +133,8 @@ class StationControl(commands.Cog):
         settings = await station.set_style(language=language)
         await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
 
-    @station_command("radio_maxlength", "Set the longest song the station makes, in seconds")
+    @dj_only
+    @app_commands.command(name="radio_maxlength", description="Set the longest song the station makes, in seconds")
     @app_commands.describe(seconds="30 up to the server's limit (MAX_LENGTH_MAX)")
     async def radio_maxlength(
         self, interaction: discord.Interaction, seconds: app_commands.Range[int, 30, 600]
@@ -145,7 +143,8 @@ class StationControl(commands.Cog):
         settings = await station.set_style(max_length=seconds)
         await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
 
-    @station_command("radio_preset", "Give the station a ready-made style")
+    @dj_only
+    @app_commands.command(name="radio_preset", description="Give the station a ready-made style")
     @app_commands.describe(name="A preset such as lofi, synthwave, jazz")
     @app_commands.autocomplete(name=_presets)
     async def radio_preset(self, interaction: discord.Interaction, name: str) -> None:
@@ -153,7 +152,8 @@ class StationControl(commands.Cog):
         settings = await station.apply_preset(name)
         await answer(interaction, f"🎛️ Preset **{settings.preset}**: the station plays {style_line(settings)}.")
 
-    @station_command("radio_pause", "Pause the song playing now")
+    @dj_only
+    @app_commands.command(name="radio_pause", description="Pause the song playing now")
     async def radio_pause(self, interaction: discord.Interaction) -> None:
         station = self._playing_station(interaction)
         await defer(interaction)
@@ -162,7 +162,8 @@ class StationControl(commands.Cog):
         station.pause()
         await answer(interaction, "⏸️ Paused. /radio_resume plays on.")
 
-    @station_command("radio_resume", "Play on after /radio_pause")
+    @dj_only
+    @app_commands.command(name="radio_resume", description="Play on after /radio_pause")
     async def radio_resume(self, interaction: discord.Interaction) -> None:
         station = self._playing_station(interaction)
         await defer(interaction)
@@ -178,7 +179,8 @@ class StationControl(commands.Cog):
             raise RadioError("The radio is not playing: /radio_join starts it.")
         return station
 
-    @station_command("radio_stop", "Stop playing and cancel the waiting requests")
+    @dj_only
+    @app_commands.command(name="radio_stop", description="Stop playing and cancel the waiting requests")
     async def radio_stop(self, interaction: discord.Interaction) -> None:
         station = self._playing_station(interaction)
         await defer(interaction)
@@ -190,8 +192,10 @@ class StationControl(commands.Cog):
             "already made are kept. /radio_join starts again.",
         )
 
-    @station_command(
-        "radio_settings", "Show the station's settings, or change who is DJ and where now-playing messages go"
+    @dj_only
+    @app_commands.command(
+        name="radio_settings",
+        description="Show the station's settings, or change who is DJ and where now-playing messages go",
     )
     @app_commands.describe(
         dj_role="The role that may use the station commands (Manage Server to change it)",
@@ -234,7 +238,8 @@ class StationControl(commands.Cog):
         saved = changes or taste is not None or lyrics is not None
         await answer(interaction, "Settings saved." if saved else None, embed=embed)
 
-    @station_command("radio_upload", "Put your own audio file in the queue")
+    @dj_only
+    @app_commands.command(name="radio_upload", description="Put your own audio file in the queue")
     @app_commands.describe(
         file="An audio file (mp3, ogg, opus, wav, flac, m4a, aac, webm)",
         title="The title to show (default: the file name)",

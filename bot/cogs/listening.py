@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot import choices
 from bot.cogs.common import aired_station, listener_name, member_of
+from bot.permissions import LEVELS, access_of, anyone
 from bot.radio import Radio
 from bot.render import (
     CommandHelp,
@@ -54,6 +55,7 @@ class Listening(commands.Cog):
     def _station(self, guild_id: int) -> Station:
         return aired_station(self.radio, guild_id)
 
+    @anyone
     @app_commands.command(name="radio_join", description="Bring the radio into your voice channel")
     @app_commands.guild_only()
     async def radio_join(self, interaction: discord.Interaction) -> None:
@@ -90,6 +92,7 @@ class Listening(commands.Cog):
         where = f" Now-playing messages go to <#{text}>." if text else ""
         await answer(interaction, f"📻 On air in {channel.mention}.{where} Ask for a song with /radio_request.")
 
+    @anyone
     @app_commands.command(name="radio_leave", description="Stop the radio and leave the channel")
     @app_commands.guild_only()
     async def radio_leave(self, interaction: discord.Interaction) -> None:
@@ -105,6 +108,7 @@ class Listening(commands.Cog):
             interaction, f"👋 Left {channel.mention}. /radio_join brings the radio back; its queue and songs are kept."
         )
 
+    @anyone
     @app_commands.command(name="radio_nowplaying", description="The song playing now")
     @app_commands.guild_only()
     async def radio_nowplaying(self, interaction: discord.Interaction) -> None:
@@ -120,6 +124,7 @@ class Listening(commands.Cog):
         )
         await answer(interaction, embed=now_playing_embed(now))
 
+    @anyone
     @app_commands.command(name="radio_queue", description="What is ready, being made and waiting")
     @app_commands.guild_only()
     async def radio_queue(self, interaction: discord.Interaction) -> None:
@@ -127,6 +132,7 @@ class Listening(commands.Cog):
         await defer(interaction)
         await answer(interaction, embed=queue_embed(await station.status()))
 
+    @anyone
     @app_commands.command(name="radio_request", description="Ask the radio for a song")
     @app_commands.guild_only()
     @app_commands.describe(
@@ -165,6 +171,7 @@ class Listening(commands.Cog):
             interaction, f"🎵 {cleaned}Your song about “{safe(receipt.job.theme, 100)}” is {place}.{listening}"
         )
 
+    @anyone
     @app_commands.command(name="radio_skip", description="Vote to skip the song playing now")
     @app_commands.guild_only()
     async def radio_skip(self, interaction: discord.Interaction) -> None:
@@ -196,6 +203,7 @@ class Listening(commands.Cog):
             text = f"🗳️ Vote counted: {count} to skip **{title}**."
         await answer(interaction, text)
 
+    @anyone
     @app_commands.command(name="radio_history", description="The songs played last")
     @app_commands.guild_only()
     @app_commands.describe(count=f"How many songs (1 to {MAX_HISTORY_SHOWN}, default 10)")
@@ -209,6 +217,7 @@ class Listening(commands.Cog):
         await defer(interaction)
         await answer(interaction, embed=history_embed(await station.history(count)))
 
+    @anyone
     @app_commands.command(name="radio_stats", description="How the station is doing")
     @app_commands.guild_only()
     async def radio_stats(self, interaction: discord.Interaction) -> None:
@@ -217,14 +226,15 @@ class Listening(commands.Cog):
         workers = self.bot.stations.client.summary()
         await answer(interaction, embed=stats_embed(await station.stats(), workers))
 
+    @anyone
     @app_commands.command(name="radio_help", description="Every radio command and who may use it")
     async def radio_help(self, interaction: discord.Interaction) -> None:
         listed = [
-            CommandHelp(c.qualified_name, c.description, c.root_parent is not None or c.default_permissions is not None)
+            CommandHelp(c.qualified_name, c.description, level.heading)
             for c in sorted(self.bot.tree.walk_commands(), key=lambda c: c.qualified_name)
-            if isinstance(c, app_commands.Command) and c.qualified_name.startswith("radio_")
+            if isinstance(c, app_commands.Command) and (level := access_of(c)) is not None
         ]
-        await answer(interaction, embed=help_embed(listed), ephemeral=True)
+        await answer(interaction, embed=help_embed([level.heading for level in LEVELS], listed), ephemeral=True)
 
 
 async def setup(bot: RadioBot) -> None:

@@ -18,6 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.common import aired_station, member_of
+from bot.permissions import anyone
 from bot.radio import Radio
 from bot.render import safe
 from bot.replies import RadioError, answer, defer
@@ -74,6 +75,7 @@ class Taste(commands.Cog):
         station = self.radio.known_station(interaction.guild_id or 0)
         return [] if station is None else _choices(await songs(station), current)
 
+    @anyone
     @app_commands.command(name="radio_taste", description="What this server likes and dislikes, and why")
     @app_commands.guild_only()
     async def radio_taste(self, interaction: discord.Interaction) -> None:
@@ -82,6 +84,7 @@ class Taste(commands.Cog):
         profile = await asyncio.to_thread(station.store.taste_profile, station.guild_id)
         await answer(interaction, embed=taste_embed(profile, station.settings))
 
+    @anyone
     @app_commands.command(name="radio_save", description="Get a song in your DMs: audio, lyrics, how it was made")
     @app_commands.guild_only()
     @app_commands.describe(song=SONG_OPTION)
@@ -126,6 +129,7 @@ class Taste(commands.Cog):
     async def _recent_songs(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return await self._suggest(interaction, current, _recent)
 
+    @anyone
     @app_commands.command(name="radio_favorites", description="The songs this server liked; a DJ can queue one again")
     @app_commands.guild_only()
     @app_commands.describe(queue="DJ: put this favourite back in the queue, e.g. #12")

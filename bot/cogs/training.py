@@ -22,8 +22,9 @@ from discord import app_commands
 
 from bot.adapter_library import TRAINED_NAME_RULE
 from bot.choices import suggest
-from bot.cogs.common import TrainerCog, member_of, station_command
+from bot.cogs.common import TrainerCog, member_of
 from bot.datasets import list_datasets
+from bot.permissions import trainer_only
 from bot.replies import RadioError, answer, defer
 from bot.store import TrainingRunRow
 from bot.training.files import list_trainer_presets
@@ -58,26 +59,27 @@ class Training(TrainerCog):
 
     # --- autocomplete: nothing for members who may not run the command ---------------
     async def _dataset_names(self, interaction: discord.Interaction, current: str):
-        if interaction.guild_id is None or not await self.access.may_train(interaction):
+        if interaction.guild_id is None or not await trainer_only.allows(interaction):
             return []
         found = await asyncio.to_thread(list_datasets, self.bot.settings.datasets_dir, interaction.guild_id)
         return suggest(((entry.name, entry.name) for entry in found), current)
 
     async def _preset_names(self, interaction: discord.Interaction, current: str):
-        if not await self.access.may_train(interaction):
+        if not await trainer_only.allows(interaction):
             return []
         found = await asyncio.to_thread(list_trainer_presets, self.bot.settings)
         return suggest(((f"{n}: {d}" if d else n, n) for n, d in found.items()), current)
 
     async def _run_numbers(self, interaction: discord.Interaction, current: str):
-        if not await self.access.may_train(interaction):
+        if not await trainer_only.allows(interaction):
             return []
         owner = await self.access.owners.is_owner(interaction.user.id)
         rows = [r for r in self.queue.waiting if owner or r.guild_id == interaction.guild_id]
         return suggest(((f"{run_title(r)} ({r.state})".replace("**", ""), f"#{r.id}") for r in rows), current)
 
     # --- commands -------------------------------------------------------------------
-    @station_command("radio_train", "Train a new adapter on a dataset (the bot's owner)")
+    @trainer_only
+    @app_commands.command(name="radio_train", description="Train a new adapter on a dataset (the bot's owner)")
     @app_commands.describe(
         dataset="A dataset of this server (/radio_dataset) or of the datasets folder",
         name=f"The new adapter's name: {TRAINED_NAME_RULE}",
@@ -128,7 +130,8 @@ class Training(TrainerCog):
             f"`/radio_train_stop run:#{row.id}` takes it out."
         )
 
-    @station_command("radio_train_status", "This server's training runs: now, in line, last")
+    @trainer_only
+    @app_commands.command(name="radio_train_status", description="This server's training runs: now, in line, last")
     async def radio_train_status(self, interaction: discord.Interaction) -> None:
         guild_id = member_of(interaction).guild.id
         everyone = await self.access.owners.is_owner(interaction.user.id)
@@ -140,7 +143,10 @@ class Training(TrainerCog):
         text = status_text(self.bot.training.progress, self.queue.waiting, recent, guild_id, everyone=everyone)
         await answer(interaction, text, ephemeral=True)
 
-    @station_command("radio_train_stop", "Stop a training run (it keeps what it learnt) or take it out of line")
+    @trainer_only
+    @app_commands.command(
+        name="radio_train_stop", description="Stop a training run (it keeps what it learnt) or take it out of line"
+    )
     @app_commands.describe(run="The run's number (default: this server's running run)")
     @app_commands.autocomplete(run=_run_numbers)
     async def radio_train_stop(self, interaction: discord.Interaction, run: str | None = None):

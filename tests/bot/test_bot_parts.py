@@ -7,8 +7,9 @@ from pathlib import Path
 
 import discord
 import pytest
+from discord import app_commands
 
-from bot.permissions import describe_dj_role, is_dj, role_matches
+from bot.permissions import MANAGE_SERVER, anyone, describe_dj_role, dj_only, is_dj, role_matches, trainer_only
 from bot.render import NowPlaying, clock, now_playing_embed, progress_bar, safe, stats_embed
 from bot.store import RequesterCount, StationStats, TrackRecord
 from bot.uploads import UploadError, check_attachment, prepare_upload
@@ -139,3 +140,24 @@ def test_uploads_are_checked_before_and_after_download(tmp_path: Path) -> None:
     with pytest.raises(UploadError, match="not WAV audio, as its name says"):
         prepare_upload(b"not audio at all", "x.wav", tmp_path, 2000, 60)
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+async def _command_body(interaction: discord.Interaction) -> None:
+    del interaction
+
+
+def test_a_level_goes_above_its_command_once_and_asks_what_its_group_asks() -> None:
+    with pytest.raises(TypeError, match=r"put @dj_only above @app_commands\.command"):
+        dj_only(_command_body)
+    command = dj_only(app_commands.command(name="radio_x", description="x")(_command_body))
+    assert command.default_permissions == MANAGE_SERVER and command.guild_only
+    assert command.checks == [dj_only.check]
+    with pytest.raises(TypeError, match="declares who may run it twice"):
+        anyone(command)
+    listening = anyone(app_commands.command(name="radio_y", description="y")(_command_body))
+    assert listening.default_permissions is None and listening.checks == []
+    open_group = app_commands.Group(name="radio_g", description="g")
+    with pytest.raises(TypeError, match="give its group guild_only"):
+        trainer_only(open_group.command(name="sub", description="s")(_command_body))
+    group = app_commands.Group(name="radio_h", description="h", guild_only=True, default_permissions=MANAGE_SERVER)
+    assert trainer_only(group.command(name="sub", description="s")(_command_body)).checks == [trainer_only.check]

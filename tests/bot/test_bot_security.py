@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
+from discord import app_commands
 
+from bot.permissions import LEVELS, access_of, anyone, bot_owner_only, dj_only, trainer_only
 from bot.training.progress import TrainingProgress
 from tests.support.bot_world import Server, World, add_server, start_bot, world_settings
 from tests.support.fake_discord import FakeDiscord, FakeMessage, FakeUser, snowflake
@@ -28,7 +30,7 @@ from tests.support.train_helpers import CHILD_ENV, fast_config, make_audio_dir
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ADAPTER = "tonal"
-SERVERS = ("home", "other", "settings", "limits", "names-p", "names-q", "uploads", "seams")
+SERVERS = ("home", "other", "settings", "limits", "names-p", "names-q", "uploads", "seams", "levels")
 #: An absolute path of this machine in a message.
 HOST_PATH = re.compile(r"(?<![\w/])/(?:[\w.-]+/)+")
 
@@ -202,6 +204,72 @@ async def test_who_is_dj_and_where_the_radio_posts_need_manage_server(world: Sec
     text = await refused(world, server, server.admin, "radio_settings", channel=server.lounge)
     assert "#Lounge (a voice channel) cannot be used here: give a text channel" in text
     assert "AppCommandChannel" not in text and "ChannelType" not in text
+
+
+# --- who may run what: every command declares its level, which Discord shows and the bot checks --
+
+
+async def test_every_command_declares_who_may_run_it(world: Security) -> None:
+    levels: dict[str, str] = {}
+    for command in world.bot.tree.walk_commands():
+        if isinstance(command, app_commands.Group):
+            continue
+        name = command.qualified_name
+        level = access_of(command)
+        assert level in LEVELS, f"/{name} declares no level: put @anyone, @dj_only, ... above it"
+        root = command.root_parent or command
+        assert root.default_permissions == level.default_permissions, name  # what Discord shows
+        assert (level.check in command.checks) == (level is not anyone), name  # what the bot checks
+        assert root.guild_only or level is anyone, name
+        levels[name] = level.name
+    assert {levels[n] for n in ("radio_request", "radio_skip", "radio_help", "radio_save")} == {"anyone"}
+    assert {levels[n] for n in ("radio_genre", "radio_stop", "radio_adapter", "radio_upload")} == {"dj_only"}
+    assert {levels[n] for n in ("radio_train", "radio_train_stop", "radio_dataset add")} == {"trainer_only"}
+    assert levels["radio_adapter_share"] == "bot_owner_only"
+
+
+async def test_each_level_refuses_who_may_not_and_lets_through_who_may(world: Security) -> None:
+    server, owner = world.server("levels"), world.fake.owner  # not a TRAINING_GUILDS server
+    # anyone: a member with no role at all.
+    _, help_message = await world.run(server, server.alice, "radio_help")
+    assert help_message.ephemeral and not help_message.content.startswith("⚠️")
+    # dj_only: Manage Server or the DJ role.
+    text = await refused(world, server, server.alice, "radio_genre", genre="jazz")
+    dj_role = f"<@&{server.dj_role.id}>"
+    assert (
+        f"/radio_genre is a station command: it needs the Manage Server permission or the DJ role ({dj_role})" in text
+    )
+    for user in (server.dj, server.admin):
+        _, message = await world.run(server, user, "radio_genre", genre="jazz")
+        assert "plays genre **jazz**" in message.content, message.text
+    # trainer_only: neither the DJ role nor Manage Server outside TRAINING_GUILDS; a group's command too.
+    for user in (server.alice, server.dj, server.admin):
+        text = await refused(world, server, user, "radio_dataset list")
+        assert text.startswith("⚠️ /radio_dataset list is for the bot's owner: a training run takes the GPU"), text
+        assert "TRAINING_GUILDS" in text
+    _, message = await world.run(server, owner, "radio_dataset list")
+    assert message.ephemeral and "**tones** (shared)" in message.content
+    # bot_owner_only: not even an admin of a TRAINING_GUILDS server.
+    home = world.server("home")
+    for where, user in ((server, server.admin), (server, server.dj), (home, home.admin)):
+        assert await refused(world, where, user, "radio_adapter_share", name="x") == (
+            "⚠️ /radio_adapter_share is for the bot's owner only."
+        )
+    text = await refused(world, server, owner, "radio_adapter_share", name="x")  # past the check
+    assert "invalid adapter 'x'" in text and "for the bot's owner" not in text
+
+    # /radio_help lists each command under who may run it.
+    heading, under = "", {}
+    for line in help_message.embeds[0]["description"].splitlines():
+        if line.startswith("**"):
+            heading = line.strip("*")
+        elif line.startswith("`/"):
+            under[line[2 : line.index("`", 2)]] = heading
+    assert under["radio_request"] == anyone.heading
+    assert under["radio_genre"] == under["radio_settings"] == dj_only.heading
+    assert under["radio_train"] == under["radio_dataset add"] == trainer_only.heading
+    assert under["radio_adapter_share"] == bot_owner_only.heading
+    assert len(under) == len([c for c in world.bot.tree.walk_commands() if not isinstance(c, app_commands.Group)])
 
 
 # --- limits: finding 3, the theme's echo and emptiness --------------------------------------
