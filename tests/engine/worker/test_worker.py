@@ -189,7 +189,7 @@ async def test_submit_refuses_beyond_the_slots_and_duplicates(client) -> None:
 
 @module_loop
 async def test_jobs_sing_with_their_adapter_and_a_broken_one_fails_only_its_job(client, settings) -> None:
-    from tests.engine.test_adapters import write_diffusers_lora
+    from tests.support.adapter_files import write_diffusers_lora
 
     write_diffusers_lora(settings.adapters_dir / "warm")
     (settings.adapters_dir / "hollow").mkdir()
