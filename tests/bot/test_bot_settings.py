@@ -25,23 +25,24 @@ def test_bot_defaults_and_engine_keys_from_one_env_file(env_file: Path, monkeypa
     assert s.local_output_dir == PROJECT_ROOT / "data" / "local-radio"
 
 
-@pytest.mark.parametrize(
-    ("key", "value", "allowed"),
-    [
-        ("BUFFER_SIZE", "-1", "an integer from 1 to 20"),
-        ("OWNER_IDS", "bob", "Discord user ids separated by commas"),
-        ("SHARD_COUNT", "0", "a number of shards from 1 to 1024"),
-        ("VOTE_SKIP_RATIO", "0", "a share of listeners above 0"),
-    ],
-)
-def test_a_wrong_bot_value_names_its_key_and_what_is_allowed(
-    env_file: Path, key: str, value: str, allowed: str
-) -> None:
-    env_file.write_text(f"{key}={value}\nDEVICE=gpu\n")
+#: A wrong value of bot keys, and what the error line must say is allowed.
+WRONG_BOT_VALUES = {
+    "BUFFER_SIZE": ("-1", "an integer from 1 to 20"),
+    "OWNER_IDS": ("bob", "Discord user ids separated by commas"),
+    "SHARD_COUNT": ("0", "a number of shards from 1 to 1024"),
+    "VOTE_SKIP_RATIO": ("0", "a share of listeners above 0"),
+}
+
+
+def test_wrong_bot_and_engine_values_give_one_line_each(env_file: Path) -> None:
+    wrong = "".join(f"{key}={value}\n" for key, (value, _allowed) in WRONG_BOT_VALUES.items())
+    env_file.write_text(wrong + "DEVICE=gpu\n")
     with pytest.raises(SettingsError) as info:
         load_bot_settings()
-    assert len(info.value.lines) == 2  # the engine key is checked as well
-    assert any(f"{key}='{value}'" in line and allowed in line for line in info.value.lines)
+    lines = info.value.lines
+    assert len(lines) == len(WRONG_BOT_VALUES) + 1 and any("DEVICE='gpu'" in line for line in lines)
+    for key, (value, allowed) in WRONG_BOT_VALUES.items():
+        assert any(f"{key}='{value}'" in line and allowed in line for line in lines), key
 
 
 def test_every_secret_key_of_the_bot_is_kept_from_children() -> None:
