@@ -6,10 +6,12 @@ names the key, the value and what is allowed (`SettingsError`); a `SecretStr`
 key never shows in `repr`, logs or errors.
 
 The bot's keys (Discord, station, queue limits) live in `bot.settings.BotSettings`,
-a subclass read from the same `.env`. Child processes (the GPU worker, Ray song
-workers) get the engine keys alone (`engine_values`), and build their settings
-from them without reading `.env` (`settings_from_values`), so they never see a
-bot key; `without_secrets` keeps the token out of every child's environment.
+a subclass read from the same `.env`. Child processes get the engine keys alone
+and build their settings from them without reading `.env`, so they never see a
+bot key: the GPU worker and Ray song workers through their config (`engine_values`,
+`settings_from_values`), the bot's trainer through its environment
+(`child_environment`). `without_secrets` keeps the token out of every child's
+environment.
 
 Keys whose default depends on the GPU (`CPU_OFFLOAD`, `DIT_OFFLOAD`,
 `QUANTIZATION`, `TORCH_COMPILE`, `LLM_GPU_LAYERS`) accept `auto`, which
