@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 
 from bot.local import LocalPlayer, PlayedTrack
+from bot.settings import load_bot_settings
 from bot.station import StationConfig
 from bot.station.manager import StationManager
 from bot.store import Store
-from engine.settings import load_settings
 from engine.worker.client import WorkerClient
 from engine.worker.process import WorkerConfig
 
@@ -78,7 +78,7 @@ def describe_lag(samples: list[float]) -> str:
 async def run(args: argparse.Namespace, root: Path, checkpoint: Path) -> None:
     env = root / "empty.env"
     env.write_text("")
-    settings = load_settings(
+    settings = load_bot_settings(
         env,
         checkpoint_dir=checkpoint,
         data_dir=root / "data",

@@ -42,6 +42,7 @@ from discord.ext import commands
 from bot.ownership import Owners, TrainingAccess
 from bot.radio import Radio
 from bot.replies import NO_MENTIONS, on_command_error
+from bot.settings import BotSettings, load_bot_settings
 from bot.station.manager import StationManager, isolated, manager_from_settings
 from bot.store import StoreError, TrainingRunRow
 from bot.taste.buttons import ReactionButton
@@ -51,13 +52,7 @@ from bot.training.progress import ProgressCallback
 from bot.training.queue import TrainingQueue
 from bot.training.runs import TrainingRuns
 from engine.logs import setup_logging
-from engine.settings import (
-    Settings,
-    SettingsError,
-    default_env_file,
-    drop_secrets_from_environment,
-    load_settings,
-)
+from engine.settings import SettingsError, default_env_file, drop_secrets_from_environment
 from engine.worker.client import WorkerStartError
 from engine.worker.process import WorkerConfig
 
@@ -82,7 +77,7 @@ class RadioBot(commands.AutoShardedBot):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: BotSettings,
         *,
         voice_cls: Callable[..., Any] = discord.VoiceClient,
         worker_config: WorkerConfig | None = None,
@@ -236,7 +231,7 @@ class RadioBot(commands.AutoShardedBot):
             await super().close()
 
 
-async def run(settings: Settings, **options: Any) -> int:
+async def run(settings: BotSettings, **options: Any) -> int:
     """Run the radio as the settings say until SIGINT/SIGTERM; return the exit status."""
     assert settings.discord_token is not None
     return await serve(RadioBot(settings, **options), settings.discord_token.get_secret_value())
@@ -277,7 +272,7 @@ async def serve(bot: RadioBot, token: str) -> int:
     return 0
 
 
-def training_place(settings: Settings) -> Any:
+def training_place(settings: BotSettings) -> Any:
     """Where adapters train: None (this machine, songs paused) or the Ray cluster."""
     if settings.worker_backend != "ray":
         return None
@@ -293,7 +288,7 @@ def fail(message: str) -> int:
 
 def main() -> int:
     try:
-        settings = load_settings()
+        settings = load_bot_settings()
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE

@@ -43,9 +43,9 @@ from bot.adapter_library import (
     key_owner,
 )
 from bot.adapter_library import server_key as dataset_key
+from bot.settings import BotSettings
 from bot.store import InvalidValueError
 from engine.audio_import import ImportRefused, import_audio
-from engine.settings import Settings
 from engine.spec import MAX_CAPTION, MAX_LYRICS
 from engine.text_safety import sanitize_text, slug
 
@@ -94,7 +94,7 @@ def check_dataset_name(value: Any) -> str:
     return name
 
 
-def tensors_dir(settings: Settings, entry: DatasetEntry) -> Path:
+def tensors_dir(settings: BotSettings, entry: DatasetEntry) -> Path:
     """Where the dataset's preprocessed tensors are kept between runs."""
     return settings.data_dir / TENSORS_FOLDER / entry.key
 
@@ -149,7 +149,7 @@ def _write_index(path: Path, index: dict[str, Any]) -> None:
 
 
 def add_tracks(
-    settings: Settings,
+    settings: BotSettings,
     guild_id: int,
     name: Any,
     files: list[tuple[str, bytes]],
@@ -225,7 +225,7 @@ def add_tracks(
     return result
 
 
-def own_dataset(settings: Settings, guild_id: int, name: Any) -> DatasetEntry:
+def own_dataset(settings: BotSettings, guild_id: int, name: Any) -> DatasetEntry:
     """Server `guild_id`'s own dataset `name` (not a shared one)."""
     name = check_dataset_name(name)
     key = dataset_key(guild_id, name)
@@ -235,7 +235,7 @@ def own_dataset(settings: Settings, guild_id: int, name: Any) -> DatasetEntry:
     return DatasetEntry(key, settings.datasets_dir / key)
 
 
-def remove_dataset(settings: Settings, guild_id: int, name: Any) -> DatasetEntry:
+def remove_dataset(settings: BotSettings, guild_id: int, name: Any) -> DatasetEntry:
     """Delete server `guild_id`'s own dataset `name` and its preprocessed tensors."""
     with _lock:
         entry = own_dataset(settings, guild_id, name)
@@ -244,7 +244,7 @@ def remove_dataset(settings: Settings, guild_id: int, name: Any) -> DatasetEntry
     return entry
 
 
-def show_dataset(settings: Settings, guild_id: int, name: Any) -> DatasetView:
+def show_dataset(settings: BotSettings, guild_id: int, name: Any) -> DatasetView:
     """What a dataset holds: tracks, what was refused, what preprocessing skipped."""
     entry = find_dataset(settings.datasets_dir, guild_id, name)
     index = _read_index(entry.path)

@@ -35,11 +35,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bot.presets import PRESETS
+from bot.settings import BotSettings, load_bot_settings
 from bot.station import Station
 from bot.station.manager import StationManager, manager_from_settings
 from bot.store import StoreError, TrackRecord
 from engine.logs import setup_logging
-from engine.settings import Settings, SettingsError, drop_secrets_from_environment, load_settings
+from engine.settings import SettingsError, drop_secrets_from_environment
 from engine.text_safety import slug
 from engine.worker.client import WorkerError
 from engine.worker.process import WorkerConfig
@@ -257,7 +258,7 @@ async def _read_commands(station: Station, manager: StationManager, done: asynci
             done.set()
 
 
-async def run(args: argparse.Namespace, settings: Settings) -> int:
+async def run(args: argparse.Namespace, settings: BotSettings) -> int:
     worker = WorkerConfig.from_settings(
         settings, songwriter=args.songwriter, steps=args.steps, checkpoint=args.checkpoint
     )
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         print("--steps must be from 1 to 200", file=sys.stderr)
         return 2
     try:
-        settings = load_settings()
+        settings = load_bot_settings()
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2

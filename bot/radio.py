@@ -26,12 +26,12 @@ import discord
 from bot.nowplaying import NowPlayingBoard
 from bot.permissions import NotAllowedError, require_dj
 from bot.player import VoicePlayer
+from bot.settings import BotSettings
 from bot.station import Station
 from bot.station.manager import StationManager
 from bot.store import ReactionTally, StoreError, TrackRecord, UnknownGuildError
 from bot.taste.buttons import reaction_view
 from engine.background import BackgroundTasks
-from engine.settings import Settings
 
 log = logging.getLogger("bot.radio")
 
@@ -43,7 +43,7 @@ class Radio:
         self,
         client: discord.Client,
         stations: StationManager,
-        settings: Settings,
+        settings: BotSettings,
         *,
         voice_cls: Callable[..., Any] = discord.VoiceClient,
     ):

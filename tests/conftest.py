@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.settings import ENV_FILE_VARIABLE, Settings
+from bot.settings import BotSettings
+from engine.settings import ENV_FILE_VARIABLE
 
 
 @pytest.fixture
 def env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty `.env` in a temporary folder, with every settings key cleared from
     the environment, so each test sees only what it sets."""
-    for name in Settings.model_fields:
+    for name in BotSettings.model_fields:  # the engine's keys and the bot's
         monkeypatch.delenv(name.upper(), raising=False)
         monkeypatch.delenv(name, raising=False)
     path = tmp_path / ".env"

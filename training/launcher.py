@@ -19,7 +19,9 @@ Exit status of the child: 0 done or stopped, 1 run-time problem, 2 invalid
 settings (see `{output-dir}/console.log` and the `error` event).
 
 The child gets no secrets: its environment is the parent's without
-`DISCORD_TOKEN` (engine.settings.without_secrets). It also ends with its
+`DISCORD_TOKEN` (engine.settings.without_secrets). The bot also hands it its
+engine settings (`engine.settings.child_environment` in `env`), so the child
+never reads `.env` and never sees a bot key. It also ends with its
 parent: a trainer whose bot was killed would hold the GPU with nobody to
 export its adapter. On Linux the kernel sends it SIGTERM when the parent dies
 (`prctl(PR_SET_PDEATHSIG)`; strictly, when the parent *thread* that started

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from bot.settings import BotSettings
 from bot.store import MAX_QUEUE_LIMIT, GuildSettings, Job, Play, TrackRecord, check_int, check_rating
-from engine.settings import Settings
 from engine.spec import MAX_DURATION, MIN_DURATION
 
 log = logging.getLogger("bot.station")
 
 STYLE_KEYS = ("genre", "theme", "mood", "language", "max_length")
-#: Settings of the Discord side, kept with the station so a restart finds them.
+#: BotSettings of the Discord side, kept with the station so a restart finds them.
 CHANNEL_KEYS = ("dj_role_id", "text_channel_id", "voice_channel_id")
 #: Songs the songwriter is shown so it does not repeat them.
 RECENT_SONGS = 8
@@ -90,7 +90,7 @@ class StationConfig:
         check_rating(self.lyrics_rating)
 
     @classmethod
-    def from_settings(cls, settings: Settings, **changes: Any) -> StationConfig:
+    def from_settings(cls, settings: BotSettings, **changes: Any) -> StationConfig:
         values: dict[str, Any] = {
             "buffer_size": settings.buffer_size,
             "max_per_user": settings.max_queue_per_user,

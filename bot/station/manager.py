@@ -32,10 +32,10 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from bot.settings import BotSettings
 from bot.station import Station, StationConfig
 from bot.store import Job, RecoveryReport, Store, UnknownGuildError, check_id
 from engine.background import BackgroundTasks
-from engine.settings import Settings
 from engine.worker.backend import SongBackend, backend_from_settings
 from engine.worker.client import WorkerError, WorkerEvent
 from engine.worker.process import WorkerConfig
@@ -278,7 +278,7 @@ async def isolated(what: str, step: Coroutine[Any, Any, Any]) -> None:
 
 
 def manager_from_settings(
-    settings: Settings, worker: WorkerConfig | None = None, **station_changes: object
+    settings: BotSettings, worker: WorkerConfig | None = None, **station_changes: object
 ) -> StationManager:
     """Store, song backend (WORKER_BACKEND) and manager as `.env` says (the bot and the
     local listener)."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.settings import BotSettings
 from bot.store.checks import (
     MAX_GENRE_CHARS,
     MAX_HISTORY,
@@ -74,7 +75,6 @@ from bot.store.song_queue import JobStore
 from bot.store.stats import RequesterCount, StationStats, compute_stats
 from bot.store.taste import Favorite, ReactionTally, TasteStore
 from bot.store.training import TrainingRunRow, TrainingRunStore
-from engine.settings import Settings
 
 __all__ = [
     "MAX_GENRE_CHARS",
@@ -134,7 +134,7 @@ class Store(JobStore, TasteStore, TrainingRunStore):
     """The radio's database. See the module docstring for threading and recovery."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Store:
+    def from_settings(cls, settings: BotSettings) -> Store:
         """The store at `DATA_DIR/radio.sqlite3` with the configured limits."""
         return cls(settings.database_path, max_length_max=settings.max_length_max)
 

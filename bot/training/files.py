@@ -10,18 +10,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from bot.adapter_library import key_name
-from engine.settings import Settings
+from bot.settings import BotSettings
 from engine.text_safety import hide_paths
 
 
-def list_trainer_presets(settings: Settings) -> dict[str, str]:
+def list_trainer_presets(settings: BotSettings) -> dict[str, str]:
     """Shipped and saved trainer presets: name -> description."""
     from training.presets import list_presets
 
     return list_presets(presets_dir(settings))
 
 
-def presets_dir(settings: Settings) -> Path:
+def presets_dir(settings: BotSettings) -> Path:
     return settings.data_dir / "training-presets"  # training.presets.user_presets_dir
 
 

@@ -29,12 +29,12 @@ import time
 from collections.abc import Callable
 
 from bot.replies import RadioError
+from bot.settings import BotSettings
 from bot.store import InvalidValueError, Store, TrainingRunRow
 from bot.training.progress import ProgressCallback, TrainingProgress
 from bot.training.request import RunRequest, check_request
 from bot.training.runs import TrainingBusyError, TrainingRuns
 from engine.background import BackgroundTasks
-from engine.settings import Settings
 
 log = logging.getLogger("bot.training.queue")
 
@@ -57,7 +57,7 @@ class TrainingQueue:
         self,
         runs: TrainingRuns,
         store: Store,
-        settings: Settings,
+        settings: BotSettings,
         reporter: Reporter | None = None,
     ):
         self.runs = runs

@@ -23,11 +23,11 @@ from typing import Any
 
 from bot.adapter_library import check_trained_name, server_key
 from bot.datasets import find_dataset, tensors_dir
+from bot.settings import BotSettings
 from bot.store import InvalidValueError, check_int
 from bot.training.files import list_trainer_presets, presets_dir
 from bot.training.progress import RunKind, TrainingProgress
 from bot.training.record import RUNS_FOLDER
-from engine.settings import Settings
 
 MAX_EPOCHS = 1000
 
@@ -46,7 +46,7 @@ class RunRequest:
     run_id: int | None = None  # its row in the store
 
 
-def check_request(settings: Settings, request: RunRequest, in_use: Callable[[str], bool]) -> RunRequest:
+def check_request(settings: BotSettings, request: RunRequest, in_use: Callable[[str], bool]) -> RunRequest:
     """The request with its names cleaned up; `InvalidValueError` for a bad value."""
     entry = find_dataset(settings.datasets_dir, request.guild_id, request.dataset)
     if request.kind == "preprocess":
@@ -71,7 +71,7 @@ def check_request(settings: Settings, request: RunRequest, in_use: Callable[[str
 
 
 def build_run(
-    settings: Settings,
+    settings: BotSettings,
     request: RunRequest,
     in_use: Callable[[str], bool],
     overrides: dict[str, Any],

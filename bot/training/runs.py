@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.adapter_library import key_name
+from bot.settings import BotSettings
 from bot.training.files import console_tail, export_adapter, free_key, renamed_note
 from bot.training.progress import EXPORTING, ProgressCallback, TrainingProgress, apply_event
 from bot.training.record import (
@@ -55,7 +56,7 @@ from bot.training.record import (
     write_record,
 )
 from bot.training.request import RunRequest, build_run
-from engine.settings import Settings
+from engine.settings import child_environment
 from engine.text_safety import hide_paths
 
 log = logging.getLogger("bot.training.runs")
@@ -95,7 +96,7 @@ class TrainingRuns:
     def __init__(
         self,
         stations: GenerationSwitch,
-        settings: Settings,
+        settings: BotSettings,
         *,
         overrides: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
@@ -185,11 +186,13 @@ class TrainingRuns:
         """In a thread: start the trainer, and record the run (see bot.training.record).
         A run on the Ray cluster is not recorded: its trainer is an actor of this bot's
         Ray driver, and Ray ends it when the bot dies."""
+        # The trainer gets this bot's engine keys and never reads `.env` (nor the bot's keys).
+        env = {**child_environment(self.settings), **(self.env or {})}
         if self.place is not None:
-            return self.place.launch(config, env=self.env)
+            return self.place.launch(config, env=env)
         from training.launcher import launch_training
 
-        job = launch_training(config, env=self.env)
+        job = launch_training(config, env=env)
         assert progress.key is not None
         record = RunRecord(
             job.pid,

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.adapters.cache import AdapterCache
-from engine.settings import Settings
+from engine.settings import Settings, engine_values, settings_from_values
 from engine.spec import SongSpec, StationStyle
 from engine.worker.protocol import (
     FailureReason,
@@ -71,8 +71,9 @@ STOP_GRACE_SECONDS = 5.0
 class WorkerConfig(BaseModel):
     """How to start a worker; plain data, so it crosses the process boundary.
 
-    `settings` are `engine.settings.Settings` values (lower-case keys) that win
-    over `.env` inside the worker; `from_settings` passes the caller's own.
+    `settings` are `engine.settings.Settings` values (lower-case keys): the worker's
+    settings are these over its environment, never `.env` (`worker_settings`);
+    `from_settings` passes the caller's engine keys, never a bot key.
     `songwriter="template"` writes specs with the deterministic template
     songwriter instead of the GGUF model (fast; for tests and trials).
     """
@@ -89,9 +90,9 @@ class WorkerConfig(BaseModel):
 
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> WorkerConfig:
-        """A config whose worker sees exactly `settings` (the token is left out)."""
-        values = settings.model_dump(mode="json", exclude={"discord_token"})
-        return cls(settings=values, **changes)
+        """A config whose worker sees the engine keys of `settings` (of any subclass:
+        the bot's keys and its token are left out)."""
+        return cls(settings=engine_values(settings), **changes)
 
 
 class _Stopped(Exception):
@@ -313,11 +314,9 @@ class _JobServer:
 
 
 def worker_settings(config: WorkerConfig) -> Settings:
-    """The worker's settings: `.env` and the environment under the caller's values,
-    never the Discord token (the worker has no use for it)."""
-    from engine.settings import load_settings
-
-    return load_settings(**{**config.settings, "discord_token": None})
+    """The worker's settings: the caller's values over the environment. `.env` is
+    never read, so no bot key (nor the Discord token) reaches the worker."""
+    return settings_from_values(config.settings)
 
 
 def worker_log_file(log_file: Path | None) -> Path | None:

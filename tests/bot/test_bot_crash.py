@@ -11,6 +11,7 @@ child process ever sees the bot's token.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -18,8 +19,9 @@ import sys
 from pathlib import Path
 
 from bot.app import serve
+from bot.settings import BotSettings
 from bot.training.record import read_record, record_path, trainer_alive
-from engine.settings import ENV_FILE_VARIABLE, PROJECT_ROOT, Settings
+from engine.settings import ENV_FILE_VARIABLE, INHERITED_SETTINGS_VARIABLE, PROJECT_ROOT, Settings
 from tests.support.bot_world import add_server, make_bot, world_settings
 from tests.support.fake_discord import FakeDiscord
 from tests.support.fake_voice import VoiceLog
@@ -60,7 +62,7 @@ def trainers(run_folder: Path) -> list[int]:
     return found
 
 
-def env_file(settings: Settings, path: Path, token: str) -> Path:
+def env_file(settings: BotSettings, path: Path, token: str) -> Path:
     keys = (
         "checkpoint_dir",
         "data_dir",
@@ -91,7 +93,7 @@ async def test_a_bot_killed_mid_training_leaves_no_trainer_and_the_next_start_ex
         make_audio_dir(settings.datasets_dir / "tones", ["synth.wav", "pad.flac"], broken=False)
         tiny = fast_config(tiny_checkpoint_dir, tmp_path, epochs=2)
         save_preset("tiny", tiny, settings.data_dir / "training-presets", "tests: tiny model")
-        keys = {name.upper() for name in Settings.model_fields}
+        keys = {name.upper() for name in BotSettings.model_fields}
         env = {k: v for k, v in os.environ.items() if k.upper() not in keys}
         env.update(
             {
@@ -137,7 +139,11 @@ async def test_a_bot_killed_mid_training_leaves_no_trainer_and_the_next_start_ex
             await fake.wait_for(training_steps, timeout=240)
             record = read_record(settings.data_dir)
             assert record is not None and trainer_alive(record)
-            assert fake.token not in str(environment(record.pid))
+            trainer_environment = environment(record.pid)
+            assert fake.token not in str(trainer_environment)
+            # Its settings are the bot's engine keys, handed over: it reads no `.env`, no bot key.
+            handed = json.loads(trainer_environment[INHERITED_SETTINGS_VARIABLE])
+            assert set(handed) == set(Settings.model_fields)
             first.kill()  # SIGKILL: nothing of the bot runs on
             first.wait()
         finally:

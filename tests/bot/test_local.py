@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 from bot.local import main
+from bot.settings import BotSettings
 from engine.audio import probe
-from engine.settings import ENV_FILE_VARIABLE, PROJECT_ROOT, Settings
+from engine.settings import ENV_FILE_VARIABLE, PROJECT_ROOT
 
 
 def run_local(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m bot.local ARGS` as a user runs it, with only `env_file` for settings."""
-    keys = set(Settings.model_fields)  # only the file speaks
+    keys = set(BotSettings.model_fields)  # only the file speaks
     env = {key: value for key, value in os.environ.items() if key.lower() not in keys}
     return subprocess.run(
         [sys.executable, "-m", "bot.local", *args],

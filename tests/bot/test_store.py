@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.settings import load_bot_settings
 from bot.store import (
     InvalidValueError,
     NotFoundError,
@@ -23,7 +24,7 @@ from bot.store import (
 )
 from bot.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate, schema_version
 from bot.store.stats import percentile
-from engine.settings import SettingsError, load_settings
+from engine.settings import SettingsError
 from engine.spec import SongSpec, StationStyle, Track
 
 GUILD = 1001
@@ -195,7 +196,7 @@ def test_a_closed_store_says_so(db_path: Path) -> None:
 
 def test_from_settings_uses_data_dir_and_max_length_max(env_file: Path, tmp_path: Path) -> None:
     env_file.write_text(f"DATA_DIR={tmp_path / 'd'}\nMAX_LENGTH_MAX=240\n")
-    settings = load_settings()
+    settings = load_bot_settings()
     with Store.from_settings(settings) as store:
         assert store.path == tmp_path / "d" / "radio.sqlite3"
         assert store.ensure_guild(GUILD).max_length == 240
@@ -211,10 +212,10 @@ def test_from_settings_uses_data_dir_and_max_length_max(env_file: Path, tmp_path
     ],
 )
 def test_store_settings_keys_are_validated(env_file: Path, key: str, value: str, allowed: str):
-    assert load_settings().max_queue_per_user == 3
+    assert load_bot_settings().max_queue_per_user == 3
     env_file.write_text(f"{key}={value}\n")
     with pytest.raises(SettingsError, match=f"{key}=.*{allowed}"):
-        load_settings()
+        load_bot_settings()
 
 
 # --- guild settings -----------------------------------------------------------------------------

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
 
-from engine.logs import REDACTED, SecretScrubber
-from engine.settings import PROJECT_ROOT, SettingsError, load_settings
+from engine.settings import (
+    INHERITED_SETTINGS_VARIABLE,
+    PROJECT_ROOT,
+    SettingsError,
+    child_environment,
+    load_settings,
+)
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GhIjKl.secret-token-value-do-not-leak"
 
@@ -16,26 +20,24 @@ def test_defaults_match_the_8gb_guide(env_file: Path) -> None:
     assert s.default_duration == 60
     assert s.max_length_max == 300
     assert s.batch_size == 1
-    assert s.buffer_size == 2
     assert s.overlapped_decode is True
     assert s.cpu_offload is None and s.torch_compile is None  # auto: the tier decides
     assert s.llm_gpu_layers is None
     assert s.llm_context_size == 2048
-    assert s.discord_token is None
     assert s.tracks_dir == PROJECT_ROOT / "data" / "tracks"
 
 
 def test_reads_the_env_file_and_environment_wins(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_file.write_text(
-        "CPU_OFFLOAD=true\nTORCH_COMPILE=off\nLLM_GPU_LAYERS=-1\nBUFFER_SIZE=5\n"
+        "CPU_OFFLOAD=true\nTORCH_COMPILE=off\nLLM_GPU_LAYERS=-1\nBATCH_SIZE=5\n"
         "MAX_CUDA_VRAM=8\nLLM_MODEL_NAME=big.gguf\nQUANTIZATION=INT8\n"
     )
-    monkeypatch.setenv("BUFFER_SIZE", "3")
+    monkeypatch.setenv("BATCH_SIZE", "3")
     s = load_settings()
     assert s.cpu_offload is True
     assert s.torch_compile is False
     assert s.llm_gpu_layers == -1
-    assert s.buffer_size == 3
+    assert s.batch_size == 3
     assert s.max_cuda_vram == 8.0
     assert s.llm_model_name == "big.gguf"
     assert s.quantization == "int8"
@@ -44,8 +46,7 @@ def test_reads_the_env_file_and_environment_wins(env_file: Path, monkeypatch: py
 @pytest.mark.parametrize(
     ("key", "value", "allowed"),
     [
-        ("BUFFER_SIZE", "-1", "an integer from 1 to 20"),
-        ("BUFFER_SIZE", "two", "an integer from 1 to 20"),
+        ("BATCH_SIZE", "two", "an integer from 1 to 8"),
         ("CPU_OFFLOAD", "maybe", "auto, true or false"),
         ("OVERLAPPED_DECODE", "auto", "true or false"),
         ("DEFAULT_DURATION", "9999", "from 10 to 600"),
@@ -85,7 +86,7 @@ def test_default_duration_above_max_length_names_both_keys(env_file: Path, monke
 
 
 def test_several_wrong_values_give_one_line_each(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    env_file.write_text("BUFFER_SIZE=-1\nCPU_OFFLOAD=maybe\n")
+    env_file.write_text("BATCH_SIZE=-1\nCPU_OFFLOAD=maybe\n")
     with pytest.raises(SettingsError) as info:
         load_settings()
     assert len(info.value.lines) == 2
@@ -100,10 +101,9 @@ def test_switch_words(env_file: Path, monkeypatch: pytest.MonkeyPatch, word: str
 
 
 def test_empty_auto_values_mean_auto(env_file: Path) -> None:
-    env_file.write_text("CPU_OFFLOAD=\nMAX_CUDA_VRAM=\nLLM_GPU_LAYERS=auto\nDISCORD_TOKEN=\n")
+    env_file.write_text("CPU_OFFLOAD=\nMAX_CUDA_VRAM=\nLLM_GPU_LAYERS=auto\n")
     s = load_settings()
     assert s.cpu_offload is None and s.max_cuda_vram is None and s.llm_gpu_layers is None
-    assert s.discord_token is None
 
 
 def test_relative_paths_are_inside_the_project_and_absolute_paths_kept(env_file: Path, tmp_path: Path) -> None:
@@ -113,39 +113,23 @@ def test_relative_paths_are_inside_the_project_and_absolute_paths_kept(env_file:
     assert s.models_dir == tmp_path / "m"
 
 
-def test_token_never_in_repr_str_dump_or_errors(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
+def test_engine_settings_hold_no_bot_key(env_file: Path) -> None:
+    """The bot's keys in `.env` are not the engine's: ignored, never kept, never checked."""
+    env_file.write_text(f"DISCORD_TOKEN={TOKEN}\nBUFFER_SIZE=-1\nDJ_ROLE=DJ\nBATCH_SIZE=2\n")
     s = load_settings()
-    assert s.discord_token.get_secret_value() == TOKEN
-    for text in (repr(s), str(s), s.model_dump_json(), str(s.model_dump())):
-        assert TOKEN not in text
-    monkeypatch.setenv("BUFFER_SIZE", "-1")
-    with pytest.raises(SettingsError) as info:
+    assert s.batch_size == 2 and s.secrets == []
+    assert not {"discord_token", "buffer_size", "dj_role"} & set(s.model_dump())
+    assert TOKEN not in repr(s)
+
+
+def test_a_child_given_its_parents_settings_never_reads_env(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bot's trainer: `load_settings` takes the parent's engine values, not `.env`."""
+    handed = child_environment(load_settings(batch_size=3, device="cpu"))
+    env_file.write_text(f"DISCORD_TOKEN={TOKEN}\nDEVICE=gpu\nBATCH_SIZE=8\n")
+    for key, value in handed.items():
+        monkeypatch.setenv(key, value)
+    s = load_settings(tracks_dir="songs")
+    assert (s.batch_size, s.device, s.tracks_dir) == (3, "cpu", PROJECT_ROOT / "songs")
+    monkeypatch.setenv(INHERITED_SETTINGS_VARIABLE, "[1, 2]")
+    with pytest.raises(SettingsError, match=INHERITED_SETTINGS_VARIABLE):
         load_settings()
-    assert TOKEN not in str(info.value)
-    assert info.value.__cause__ is None and info.value.__suppress_context__
-
-
-def test_a_token_that_fails_validation_is_not_echoed(env_file: Path) -> None:
-    with pytest.raises(SettingsError) as info:
-        load_settings(discord_token=12345)
-    assert "DISCORD_TOKEN=<hidden>" in str(info.value)
-    assert "12345" not in str(info.value)
-
-
-def test_logs_scrub_the_token_from_messages_arguments_and_tracebacks(
-    env_file: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
-    s = load_settings()
-    logger = logging.getLogger("test.scrub")
-    caplog.handler.addFilter(SecretScrubber(s.secrets))
-    with caplog.at_level(logging.INFO, logger="test.scrub"):
-        logger.info("login with %s", s.discord_token.get_secret_value())
-        logger.info(f"inline {TOKEN}")
-        try:
-            raise RuntimeError(f"rejected token {TOKEN}")
-        except RuntimeError:
-            logger.exception("failed")
-    assert TOKEN not in caplog.text
-    assert caplog.text.count(REDACTED) >= 3

@@ -15,15 +15,16 @@ import discord
 import yarl
 
 from bot.app import serve
+from bot.settings import load_bot_settings
 from engine.logs import setup_logging
-from engine.settings import drop_secrets_from_environment, load_settings
+from engine.settings import drop_secrets_from_environment
 from tests.support.bot_world import make_bot
 from tests.support.fake_voice import VoiceLog
 from tests.support.train_helpers import CHILD_ENV
 
 
 def main(port: int) -> int:
-    settings = load_settings()
+    settings = load_bot_settings()
     drop_secrets_from_environment()
     setup_logging(settings.log_level, settings.secrets, settings.log_file)
     discord.http.Route.BASE = f"http://127.0.0.1:{port}/api/v10"

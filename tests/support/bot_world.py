@@ -18,7 +18,7 @@ from typing import Any
 import discord
 
 from bot.app import RadioBot
-from engine.settings import Settings
+from bot.settings import BotSettings
 from tests.support.fake_discord import (
     FakeChannel,
     FakeDiscord,
@@ -82,7 +82,7 @@ class World:
     fake: FakeDiscord
     bot: RadioBot
     voice: VoiceLog
-    settings: Settings
+    settings: BotSettings
     servers: list[Server] = field(default_factory=list)
 
     async def run(
@@ -94,7 +94,7 @@ class World:
         return interaction, message
 
 
-def world_settings(root: Path, checkpoint: Path, token: str, **changes: Any) -> Settings:
+def world_settings(root: Path, checkpoint: Path, token: str, **changes: Any) -> BotSettings:
     values: dict[str, Any] = {
         "discord_token": token,
         "buffer_size": 1,
@@ -106,7 +106,7 @@ def world_settings(root: Path, checkpoint: Path, token: str, **changes: Any) -> 
 
 
 def make_bot(
-    settings: Settings,
+    settings: BotSettings,
     voice: VoiceLog,
     training: dict[str, Any] | None = None,
     frame_delay: float = FRAME_DELAY,
@@ -126,7 +126,7 @@ def make_bot(
 @contextlib.asynccontextmanager
 async def start_bot(
     fake: FakeDiscord,
-    settings: Settings,
+    settings: BotSettings,
     voice: VoiceLog,
     training: dict[str, Any] | None = None,
     frame_delay: float = FRAME_DELAY,

@@ -8,14 +8,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from engine.settings import Settings, load_settings
+from bot.settings import BotSettings, load_bot_settings
 from engine.worker.process import WorkerConfig
 
 #: Diffusion steps in tests: enough to see progress, few enough to be quick.
 TEST_STEPS = 4
 
 
-def radio_settings(root: Path, checkpoint: Path, **changes: Any) -> Settings:
+def radio_settings(root: Path, checkpoint: Path, **changes: Any) -> BotSettings:
     """Settings for a radio under `root` with the tiny checkpoint and 10 s songs, read
     from an empty `.env` (the values given here win over the environment)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -34,10 +34,10 @@ def radio_settings(root: Path, checkpoint: Path, **changes: Any) -> Settings:
         "max_cuda_vram": None,
         "log_level": "INFO",
     }
-    return load_settings(env, **{**values, **changes})
+    return load_bot_settings(env, **{**values, **changes})
 
 
-def template_worker(settings: Settings, **changes: Any) -> WorkerConfig:
+def template_worker(settings: BotSettings, **changes: Any) -> WorkerConfig:
     """A worker config with the instant template songwriter and few steps."""
     return WorkerConfig.from_settings(settings, **{"songwriter": "template", "steps": TEST_STEPS, **changes})
 
