@@ -59,13 +59,13 @@ from engine.worker.process import WorkerConfig
 log = logging.getLogger("bot.app")
 
 COGS = (
-    "bot.cogs.listening",
-    "bot.cogs.dj",
-    "bot.cogs.adapters",
-    "bot.cogs.training",
-    "bot.cogs.datasets",
-    "bot.cogs.taste",
-    "bot.cogs.voice_events",
+    "bot.commands.listening",
+    "bot.commands.dj",
+    "bot.commands.adapters",
+    "bot.commands.training",
+    "bot.commands.datasets",
+    "bot.commands.taste",
+    "bot.commands.voice_events",
 )
 EXIT_USAGE = 2
 #: The loss curve on a run's progress message is drawn again every this many polls.

@@ -109,7 +109,7 @@ def every_import(tree: ast.Module) -> set[str]:
 
 
 def test_no_cog_imports_another_cog() -> None:
-    """Cogs share code through helper modules (bot.cogs.common, bot.permissions), never
+    """Cogs share code through helper modules (bot.commands.common, bot.permissions), never
     through each other: a cog can be changed, or left unloaded, on its own."""
     from bot.app import COGS
 
@@ -122,8 +122,8 @@ def test_no_cog_imports_another_cog() -> None:
 
 
 def test_every_import_finds_imports_anywhere_in_a_file() -> None:
-    source = "import a.b\nif TYPE_CHECKING:\n    from c import d\ndef f():\n    from bot.cogs import dj\n"
-    assert every_import(ast.parse(source)) == {"a.b", "c", "c.d", "bot.cogs", "bot.cogs.dj"}
+    source = "import a.b\nif TYPE_CHECKING:\n    from c import d\ndef f():\n    from bot.commands import dj\n"
+    assert every_import(ast.parse(source)) == {"a.b", "c", "c.d", "bot.commands", "bot.commands.dj"}
 
 
 def test_test_modules_share_helpers_only_through_tests_support() -> None:

@@ -20,7 +20,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import choices
-from bot.cogs.common import listener_name, member_of
+from bot.commands.common import listener_name, member_of
 from bot.permissions import NotAllowedError, describe_dj_role, dj_only, has_manage_server
 from bot.radio import Radio
 from bot.render import safe, settings_embed

@@ -1,6 +1,6 @@
 """Adapter commands: what a station sings with (DJs) and sharing a server's adapter
 with every server (the bot's owner; see bot.ownership). Training them:
-bot.cogs.training. Autocomplete suggests nothing to members who may not run the
+bot.commands.training. Autocomplete suggests nothing to members who may not run the
 command.
 """
 
@@ -17,7 +17,7 @@ from discord.ext import commands
 
 from bot.adapter_library import key_name, list_adapters, share_adapter
 from bot.choices import suggest
-from bot.cogs.common import member_of
+from bot.commands.common import member_of
 from bot.permissions import bot_owner_only, dj_only
 from bot.radio import Radio
 from bot.render import safe
@@ -27,7 +27,7 @@ from engine.worker.protocol import MAX_ADAPTER_SCALE
 if TYPE_CHECKING:
     from bot.app import RadioBot
 
-log = logging.getLogger("bot.cogs.adapters")
+log = logging.getLogger("bot.commands.adapters")
 
 OFF = "off"
 

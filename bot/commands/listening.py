@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import choices
-from bot.cogs.common import aired_station, listener_name, member_of
+from bot.commands.common import aired_station, listener_name, member_of
 from bot.permissions import LEVELS, access_of, anyone
 from bot.radio import Radio
 from bot.render import (

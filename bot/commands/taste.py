@@ -17,7 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.common import aired_station, member_of
+from bot.commands.common import aired_station, member_of
 from bot.permissions import anyone
 from bot.radio import Radio
 from bot.render import safe

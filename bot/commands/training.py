@@ -22,7 +22,7 @@ from discord import app_commands
 
 from bot.adapter_library import TRAINED_NAME_RULE
 from bot.choices import suggest
-from bot.cogs.common import TrainerCog, member_of
+from bot.commands.common import TrainerCog, member_of
 from bot.datasets import list_datasets
 from bot.permissions import trainer_only
 from bot.replies import RadioError, answer, defer
@@ -35,7 +35,7 @@ from bot.training.status import run_title, status_text
 if TYPE_CHECKING:
     from bot.app import RadioBot
 
-log = logging.getLogger("bot.cogs.training")
+log = logging.getLogger("bot.commands.training")
 
 DEFAULT_EPOCHS = 10
 RECENT_RUNS = 5

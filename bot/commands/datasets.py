@@ -20,7 +20,7 @@ from discord import app_commands
 
 from bot.adapter_library import TRAINED_NAME_RULE
 from bot.choices import suggest
-from bot.cogs.common import TrainerCog, listener_name, member_of
+from bot.commands.common import TrainerCog, listener_name, member_of
 from bot.datasets import (
     AddResult,
     DatasetView,
@@ -41,7 +41,7 @@ from engine.text_safety import sanitize_text
 if TYPE_CHECKING:
     from bot.app import RadioBot
 
-log = logging.getLogger("bot.cogs.datasets")
+log = logging.getLogger("bot.commands.datasets")
 
 MAX_FILES = 10
 MAX_LISTED = 25
