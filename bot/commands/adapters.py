@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
-from discord.ext import commands
 
 from bot.adapter_library import key_name, list_adapters, share_adapter
 from bot.choices import suggest
-from bot.commands.common import member_of
+from bot.commands.common import RadioCog, member_of
 from bot.permissions import bot_owner_only, dj_only
-from bot.radio import Radio
 from bot.render import safe
 from bot.replies import RadioError, answer, defer
 from engine.worker.protocol import MAX_ADAPTER_SCALE
@@ -43,14 +41,7 @@ def adapter_scale(value: object) -> float | None:
     return float(value)  # type: ignore[arg-type]
 
 
-class Adapters(commands.Cog):
-    def __init__(self, bot: RadioBot):
-        self.bot = bot
-
-    @property
-    def radio(self) -> Radio:
-        return self.bot.radio
-
+class Adapters(RadioCog):
     # --- autocomplete: nothing for members who may not run the command ---------------
     async def _adapter_names(self, interaction: discord.Interaction, current: str):
         if interaction.guild_id is None or not await dj_only.allows(interaction):

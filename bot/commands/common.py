@@ -1,7 +1,8 @@
 """What several cogs share, so that no cog imports another: the member behind an
-interaction, the name stored with a request, the guild's aired station and the
-base of the trainers' cogs. Who may run a command is declared at the command
-with a level of bot.permissions (`@dj_only`, `@trainer_only`, ...)."""
+interaction, the name stored with a request, the base of the cogs that work on the
+stations (with the guild's aired station) and of the trainers' cogs. Who may run a
+command is declared at the command with a level of bot.permissions (`@dj_only`,
+`@trainer_only`, ...)."""
 
 from __future__ import annotations
 
@@ -31,12 +32,22 @@ def listener_name(member: discord.Member) -> str:
     return sanitize_text(member.display_name, 100) or f"listener {member.id}"
 
 
-def aired_station(radio: Radio, guild_id: int) -> Station:
-    """The guild's station; a refusal when the radio was never on air there."""
-    station = radio.known_station(guild_id)
-    if station is None:
-        raise RadioError("The radio has not been on air here yet: join a voice channel and run /radio_join.")
-    return station
+class RadioCog(commands.Cog):
+    """The base of the cogs whose commands work on the radio's stations."""
+
+    def __init__(self, bot: RadioBot):
+        self.bot = bot
+
+    @property
+    def radio(self) -> Radio:
+        return self.bot.radio
+
+    def aired_station(self, guild_id: int) -> Station:
+        """The guild's station; a refusal when the radio was never on air there."""
+        station = self.radio.known_station(guild_id)
+        if station is None:
+            raise RadioError("The radio has not been on air here yet: join a voice channel and run /radio_join.")
+        return station
 
 
 class TrainerCog(commands.Cog):

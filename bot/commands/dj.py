@@ -17,12 +17,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
-from discord.ext import commands
 
 from bot import choices
-from bot.commands.common import listener_name, member_of
+from bot.commands.common import RadioCog, listener_name, member_of
 from bot.permissions import NotAllowedError, describe_dj_role, dj_only, has_manage_server
-from bot.radio import Radio
 from bot.render import safe, settings_embed
 from bot.replies import RadioError, answer, defer
 from bot.station import Station
@@ -55,14 +53,7 @@ async def set_lyrics_rating(interaction: discord.Interaction, station: Station, 
     await station.set_lyrics_rating(rating)
 
 
-class StationControl(commands.Cog):
-    def __init__(self, bot: RadioBot):
-        self.bot = bot
-
-    @property
-    def radio(self) -> Radio:
-        return self.bot.radio
-
+class StationControl(RadioCog):
     # --- autocomplete: nothing for members who are not DJs ----------------------------
     async def _genres(self, interaction: discord.Interaction, current: str):
         return await choices.genres(interaction, current) if await dj_only.allows(interaction) else []

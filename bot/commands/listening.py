@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
-from discord.ext import commands
 
 from bot import choices
-from bot.commands.common import aired_station, listener_name, member_of
+from bot.commands.common import RadioCog, listener_name, member_of
 from bot.permissions import LEVELS, access_of, anyone
-from bot.radio import Radio
 from bot.render import (
     CommandHelp,
     NowPlaying,
@@ -26,7 +24,6 @@ from bot.render import (
     status_text,
 )
 from bot.replies import RadioError, answer, defer
-from bot.station import Station
 from bot.store import MAX_GENRE_CHARS, MAX_THEME_CHARS
 from bot.votes import skip_now, vote_skip
 from engine.spec import MAX_DURATION, MIN_DURATION
@@ -44,17 +41,7 @@ def history_count(value: object) -> int:
     return value
 
 
-class Listening(commands.Cog):
-    def __init__(self, bot: RadioBot):
-        self.bot = bot
-
-    @property
-    def radio(self) -> Radio:
-        return self.bot.radio
-
-    def _station(self, guild_id: int) -> Station:
-        return aired_station(self.radio, guild_id)
-
+class Listening(RadioCog):
     @anyone
     @app_commands.command(name="radio_join", description="Bring the radio into your voice channel")
     @app_commands.guild_only()
@@ -112,7 +99,7 @@ class Listening(commands.Cog):
     @app_commands.command(name="radio_nowplaying", description="The song playing now")
     @app_commands.guild_only()
     async def radio_nowplaying(self, interaction: discord.Interaction) -> None:
-        station = self._station(member_of(interaction).guild.id)
+        station = self.aired_station(member_of(interaction).guild.id)
         await defer(interaction)
         status = await station.status()
         player = self.radio.player(station.guild_id)
@@ -128,7 +115,7 @@ class Listening(commands.Cog):
     @app_commands.command(name="radio_queue", description="What is ready, being made and waiting")
     @app_commands.guild_only()
     async def radio_queue(self, interaction: discord.Interaction) -> None:
-        station = self._station(member_of(interaction).guild.id)
+        station = self.aired_station(member_of(interaction).guild.id)
         await defer(interaction)
         await answer(interaction, embed=queue_embed(await station.status()))
 
@@ -176,7 +163,7 @@ class Listening(commands.Cog):
     @app_commands.guild_only()
     async def radio_skip(self, interaction: discord.Interaction) -> None:
         member = member_of(interaction)
-        station = self._station(member.guild.id)
+        station = self.aired_station(member.guild.id)
         play = station.now_playing
         if play is None:
             raise RadioError("Nothing is playing, so there is nothing to skip.")
@@ -213,7 +200,7 @@ class Listening(commands.Cog):
         count: app_commands.Range[int, 1, MAX_HISTORY_SHOWN] = 10,
     ) -> None:
         count = history_count(count)
-        station = self._station(member_of(interaction).guild.id)
+        station = self.aired_station(member_of(interaction).guild.id)
         await defer(interaction)
         await answer(interaction, embed=history_embed(await station.history(count)))
 
@@ -221,7 +208,7 @@ class Listening(commands.Cog):
     @app_commands.command(name="radio_stats", description="How the station is doing")
     @app_commands.guild_only()
     async def radio_stats(self, interaction: discord.Interaction) -> None:
-        station = self._station(member_of(interaction).guild.id)
+        station = self.aired_station(member_of(interaction).guild.id)
         await defer(interaction)
         workers = self.bot.stations.client.summary()
         await answer(interaction, embed=stats_embed(await station.stats(), workers))

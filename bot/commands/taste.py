@@ -15,11 +15,9 @@ from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
-from discord.ext import commands
 
-from bot.commands.common import aired_station, member_of
+from bot.commands.common import RadioCog, member_of
 from bot.permissions import anyone
-from bot.radio import Radio
 from bot.render import safe
 from bot.replies import RadioError, answer, defer
 from bot.station import Station
@@ -55,17 +53,7 @@ def file_name(record: TrackRecord) -> str:
     return f"{slug(record.title, 60)}-{record.id}{record.path.suffix or '.ogg'}"
 
 
-class Taste(commands.Cog):
-    def __init__(self, bot: RadioBot):
-        self.bot = bot
-
-    @property
-    def radio(self) -> Radio:
-        return self.bot.radio
-
-    def _station(self, guild_id: int) -> Station:
-        return aired_station(self.radio, guild_id)
-
+class Taste(RadioCog):
     async def _suggest(
         self,
         interaction: discord.Interaction,
@@ -79,7 +67,7 @@ class Taste(commands.Cog):
     @app_commands.command(name="radio_taste", description="What this server likes and dislikes, and why")
     @app_commands.guild_only()
     async def radio_taste(self, interaction: discord.Interaction) -> None:
-        station = self._station(member_of(interaction).guild.id)
+        station = self.aired_station(member_of(interaction).guild.id)
         await defer(interaction)
         profile = await asyncio.to_thread(station.store.taste_profile, station.guild_id)
         await answer(interaction, embed=taste_embed(profile, station.settings))
@@ -91,7 +79,7 @@ class Taste(commands.Cog):
     @app_commands.checks.cooldown(SAVES_PER_MINUTE, 60.0, key=lambda i: (i.guild_id, i.user.id))
     async def radio_save(self, interaction: discord.Interaction, song: str | None = None) -> None:
         member = member_of(interaction)
-        station = self._station(member.guild.id)
+        station = self.aired_station(member.guild.id)
         if song is None:
             playing = station.now_playing
             if playing is None:
@@ -134,7 +122,7 @@ class Taste(commands.Cog):
     @app_commands.guild_only()
     @app_commands.describe(queue="DJ: put this favourite back in the queue, e.g. #12")
     async def radio_favorites(self, interaction: discord.Interaction, queue: str | None = None) -> None:
-        station = self._station(member_of(interaction).guild.id)
+        station = self.aired_station(member_of(interaction).guild.id)
         if queue is None:
             await defer(interaction)
             favorites = await asyncio.to_thread(station.store.favorites, station.guild_id, 15)
