@@ -23,7 +23,9 @@ async def test_a_failing_task_is_logged_with_its_traceback(caplog: pytest.LogCap
         await tasks.wait()
     (record,) = caplog.records
     assert record.getMessage() == "guild 7: background task failed"
-    assert record.exc_info is not None and isinstance(record.exc_info[1], OSError)
+    # The traceback is in the log: as exc_info, or as exc_text where the secret scrubber
+    # (engine.logs, on the root handlers once a test set the logging up) formatted it.
+    assert "Traceback" in caplog.text and "OSError: disk gone" in caplog.text
     assert len(tasks) == 0
 
 
