@@ -64,6 +64,12 @@ class StationControl(RadioCog):
     async def _presets(self, interaction: discord.Interaction, current: str):
         return await choices.presets(interaction, current) if await dj_only.allows(interaction) else []
 
+    async def _restyle(self, interaction: discord.Interaction, **change: str | int) -> None:
+        """Change the station's style (`Station.set_style`) and say what it plays now."""
+        station = await self._station(interaction)
+        settings = await station.set_style(**change)
+        await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
+
     async def _station(self, interaction: discord.Interaction) -> Station:
         await defer(interaction)
         return await self.radio.station(member_of(interaction).guild.id)
@@ -87,9 +93,7 @@ class StationControl(RadioCog):
     async def radio_genre(
         self, interaction: discord.Interaction, genre: app_commands.Range[str, 1, MAX_GENRE_CHARS]
     ) -> None:
-        station = await self._station(interaction)
-        settings = await station.set_style(genre=genre)
-        await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
+        await self._restyle(interaction, genre=genre)
 
     @dj_only
     @app_commands.command(name="radio_theme", description="Set what the station's songs are about (empty: anything)")
@@ -99,9 +103,7 @@ class StationControl(RadioCog):
         interaction: discord.Interaction,
         theme: app_commands.Range[str, 1, MAX_STATION_THEME_CHARS] | None = None,
     ) -> None:
-        station = await self._station(interaction)
-        settings = await station.set_style(theme=theme or "")
-        await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
+        await self._restyle(interaction, theme=theme or "")
 
     @dj_only
     @app_commands.command(name="radio_style", description="Set the station's style words (mood, sound; empty: none)")
@@ -111,18 +113,14 @@ class StationControl(RadioCog):
         interaction: discord.Interaction,
         style: app_commands.Range[str, 1, MAX_MOOD_CHARS] | None = None,
     ) -> None:
-        station = await self._station(interaction)
-        settings = await station.set_style(mood=style or "")
-        await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
+        await self._restyle(interaction, mood=style or "")
 
     @dj_only
     @app_commands.command(name="radio_language", description="Set the language of the lyrics")
     @app_commands.describe(language="A language code such as en, ja, es")
     @app_commands.autocomplete(language=_languages)
     async def radio_language(self, interaction: discord.Interaction, language: str) -> None:
-        station = await self._station(interaction)
-        settings = await station.set_style(language=language)
-        await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
+        await self._restyle(interaction, language=language)
 
     @dj_only
     @app_commands.command(name="radio_maxlength", description="Set the longest song the station makes, in seconds")
@@ -130,9 +128,7 @@ class StationControl(RadioCog):
     async def radio_maxlength(
         self, interaction: discord.Interaction, seconds: app_commands.Range[int, 30, 600]
     ) -> None:
-        station = await self._station(interaction)
-        settings = await station.set_style(max_length=seconds)
-        await answer(interaction, f"🎛️ The station plays {style_line(settings)}.")
+        await self._restyle(interaction, max_length=seconds)
 
     @dj_only
     @app_commands.command(name="radio_preset", description="Give the station a ready-made style")
